@@ -1,0 +1,237 @@
+"""HTTP fetching with limits and SSRF protection (the I/O edge for feeds and article pages).
+
+Every TCP connection goes through `GuardedBackend`, which resolves the host itself, refuses private, loopback,
+link-local, multicast and reserved addresses (unless allowed) and then connects to the address it checked. So the
+check applies to the address actually connected to, on redirects too, and DNS rebinding cannot slip past it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import ipaddress
+import logging
+import socket
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+import httpcore
+import httpx
+
+from bot import __version__
+from bot.errors import BlockedURLError, FetchError, TooLargeError
+from bot.models import FetchResult
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"newsdigest/{__version__} (+https://github.com/newsdigest/newsdigest; RSS reader)"
+FEED_ACCEPT = "application/rss+xml, application/atom+xml, application/rdf+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    """Per-request limits."""
+
+    timeout_s: float = 20.0
+    max_bytes: int = 10 * 1024 * 1024
+    max_redirects: int = 5
+    max_connections: int = 32
+    per_host: int = 2
+    allow_private: bool = False
+
+
+def check_url(url: str) -> str:
+    """Validate that a URL is absolute http(s) with a host; returns it unchanged or raises BlockedURLError."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise BlockedURLError(url, f"not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise BlockedURLError(url, "only http and https URLs are allowed")
+    if not parts.hostname:
+        raise BlockedURLError(url, "URL has no host")
+    return url
+
+
+def address_is_public(ip: str) -> bool:
+    """True when an IP address is globally routable (not private, loopback, link-local, multicast, reserved)."""
+    addr = ipaddress.ip_address(ip.split("%", 1)[0])
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return not (addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_multicast
+                or addr.is_reserved or addr.is_unspecified or not addr.is_global)
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Network backend that resolves and vets every address before connecting to it."""
+
+    def __init__(self, allow_private: bool) -> None:
+        self.allow_private = allow_private
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None,
+                          socket_options: Iterable | None = None) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await asyncio.wait_for(
+                loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout)
+        except (OSError, TimeoutError) as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+        addresses = list(dict.fromkeys(info[4][0] for info in infos))
+        allowed = [a for a in addresses if self.allow_private or address_is_public(a)]
+        if not allowed:
+            raise _Blocked(f"{host} resolves to a non-public address ({', '.join(addresses)})")
+        last: Exception | None = None
+        for addr in allowed:
+            try:
+                return await self._inner.connect_tcp(addr, port, timeout=timeout, local_address=local_address,
+                                                     socket_options=socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    async def connect_unix_socket(self, *args, **kwargs):  # noqa: ANN002, ANN003
+        raise _Blocked("unix sockets are not allowed")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _Blocked(httpcore.ConnectError):
+    """Raised inside httpcore so the request fails; translated to BlockedURLError."""
+
+
+class GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx transport whose connection pool uses GuardedBackend."""
+
+    def __init__(self, *, allow_private: bool, max_connections: int) -> None:
+        super().__init__(trust_env=False)
+        # httpx has no public hook for the network backend, so we swap in a pool built with ours.
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(), max_connections=max_connections,
+            max_keepalive_connections=max_connections, keepalive_expiry=30.0,
+            network_backend=GuardedBackend(allow_private))
+
+
+def _parse_retry_after(value: str | None, now: float) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now)
+
+
+def _parse_max_age(cache_control: str | None) -> float | None:
+    if not cache_control:
+        return None
+    for part in cache_control.split(","):
+        name, _, value = part.strip().partition("=")
+        if name.lower() == "max-age" and value.strip().isdigit():
+            return float(value.strip())
+    return None
+
+
+class Fetcher:
+    """Shared HTTP client with global and per-host concurrency limits; use as an async context manager."""
+
+    def __init__(self, limits: FetchLimits | None = None, *, user_agent: str = USER_AGENT) -> None:
+        self.limits = limits or FetchLimits()
+        self._client = httpx.AsyncClient(
+            transport=GuardedTransport(allow_private=self.limits.allow_private,
+                                       max_connections=self.limits.max_connections),
+            follow_redirects=True, max_redirects=self.limits.max_redirects,
+            headers={"User-Agent": user_agent, "Accept-Encoding": "gzip, deflate"},
+            event_hooks={"request": [self._check_request]}, trust_env=False)
+        self._global = asyncio.Semaphore(self.limits.max_connections)
+        self._hosts: dict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(self.limits.per_host))
+
+    async def __aenter__(self) -> Fetcher:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close pooled connections."""
+        await self._client.aclose()
+
+    @staticmethod
+    async def _check_request(request: httpx.Request) -> None:
+        # Runs for the first request and for every redirect hop.
+        check_url(str(request.url))
+
+    async def get(self, url: str, *, etag: str | None = None, last_modified: str | None = None,
+                  timeout_s: float | None = None, accept: str = FEED_ACCEPT) -> FetchResult:
+        """GET a URL within the limits; returns a FetchResult (304 included) or raises FetchError."""
+        check_url(url)
+        headers = {"Accept": accept}
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        host = (urlsplit(url).hostname or "").lower()
+        total = timeout_s or self.limits.timeout_s
+        async with self._global, self._hosts[host]:
+            try:
+                async with asyncio.timeout(total):
+                    return await self._get(url, headers, total)
+            except TimeoutError:
+                raise FetchError(url, f"timed out after {total:g} s") from None
+            except httpx.TooManyRedirects:
+                raise FetchError(url, f"more than {self.limits.max_redirects} redirects", transient=False) from None
+            except _Blocked as exc:
+                raise BlockedURLError(url, str(exc)) from None
+            except httpx.HTTPError as exc:
+                cause = exc.__cause__ or exc.__context__
+                if isinstance(cause, _Blocked):
+                    raise BlockedURLError(url, str(cause)) from None
+                raise FetchError(url, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from None
+
+    async def _get(self, url: str, headers: dict[str, str], total: float) -> FetchResult:
+        timeout = httpx.Timeout(total)
+        async with self._client.stream("GET", url, headers=headers, timeout=timeout) as resp:
+            now = time.time()
+            retry_after = _parse_retry_after(resp.headers.get("Retry-After"), now)
+            if resp.status_code == 304:
+                return FetchResult(url=url, status=304, etag=resp.headers.get("ETag"),
+                                   last_modified=resp.headers.get("Last-Modified"), final_url=str(resp.url),
+                                   max_age_s=_parse_max_age(resp.headers.get("Cache-Control")))
+            if resp.status_code >= 400:
+                transient = resp.status_code in (408, 425, 429) or resp.status_code >= 500
+                raise FetchError(url, f"HTTP {resp.status_code}", transient=transient,
+                                 retry_after=retry_after, status=resp.status_code)
+            declared = resp.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > self.limits.max_bytes:
+                raise TooLargeError(url, self.limits.max_bytes)
+            chunks: list[bytes] = []
+            size = 0
+            # Counted after decompression, so a gzip bomb is cut off too.
+            async for chunk in resp.aiter_bytes():
+                size += len(chunk)
+                if size > self.limits.max_bytes:
+                    raise TooLargeError(url, self.limits.max_bytes)
+                chunks.append(chunk)
+            return FetchResult(
+                url=url, status=resp.status_code, body=b"".join(chunks), etag=resp.headers.get("ETag"),
+                last_modified=resp.headers.get("Last-Modified"), content_type=resp.headers.get("Content-Type"),
+                final_url=str(resp.url), max_age_s=_parse_max_age(resp.headers.get("Cache-Control")),
+                retry_after_s=retry_after)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)

@@ -1,0 +1,324 @@
+"""Settings from the environment and feeds.yaml, validated at start into frozen objects.
+
+Every problem is a ConfigError naming the source (variable or file), the key and what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from bot.errors import ConfigError
+from bot.models import FeedSpec
+from bot.net import check_url
+from bot.errors import BlockedURLError
+
+DEFAULT_DATABASE_URL = "sqlite:///data/newsdigest.db"
+DEFAULT_FEEDS_FILE = "feeds.yaml"
+
+# name -> (default, help); the single table of environment settings (README mirrors it).
+ENV_SETTINGS: dict[str, tuple[str | None, str]] = {
+    "NEWSDIGEST_DATABASE_URL": (DEFAULT_DATABASE_URL, "SQLAlchemy URL (SQLite file or postgresql+psycopg://...)"),
+    "NEWSDIGEST_FEEDS_FILE": (DEFAULT_FEEDS_FILE, "feeds file; empty = no file, feeds only from the database"),
+    "NEWSDIGEST_ALLOW_PRIVATE_URLS": ("0", "1 lets feed/article URLs reach loopback/private addresses"),
+    "NEWSDIGEST_REQUEST_TIMEOUT": ("20", "total seconds per HTTP request"),
+    "NEWSDIGEST_MAX_RESPONSE_BYTES": ("10485760", "response size cap in bytes"),
+    "NEWSDIGEST_MAX_CONNECTIONS": ("32", "concurrent HTTP requests overall"),
+    "NEWSDIGEST_PER_HOST_CONNECTIONS": ("2", "concurrent HTTP requests per host"),
+    "NEWSDIGEST_PAUSE_AFTER_FAILURES": ("10", "consecutive failures after which a feed is paused"),
+    "NEWSDIGEST_ADMINS": ("", "bot owners, e.g. telegram:123456,discord:987654"),
+    "NEWSDIGEST_SUMMARIZER_MODEL": ("", "HF seq2seq model id or path; empty = extractive default"),
+    "NEWSDIGEST_LOG_LEVEL": ("INFO", "DEBUG, INFO, WARNING or ERROR"),
+    "TELEGRAM_BOT_TOKEN": ("", "starts the Telegram adapter when set"),
+    "TELEGRAM_API_BASE_URL": ("https://api.telegram.org", "root of the Bot API server"),
+    "DISCORD_BOT_TOKEN": ("", "starts the Discord adapter when set"),
+}
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_TIME_OF_DAY = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+def parse_duration(value: Any) -> float:
+    """'90', '15m', '6h', '2d' -> seconds; raises ValueError."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 15m, 6h or 2d")
+    if isinstance(value, int | float):
+        if value <= 0:
+            raise ValueError("must be positive")
+        return float(value)
+    m = _DURATION.match(str(value))
+    if not m or float(m.group(1)) <= 0:
+        raise ValueError(f"{value!r} is not a duration like 15m, 6h or 2d")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+@dataclass(frozen=True)
+class TopicSpecConfig:
+    """A topic as written in feeds.yaml."""
+
+    name: str
+    description: str
+    examples: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DigestDefaults:
+    """Defaults for a new subscription."""
+
+    times: tuple[str, ...] = ("08:00", "18:00")
+    every_hours: int | None = None
+    timezone: str = "UTC"
+    max_stories: int = 8
+    min_topic_score: float = 0.5
+    topics: tuple[str, ...] = ("world",)
+    summary_cooldown_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class FeedsFile:
+    """The parsed feeds file."""
+
+    path: Path | None
+    feeds: tuple[FeedSpec, ...] = ()
+    topics: tuple[TopicSpecConfig, ...] = ()
+    digest: DigestDefaults = field(default_factory=DigestDefaults)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated process settings."""
+
+    database_url: str
+    feeds_file: Path | None
+    allow_private_urls: bool
+    request_timeout_s: float
+    max_response_bytes: int
+    max_connections: int
+    per_host_connections: int
+    pause_after_failures: int
+    admins: frozenset[str]
+    summarizer_model: str | None
+    log_level: str
+    telegram_bot_token: str | None
+    telegram_api_base_url: str
+    discord_bot_token: str | None
+
+
+def _bool(name: str, raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(name, name, f"expected 1 or 0, got {raw!r}")
+
+
+def _int(name: str, raw: str, minimum: int = 1) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(name, name, f"expected a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(name, name, f"must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, name, f"expected a number of seconds, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(name, name, f"must be positive, got {raw!r}")
+    return value
+
+
+def parse_admins(raw: str, source: str = "NEWSDIGEST_ADMINS") -> frozenset[str]:
+    """'telegram:1,discord:2' -> {'telegram:1', 'discord:2'}; validates platform and id."""
+    out = set()
+    for item in filter(None, (p.strip() for p in raw.split(","))):
+        platform, _, ident = item.partition(":")
+        if platform not in ("telegram", "discord") or not ident.lstrip("-").isdigit():
+            raise ConfigError(source, source, f"{item!r} is not platform:id (platform telegram or discord)")
+        out.add(f"{platform}:{ident}")
+    return frozenset(out)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the environment."""
+    env = os.environ if env is None else env
+
+    def get(name: str) -> str:
+        default = ENV_SETTINGS[name][0] or ""
+        return env.get(name, default)
+
+    db = get("NEWSDIGEST_DATABASE_URL").strip() or DEFAULT_DATABASE_URL
+    if "://" not in db:
+        raise ConfigError("NEWSDIGEST_DATABASE_URL", "NEWSDIGEST_DATABASE_URL",
+                          f"{db!r} is not a SQLAlchemy URL (e.g. sqlite:///data/newsdigest.db)")
+    feeds_raw = env.get("NEWSDIGEST_FEEDS_FILE", DEFAULT_FEEDS_FILE)
+    level = get("NEWSDIGEST_LOG_LEVEL").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("NEWSDIGEST_LOG_LEVEL", "NEWSDIGEST_LOG_LEVEL", f"unknown level {level!r}")
+    base = get("TELEGRAM_API_BASE_URL").strip().rstrip("/") or "https://api.telegram.org"
+    if not base.startswith(("http://", "https://")):
+        raise ConfigError("TELEGRAM_API_BASE_URL", "TELEGRAM_API_BASE_URL", f"{base!r} is not an http(s) URL")
+    return Settings(
+        database_url=db,
+        feeds_file=Path(feeds_raw) if feeds_raw.strip() else None,
+        allow_private_urls=_bool("NEWSDIGEST_ALLOW_PRIVATE_URLS", get("NEWSDIGEST_ALLOW_PRIVATE_URLS")),
+        request_timeout_s=_float("NEWSDIGEST_REQUEST_TIMEOUT", get("NEWSDIGEST_REQUEST_TIMEOUT")),
+        max_response_bytes=_int("NEWSDIGEST_MAX_RESPONSE_BYTES", get("NEWSDIGEST_MAX_RESPONSE_BYTES"), 1024),
+        max_connections=_int("NEWSDIGEST_MAX_CONNECTIONS", get("NEWSDIGEST_MAX_CONNECTIONS")),
+        per_host_connections=_int("NEWSDIGEST_PER_HOST_CONNECTIONS", get("NEWSDIGEST_PER_HOST_CONNECTIONS")),
+        pause_after_failures=_int("NEWSDIGEST_PAUSE_AFTER_FAILURES", get("NEWSDIGEST_PAUSE_AFTER_FAILURES")),
+        admins=parse_admins(get("NEWSDIGEST_ADMINS")),
+        summarizer_model=get("NEWSDIGEST_SUMMARIZER_MODEL").strip() or None,
+        log_level=level,
+        telegram_bot_token=get("TELEGRAM_BOT_TOKEN").strip() or None,
+        telegram_api_base_url=base,
+        discord_bot_token=get("DISCORD_BOT_TOKEN").strip() or None,
+    )
+
+
+_FEED_KEYS = {"url", "name", "tags", "region", "language", "interval", "timeout", "enabled", "all_world",
+              "date_fallback", "state_media"}
+
+
+def _feed_spec(raw: Any, where: str, src: str, default_interval: float) -> FeedSpec:
+    if not isinstance(raw, dict):
+        raise ConfigError(src, where, "each feed must be a mapping with at least 'url'")
+    unknown = set(raw) - _FEED_KEYS
+    if unknown:
+        raise ConfigError(src, f"{where}.{sorted(unknown)[0]}", f"unknown key (allowed: {', '.join(sorted(_FEED_KEYS))})")
+    url = raw.get("url")
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigError(src, f"{where}.url", "missing or not a string")
+    try:
+        check_url(url.strip())
+    except BlockedURLError as exc:
+        raise ConfigError(src, f"{where}.url", exc.reason) from None
+    try:
+        interval = parse_duration(raw.get("interval", default_interval))
+        timeout = parse_duration(raw["timeout"]) if raw.get("timeout") is not None else None
+    except ValueError as exc:
+        raise ConfigError(src, f"{where}.interval/timeout", str(exc)) from None
+    tags = raw.get("tags", [])
+    if isinstance(tags, str):
+        tags = [tags]
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise ConfigError(src, f"{where}.tags", "must be a list of strings")
+    for flag in ("enabled", "all_world", "date_fallback", "state_media"):
+        if flag in raw and not isinstance(raw[flag], bool):
+            raise ConfigError(src, f"{where}.{flag}", "must be true or false")
+    return FeedSpec(url=url.strip(), name=str(raw.get("name") or ""), tags=tuple(tags),
+                    region=raw.get("region"), language=raw.get("language"), interval_s=int(interval),
+                    timeout_s=timeout, enabled=raw.get("enabled", True), all_world=raw.get("all_world", False),
+                    date_fallback=raw.get("date_fallback", False), state_media=raw.get("state_media", False))
+
+
+def _digest(raw: Any, src: str) -> DigestDefaults:
+    if raw is None:
+        return DigestDefaults()
+    if not isinstance(raw, dict):
+        raise ConfigError(src, "digest", "must be a mapping")
+    d = DigestDefaults()
+    times = raw.get("times", list(d.times))
+    if not isinstance(times, list) or not all(isinstance(t, str) and _TIME_OF_DAY.match(t) for t in times):
+        raise ConfigError(src, "digest.times", "must be a list of HH:MM times")
+    tz = raw.get("timezone", d.timezone)
+    try:
+        ZoneInfo(str(tz))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(src, "digest.timezone", f"unknown time zone {tz!r}") from None
+    every = raw.get("every_hours")
+    if every is not None and (not isinstance(every, int) or isinstance(every, bool) or not 1 <= every <= 168):
+        raise ConfigError(src, "digest.every_hours", "must be a whole number of hours from 1 to 168")
+    max_stories = raw.get("max_stories", d.max_stories)
+    if not isinstance(max_stories, int) or isinstance(max_stories, bool) or not 1 <= max_stories <= 30:
+        raise ConfigError(src, "digest.max_stories", "must be a whole number from 1 to 30")
+    score = raw.get("min_topic_score", d.min_topic_score)
+    if not isinstance(score, int | float) or not 0 <= score <= 1:
+        raise ConfigError(src, "digest.min_topic_score", "must be a number from 0 to 1")
+    topics = raw.get("topics", list(d.topics))
+    if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
+        raise ConfigError(src, "digest.topics", "must be a list of topic names")
+    try:
+        cooldown = parse_duration(raw.get("summary_cooldown", d.summary_cooldown_s))
+    except ValueError as exc:
+        raise ConfigError(src, "digest.summary_cooldown", str(exc)) from None
+    return DigestDefaults(times=tuple(times), every_hours=every, timezone=str(tz), max_stories=max_stories,
+                          min_topic_score=float(score), topics=tuple(topics), summary_cooldown_s=cooldown)
+
+
+def _topics(raw: Any, src: str) -> tuple[TopicSpecConfig, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError(src, "topics", "must be a list")
+    out = []
+    for i, t in enumerate(raw):
+        where = f"topics[{i}]"
+        if not isinstance(t, dict) or not isinstance(t.get("name"), str) or not t["name"].strip():
+            raise ConfigError(src, f"{where}.name", "each topic needs a name")
+        if not isinstance(t.get("description", ""), str):
+            raise ConfigError(src, f"{where}.description", "must be a string")
+        for key in ("examples", "keywords"):
+            v = t.get(key, [])
+            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                raise ConfigError(src, f"{where}.{key}", "must be a list of strings")
+        out.append(TopicSpecConfig(name=t["name"].strip(), description=t.get("description", ""),
+                                   examples=tuple(t.get("examples", [])), keywords=tuple(t.get("keywords", []))))
+    names = [t.name for t in out]
+    if len(names) != len(set(names)):
+        raise ConfigError(src, "topics", "topic names must be unique")
+    return tuple(out)
+
+
+def load_feeds_file(path: Path | None) -> FeedsFile:
+    """Parse and validate the feeds file; `None` means no file."""
+    if path is None:
+        return FeedsFile(path=None)
+    src = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(src, "(file)", "not found (set NEWSDIGEST_FEEDS_FILE, or empty for none)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(src, "(file)", f"cannot read: {exc}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "(file)"
+        raise ConfigError(src, where, f"invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(src, "(top level)", "must be a mapping with 'feeds', 'topics', 'digest'")
+    unknown = set(data) - {"defaults", "feeds", "topics", "digest"}
+    if unknown:
+        raise ConfigError(src, sorted(unknown)[0], "unknown top-level key (allowed: defaults, feeds, topics, digest)")
+    defaults = data.get("defaults") or {}
+    try:
+        default_interval = parse_duration(defaults.get("interval", 900))
+    except ValueError as exc:
+        raise ConfigError(src, "defaults.interval", str(exc)) from None
+    raw_feeds = data.get("feeds") or []
+    if not isinstance(raw_feeds, list):
+        raise ConfigError(src, "feeds", "must be a list")
+    feeds = [_feed_spec(f, f"feeds[{i}]", src, default_interval) for i, f in enumerate(raw_feeds)]
+    seen: dict[str, int] = {}
+    for i, f in enumerate(feeds):
+        if f.url in seen:
+            raise ConfigError(src, f"feeds[{i}].url", f"duplicate of feeds[{seen[f.url]}]")
+        seen[f.url] = i
+    return FeedsFile(path=path, feeds=tuple(feeds), topics=_topics(data.get("topics"), src),
+                     digest=_digest(data.get("digest"), src))

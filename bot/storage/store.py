@@ -1,0 +1,303 @@
+"""The Store: use-case methods over the database. Every write is idempotent and keyed by ids or natural keys."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, and_, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from bot.models import FeedSpec
+from bot.net import utcnow
+from bot.storage.db import make_engine, upgrade
+from bot.storage.tables import articles, feeds, stories, summaries
+
+
+@dataclass(frozen=True)
+class FeedRow:
+    """A feed as stored, with its polling state."""
+
+    id: int
+    url: str
+    name: str
+    title: str | None
+    tags: tuple[str, ...]
+    region: str | None
+    language: str | None
+    interval_s: int
+    timeout_s: float | None
+    enabled: bool
+    all_world: bool
+    date_fallback: bool
+    state_media: bool
+    origin: str
+    etag: str | None
+    last_modified: str | None
+    error_count: int
+    last_error: str | None
+    last_checked_at: datetime | None
+    last_success_at: datetime | None
+    next_check_at: datetime | None
+    paused_reason: str | None
+
+    @property
+    def display_name(self) -> str:
+        """Configured name, else the feed's own title, else its URL."""
+        return self.name or self.title or self.url
+
+
+@dataclass(frozen=True)
+class NewArticle:
+    """An article to insert (from a parsed entry)."""
+
+    key: str
+    url: str | None
+    canonical_url: str | None
+    title: str
+    teaser: str
+    text: str
+    text_source: str
+    content_hash: str
+    published_at: datetime | None
+
+
+def _feed_row(r: Any) -> FeedRow:
+    m = r._mapping
+    return FeedRow(**{k: (tuple(m[k] or ()) if k == "tags" else m[k]) for k in FeedRow.__dataclass_fields__})
+
+
+def _spec_values(spec: FeedSpec) -> dict[str, Any]:
+    return dict(url=spec.url, name=spec.name, tags=list(spec.tags), region=spec.region, language=spec.language,
+                interval_s=spec.interval_s, timeout_s=spec.timeout_s, enabled=spec.enabled,
+                all_world=spec.all_world, date_fallback=spec.date_fallback, state_media=spec.state_media)
+
+
+class Store:
+    """Database access for the core pipeline (feeds, articles, stories, summary cache)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    @classmethod
+    def open(cls, url: str, *, migrate: bool = True) -> Store:
+        """Create the engine and bring the schema up to date."""
+        engine = make_engine(url)
+        if migrate:
+            upgrade(engine)
+        return cls(engine)
+
+    def close(self) -> None:
+        """Dispose of pooled connections."""
+        self.engine.dispose()
+
+    def _insert(self, table):  # noqa: ANN001, ANN202
+        return (postgresql.insert(table) if self.dialect == "postgresql" else sqlite.insert(table))
+
+    # feeds -----------------------------------------------------------------------------------------------
+
+    def sync_file_feeds(self, specs: Sequence[FeedSpec]) -> dict[str, int]:
+        """Make file-origin feeds follow the feeds file; operator-added and operator-removed feeds are kept as is.
+
+        New URLs are added; a file feed's settings follow the file; a file feed gone from the file is marked
+        removed; a feed an operator removed stays removed even though the file still lists it.
+        """
+        now = utcnow()
+        counts = {"added": 0, "updated": 0, "removed": 0}
+        urls = {s.url for s in specs}
+        with self.engine.begin() as conn:
+            existing = {r.url: r for r in conn.execute(select(feeds.c.id, feeds.c.url, feeds.c.origin,
+                                                                  feeds.c.removed))}
+            for spec in specs:
+                row = existing.get(spec.url)
+                if row is None:
+                    conn.execute(insert(feeds).values(**_spec_values(spec), origin="file", removed=False,
+                                                      error_count=0, next_check_at=now, created_at=now,
+                                                      updated_at=now))
+                    counts["added"] += 1
+                elif row.origin == "file" and not row.removed:
+                    conn.execute(update(feeds).where(feeds.c.id == row.id)
+                                 .values(**_spec_values(spec), updated_at=now))
+                    counts["updated"] += 1
+            for url, row in existing.items():
+                if row.origin == "file" and not row.removed and url not in urls:
+                    conn.execute(update(feeds).where(feeds.c.id == row.id).values(removed=True, updated_at=now))
+                    counts["removed"] += 1
+        return counts
+
+    def add_feed(self, spec: FeedSpec, origin: str) -> tuple[FeedRow, bool]:
+        """Add a feed (or bring back a removed one); returns (row, created). Already-active URLs are not changed."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            row = conn.execute(select(feeds).where(feeds.c.url == spec.url)).first()
+            if row is not None and not row.removed:
+                return _feed_row(row), False
+            if row is None:
+                conn.execute(insert(feeds).values(**_spec_values(spec), origin=origin, removed=False,
+                                                  error_count=0, next_check_at=now, created_at=now, updated_at=now))
+            else:
+                conn.execute(update(feeds).where(feeds.c.id == row.id).values(
+                    **_spec_values(spec), origin=origin, removed=False, error_count=0, last_error=None,
+                    paused_reason=None, next_check_at=now, updated_at=now))
+            return _feed_row(conn.execute(select(feeds).where(feeds.c.url == spec.url)).one()), True
+
+    def remove_feed(self, id_or_url: str | int) -> FeedRow | None:
+        """Mark a feed removed (by id or URL); its stored articles stay. Returns the feed or None."""
+        row = self.get_feed(id_or_url)
+        if row is None:
+            return None
+        with self.engine.begin() as conn:
+            conn.execute(update(feeds).where(feeds.c.id == row.id).values(removed=True, updated_at=utcnow()))
+        return row
+
+    def get_feed(self, id_or_url: str | int) -> FeedRow | None:
+        """An active (not removed) feed by id or URL."""
+        if isinstance(id_or_url, int) or str(id_or_url).isdigit():
+            cond = feeds.c.id == int(id_or_url)
+        else:
+            cond = feeds.c.url == str(id_or_url)
+        with self.engine.connect() as conn:
+            row = conn.execute(select(feeds).where(cond, feeds.c.removed.is_(False))).first()
+        return _feed_row(row) if row else None
+
+    def list_feeds(self, *, include_disabled: bool = True) -> list[FeedRow]:
+        """Active feeds in id order."""
+        q = select(feeds).where(feeds.c.removed.is_(False)).order_by(feeds.c.id)
+        if not include_disabled:
+            q = q.where(feeds.c.enabled.is_(True))
+        with self.engine.connect() as conn:
+            return [_feed_row(r) for r in conn.execute(q)]
+
+    def claim_due_feeds(self, now: datetime, *, force: bool = False, lease_s: float = 300,
+                        limit: int | None = None) -> list[FeedRow]:
+        """Feeds due for a poll, leased so that another worker does not poll them at the same time.
+
+        `force` takes every enabled feed, paused ones included.
+        """
+        cond = [feeds.c.removed.is_(False), feeds.c.enabled.is_(True)]
+        if not force:
+            cond += [feeds.c.paused_reason.is_(None),
+                     or_(feeds.c.next_check_at.is_(None), feeds.c.next_check_at <= now)]
+        q = select(feeds).where(and_(*cond)).order_by(feeds.c.next_check_at, feeds.c.id)
+        if limit:
+            q = q.limit(limit)
+        if self.dialect == "postgresql":
+            q = q.with_for_update(skip_locked=True)
+        with self.engine.begin() as conn:
+            rows = [_feed_row(r) for r in conn.execute(q)]
+            if rows:
+                conn.execute(update(feeds).where(feeds.c.id.in_([r.id for r in rows]))
+                             .values(next_check_at=now + timedelta(seconds=lease_s)))
+        return rows
+
+    def record_feed_success(self, feed_id: int, *, now: datetime, next_check_at: datetime,
+                            etag: str | None, last_modified: str | None, title: str | None = None) -> None:
+        """Store the outcome of a successful (200 or 304) poll."""
+        values: dict[str, Any] = dict(etag=etag, last_modified=last_modified, error_count=0, last_error=None,
+                                      paused_reason=None, last_checked_at=now, last_success_at=now,
+                                      next_check_at=next_check_at, updated_at=now)
+        if title:
+            values["title"] = title[:500]
+        with self.engine.begin() as conn:
+            conn.execute(update(feeds).where(feeds.c.id == feed_id).values(**values))
+
+    def record_feed_failure(self, feed_id: int, *, now: datetime, error: str, error_count: int,
+                            next_check_at: datetime, paused_reason: str | None) -> None:
+        """Store a failed poll: error count, last error, next check and, when it keeps failing, the pause."""
+        with self.engine.begin() as conn:
+            conn.execute(update(feeds).where(feeds.c.id == feed_id).values(
+                error_count=error_count, last_error=error[:2000], last_checked_at=now,
+                next_check_at=next_check_at, paused_reason=paused_reason, updated_at=now))
+
+    def resume_feed(self, id_or_url: str | int) -> FeedRow | None:
+        """Clear a feed's pause and errors so the next poll takes it."""
+        row = self.get_feed(id_or_url)
+        if row is None:
+            return None
+        with self.engine.begin() as conn:
+            conn.execute(update(feeds).where(feeds.c.id == row.id).values(
+                paused_reason=None, error_count=0, next_check_at=utcnow(), updated_at=utcnow()))
+        return self.get_feed(row.id)
+
+    # articles --------------------------------------------------------------------------------------------
+
+    def insert_articles(self, feed_id: int | None, items: Iterable[NewArticle], now: datetime) -> list[int]:
+        """Insert articles not seen before (by key or canonical URL); returns the ids of those stored now."""
+        new_ids: list[int] = []
+        with self.engine.begin() as conn:
+            for a in items:
+                stmt = self._insert(articles).values(
+                    feed_id=feed_id, key=a.key, url=a.url, canonical_url=a.canonical_url, title=a.title,
+                    teaser=a.teaser, text=a.text, text_source=a.text_source, content_hash=a.content_hash,
+                    published_at=a.published_at, fetched_at=now, extract_attempts=0,
+                ).on_conflict_do_nothing().returning(articles.c.id)
+                row = conn.execute(stmt).first()
+                if row is not None:
+                    new_ids.append(row.id)
+        return new_ids
+
+    def known_keys(self, keys: Sequence[str]) -> set[str]:
+        """Which of these article keys are stored already."""
+        if not keys:
+            return set()
+        with self.engine.connect() as conn:
+            return {r.key for r in conn.execute(select(articles.c.key).where(articles.c.key.in_(list(keys))))}
+
+    def articles_pending_text(self, limit: int = 100, max_attempts: int = 3) -> list[dict[str, Any]]:
+        """Articles whose page still has to be fetched for full text."""
+        q = (select(articles.c.id, articles.c.url, articles.c.feed_id, articles.c.extract_attempts)
+             .where(articles.c.text_source == "pending", articles.c.extract_attempts < max_attempts)
+             .order_by(articles.c.id).limit(limit))
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def set_article_text(self, article_id: int, *, text: str | None, error: str | None = None,
+                         give_up: bool = False) -> None:
+        """Record the outcome of a page extraction; on give-up the teaser stays the text."""
+        with self.engine.begin() as conn:
+            if text is not None:
+                conn.execute(update(articles).where(articles.c.id == article_id).values(
+                    text=text, text_source="page", extract_error=None,
+                    extract_attempts=articles.c.extract_attempts + 1))
+            else:
+                conn.execute(update(articles).where(articles.c.id == article_id).values(
+                    extract_error=(error or "")[:2000], extract_attempts=articles.c.extract_attempts + 1,
+                    text_source="failed" if give_up else "pending"))
+
+    def list_articles(self, since: datetime | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        """Stored articles, newest first, with their outlet name."""
+        q = (select(articles.c.id, articles.c.key, articles.c.url, articles.c.title, articles.c.published_at,
+                    articles.c.fetched_at, articles.c.text_source, articles.c.topic_score, articles.c.story_id,
+                    func.length(articles.c.text).label("text_chars"),
+                    func.coalesce(feeds.c.name, feeds.c.title, feeds.c.url).label("outlet"))
+             .select_from(articles.outerjoin(feeds, feeds.c.id == articles.c.feed_id))
+             .order_by(articles.c.fetched_at.desc(), articles.c.id.desc()).limit(limit))
+        if since is not None:
+            q = q.where(articles.c.fetched_at >= since)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def count_articles(self) -> int:
+        """Number of stored articles."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(articles)).scalar_one()
+
+    # summary cache (implements summarizer's cache protocol) ------------------------------------------------
+
+    def summary_get(self, key: str) -> dict[str, Any] | None:
+        """A cached summary payload by key."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(summaries.c.payload).where(summaries.c.key == key)).first()
+        return row.payload if row else None
+
+    def summary_put(self, key: str, model: str, payload: dict[str, Any]) -> None:
+        """Cache a summary payload (first writer wins)."""
+        with self.engine.begin() as conn:
+            conn.execute(self._insert(summaries).values(key=key, model=model, payload=payload,
+                                                        created_at=utcnow()).on_conflict_do_nothing())
+
+
+__all__ = ["FeedRow", "NewArticle", "Store", "stories"]
