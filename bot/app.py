@@ -1,0 +1,95 @@
+"""Composition root: the one place that wires settings, storage, fetcher, pipeline, summarizer and chat adapters."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import timedelta
+
+from bot.net import FetchLimits, Fetcher
+from bot.pipeline.feed import PollPolicy
+from bot.runner import PollReport, Runner
+from bot.settings import FeedsFile, Settings, load_feeds_file, load_settings
+from bot.storage.store import Store
+
+log = logging.getLogger("newsdigest")
+
+
+class App:
+    """Everything a command needs, built from validated settings."""
+
+    def __init__(self, settings: Settings, feeds_file: FeedsFile, store: Store) -> None:
+        self.settings = settings
+        self.feeds_file = feeds_file
+        self.store = store
+        self._processor = None
+
+    @classmethod
+    def from_environment(cls) -> App:
+        """Validate the environment and feeds file first, then open (and migrate) the database."""
+        settings = load_settings()
+        feeds_file = load_feeds_file(settings.feeds_file)
+        store = Store.open(settings.database_url)
+        if feeds_file.path is not None:
+            counts = store.sync_file_feeds(feeds_file.feeds)
+            if counts["added"] or counts["removed"]:
+                log.info("feeds file %s: %d added, %d removed", feeds_file.path, counts["added"], counts["removed"])
+        return cls(settings, feeds_file, store)
+
+    def close(self) -> None:
+        """Release the database."""
+        self.store.close()
+
+    def fetch_limits(self) -> FetchLimits:
+        """HTTP limits from the settings."""
+        s = self.settings
+        return FetchLimits(timeout_s=s.request_timeout_s, max_bytes=s.max_response_bytes,
+                           max_connections=s.max_connections, per_host=s.per_host_connections,
+                           allow_private=s.allow_private_urls)
+
+    def processor(self):  # noqa: ANN201
+        """The article processor (topic, story, summary), built on first use because it loads models."""
+        if self._processor is None:
+            from bot.processing import Processor
+
+            self._processor = Processor.build(self.store, self.settings, self.feeds_file)
+        return self._processor
+
+    def runner(self, fetcher: Fetcher, *, process: bool = True) -> Runner:
+        """A pipeline runner over this app's store."""
+        return Runner(self.store, fetcher, policy=PollPolicy(pause_after_failures=self.settings.pause_after_failures),
+                      processor=self.processor() if process else None)
+
+    async def poll_once(self, *, force: bool = False, process: bool = True) -> PollReport:
+        """One poll cycle (the `poll --once` command)."""
+        async with Fetcher(self.fetch_limits()) as fetcher:
+            return await self.runner(fetcher, process=process).cycle(force=force)
+
+    def print_digest(self, since: timedelta, *, as_json: bool) -> int:
+        """Print the digest `/summary` would send now."""
+        from bot.chat.digest_cli import print_digest
+
+        return print_digest(self, since, as_json=as_json)
+
+    def run_service(self) -> int:
+        """`newsdigest run`: poller, processor, scheduler and chat adapters in one process until a signal."""
+        return asyncio.run(self._serve())
+
+    async def _serve(self) -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        from bot.chat.runtime import build_chat_runtime
+
+        async with Fetcher(self.fetch_limits()) as fetcher:
+            runner = self.runner(fetcher)
+            chat = build_chat_runtime(self)
+            await chat.start()
+            try:
+                await runner.run_forever(stop)
+            finally:
+                await chat.stop()
+        log.info("stopped cleanly")
+        return 0

@@ -1,0 +1,228 @@
+"""The `newsdigest` command line. Logs go to stderr; machine-readable output (--json) to stdout."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+
+from bot.errors import BlockedURLError, CommandError, ConfigError
+from bot.settings import parse_duration
+
+log = logging.getLogger("newsdigest")
+
+
+def _setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=getattr(logging, level), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("httpx", "httpcore", "telegram", "discord", "sentence_transformers", "transformers", "alembic",
+                  "trafilatura", "htmldate", "courlan", "filelock", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, getattr(logging, level)))
+
+
+def _since(value: str) -> timedelta:
+    try:
+        return timedelta(seconds=parse_duration(value))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (every subcommand and flag is a contract)."""
+    p = argparse.ArgumentParser(prog="newsdigest", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    poll = sub.add_parser("poll", help="poll feeds")
+    poll.add_argument("--once", action="store_true", required=True, help="poll every due feed once and exit")
+    poll.add_argument("--force", action="store_true", help="poll every feed, due or not (paused ones too)")
+    poll.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    poll.add_argument("--no-process", action="store_true", help="skip topic/story/summary processing")
+
+    feeds = sub.add_parser("feeds", help="manage the feed list")
+    fsub = feeds.add_subparsers(dest="feeds_cmd", required=True, metavar="ACTION")
+    fl = fsub.add_parser("list", help="list feeds with their state")
+    fl.add_argument("--json", action="store_true")
+    fa = fsub.add_parser("add", help="add a feed URL")
+    fa.add_argument("url")
+    fa.add_argument("--name", default="")
+    fr = fsub.add_parser("remove", help="remove a feed by id or URL")
+    fr.add_argument("feed")
+    fres = fsub.add_parser("resume", help="clear a paused feed's errors so it is polled again")
+    fres.add_argument("feed")
+    fi = fsub.add_parser("import", help="import an OPML file")
+    fi.add_argument("file", type=Path)
+    fi.add_argument("--json", action="store_true")
+    fsub.add_parser("export", help="print the feed list as OPML")
+
+    arts = sub.add_parser("articles", help="list stored articles")
+    arts.add_argument("--since", type=_since, default=None, help="e.g. 24h, 2d")
+    arts.add_argument("--limit", type=int, default=200)
+    arts.add_argument("--json", action="store_true")
+
+    dig = sub.add_parser("digest", help="print the digest /summary would send now")
+    dig.add_argument("--since", type=_since, default=timedelta(hours=24))
+    dig.add_argument("--json", action="store_true")
+
+    ev = sub.add_parser("eval", help="evaluate a stage on labelled data (prints one JSON object)")
+    esub = ev.add_subparsers(dest="eval_cmd", required=True, metavar="STAGE")
+    for name, helptext in (("extract", "article text extraction (DIR with ground-truth.json and html/)"),
+                           ("classify", "world-news classifier (AG News CSV .csv.gz)"),
+                           ("dedup", "same-story detection (ECB+ JSONL .jsonl.gz)")):
+        e = esub.add_parser(name, help=helptext)
+        e.add_argument("--data", type=Path, required=True)
+
+    tr = sub.add_parser("train", help="train a model head")
+    tsub = tr.add_subparsers(dest="train_cmd", required=True, metavar="WHAT")
+    tc = tsub.add_parser("classify", help="train the world-news head from a labelled CSV (AG News format)")
+    tc.add_argument("--data", type=Path, required=True)
+    tc.add_argument("--out", type=Path, default=None, help="where to write the head (default: the shipped one)")
+
+    models = sub.add_parser("models", help="manage summarization models")
+    msub = models.add_subparsers(dest="models_cmd", required=True, metavar="ACTION")
+    md = msub.add_parser("download", help="fetch a Hugging Face seq2seq model ahead of time (needs internet)")
+    md.add_argument("model_id")
+    md.add_argument("--dest", type=Path, default=None)
+
+    sub.add_parser("run", help="run the service: poll, process, schedule and deliver digests")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `newsdigest` console script."""
+    args = build_parser().parse_args(argv)
+    _setup_logging()
+    try:
+        if args.cmd == "eval":
+            return _eval(args)
+        if args.cmd == "train":
+            from bot.train import topic_head
+
+            return topic_head.main(["--data", str(args.data)] + (["--out", str(args.out)] if args.out else []))
+        if args.cmd == "models":
+            from summarizer.models import download_model
+
+            path = download_model(args.model_id, args.dest)
+            print(path)
+            return 0
+        from bot.app import App
+
+        app = App.from_environment()
+        _setup_logging(app.settings.log_level)
+        try:
+            return _dispatch(app, args)
+        finally:
+            app.close()
+    except ConfigError as exc:
+        print(f"newsdigest: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except (CommandError, BlockedURLError) as exc:
+        print(f"newsdigest: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _eval(args: argparse.Namespace) -> int:
+    if args.eval_cmd == "extract":
+        from bot.eval import extract as mod
+    elif args.eval_cmd == "classify":
+        from bot.eval import classify as mod
+    else:
+        from bot.eval import dedup as mod
+    if not args.data.exists():
+        print(f"newsdigest: --data {args.data}: not found", file=sys.stderr)
+        return 1
+    print(json.dumps(mod.run(args.data)))
+    return 0
+
+
+def _dispatch(app, args: argparse.Namespace) -> int:  # noqa: ANN001
+    from bot.feedlist import add_feed, export_opml, import_opml
+
+    store = app.store
+    if args.cmd == "poll":
+        report = asyncio.run(app.poll_once(force=args.force, process=not args.no_process))
+        if args.json:
+            print(json.dumps(report.as_dict()))
+        else:
+            print(f"{report.feeds} feeds: {report.fetched} fetched, {report.not_modified} not modified, "
+                  f"{len(report.failed)} failed; {report.new_articles} new articles")
+            for f in report.failed:
+                print(f"  failed: {f['url']}: {f['error']}")
+        return 0
+    if args.cmd == "feeds":
+        if args.feeds_cmd == "list":
+            rows = store.list_feeds()
+            if args.json:
+                print(json.dumps([_feed_json(r) for r in rows]))
+            else:
+                for r in rows:
+                    state = ("disabled" if not r.enabled else f"PAUSED: {r.paused_reason}" if r.paused_reason
+                             else f"{r.error_count} errors: {r.last_error}" if r.error_count else "ok")
+                    print(f"{r.id:>4}  {r.display_name[:40]:<40}  {r.url}  [{state}]")
+            return 0
+        if args.feeds_cmd == "add":
+            row, created = add_feed(store, args.url, origin="cli", allow_private=app.settings.allow_private_urls,
+                                    name=args.name)
+            print(f"{'added' if created else 'already present'}: {row.id} {row.url}")
+            return 0
+        if args.feeds_cmd in ("remove", "resume"):
+            fn = store.remove_feed if args.feeds_cmd == "remove" else store.resume_feed
+            row = fn(args.feed)
+            if row is None:
+                print(f"newsdigest: no feed {args.feed!r}", file=sys.stderr)
+                return 1
+            print(f"{args.feeds_cmd}d: {row.id} {row.url}")
+            return 0
+        if args.feeds_cmd == "import":
+            try:
+                data = args.file.read_bytes()
+            except OSError as exc:
+                print(f"newsdigest: {args.file}: {exc.strerror}", file=sys.stderr)
+                return 1
+            report = import_opml(store, data, origin="opml", allow_private=app.settings.allow_private_urls)
+            if args.json:
+                print(json.dumps(report.as_dict()))
+            else:
+                print(report.summary())
+                for url, title in report.added:
+                    print(f"  added: {url} {title}")
+                for url in report.duplicates:
+                    print(f"  skipped (duplicate): {url}")
+                for url, reason in report.rejected:
+                    print(f"  rejected: {url}: {reason}")
+            return 0
+        if args.feeds_cmd == "export":
+            sys.stdout.write(export_opml(store.list_feeds()))
+            return 0
+    if args.cmd == "articles":
+        from bot.net import utcnow
+
+        since = utcnow() - args.since if args.since else None
+        rows = store.list_articles(since=since, limit=args.limit)
+        if args.json:
+            print(json.dumps(rows, default=lambda v: v.isoformat()))
+        else:
+            for r in rows:
+                when = (r["published_at"] or r["fetched_at"]).strftime("%Y-%m-%d %H:%M")
+                print(f"{r['id']:>6}  {when}  {(r['outlet'] or '')[:20]:<20}  {r['title'][:90]}")
+            print(f"{len(rows)} articles", file=sys.stderr)
+        return 0
+    if args.cmd == "digest":
+        return app.print_digest(args.since, as_json=args.json)
+    if args.cmd == "run":
+        return app.run_service()
+    raise AssertionError(args.cmd)
+
+
+def _feed_json(r) -> dict:  # noqa: ANN001
+    return {"id": r.id, "url": r.url, "name": r.display_name, "enabled": r.enabled, "origin": r.origin,
+            "tags": list(r.tags), "interval_s": r.interval_s, "error_count": r.error_count,
+            "last_error": r.last_error, "paused_reason": r.paused_reason,
+            "last_checked_at": r.last_checked_at.isoformat() if r.last_checked_at else None,
+            "next_check_at": r.next_check_at.isoformat() if r.next_check_at else None}

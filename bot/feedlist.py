@@ -1,0 +1,110 @@
+"""Managing the feed list: validated adds, OPML import and export (shared by the CLI and chat admin commands)."""
+
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import urlsplit
+from dataclasses import dataclass, field
+from xml.etree.ElementTree import Element, SubElement, indent, tostring
+
+import listparser
+
+from bot.errors import BlockedURLError, CommandError
+from bot.models import FeedSpec
+from bot.net import address_is_public, check_url
+from bot.storage.store import FeedRow, Store
+
+MAX_OPML_BYTES = 2 * 1024 * 1024
+
+
+def validate_feed_url(url: str, *, allow_private: bool) -> str:
+    """Check a user-supplied feed URL: http(s), a host, and no literal private/loopback address.
+
+    Hostnames are checked again at connect time by the fetcher, against the address actually connected to.
+    """
+    url = url.strip()
+    check_url(url)
+    host = urlsplit(url).hostname or ""
+    if not allow_private:
+        if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
+            raise BlockedURLError(url, f"{host} is a local host name")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            if not address_is_public(host):
+                raise BlockedURLError(url, f"{host} is not a public address")
+    return url
+
+
+def add_feed(store: Store, url: str, *, origin: str, allow_private: bool, name: str = "") -> tuple[FeedRow, bool]:
+    """Validate and add one feed URL; returns (feed, created)."""
+    return store.add_feed(FeedSpec(url=validate_feed_url(url, allow_private=allow_private), name=name), origin)
+
+
+@dataclass
+class ImportReport:
+    """What an OPML import did."""
+
+    added: list[tuple[str, str]] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        """JSON-ready form."""
+        return {"added": [{"url": u, "title": t} for u, t in self.added], "skipped_duplicates": self.duplicates,
+                "rejected": [{"url": u, "reason": r} for u, r in self.rejected]}
+
+    def summary(self) -> str:
+        """One line for people."""
+        return (f"{len(self.added)} added, {len(self.duplicates)} skipped as duplicates, "
+                f"{len(self.rejected)} rejected")
+
+
+def parse_opml(data: bytes) -> list[tuple[str, str]]:
+    """(url, title) of every feed outline in an OPML document; raises CommandError when it is not OPML."""
+    if len(data) > MAX_OPML_BYTES:
+        raise CommandError(f"OPML file is larger than {MAX_OPML_BYTES // 1024} KiB")
+    if b"<!ENTITY" in data.upper():
+        raise CommandError("OPML file declares XML entities, which are not allowed")
+    result = listparser.parse(data)
+    if not result.feeds and (result.bozo or not result.version):
+        raise CommandError("this is not an OPML subscription list")
+    return [(f.url.strip(), (f.title or "").strip()) for f in result.feeds if f.url]
+
+
+def import_opml(store: Store, data: bytes, *, origin: str, allow_private: bool) -> ImportReport:
+    """Add every feed of an OPML file, reporting added, duplicate and rejected entries."""
+    report = ImportReport()
+    seen: set[str] = set()
+    for url, title in parse_opml(data):
+        if url in seen:
+            report.duplicates.append(url)
+            continue
+        seen.add(url)
+        try:
+            row, created = add_feed(store, url, origin=origin, allow_private=allow_private, name=title)
+        except BlockedURLError as exc:
+            report.rejected.append((url, exc.reason))
+            continue
+        if created:
+            report.added.append((row.url, title))
+        else:
+            report.duplicates.append(url)
+    return report
+
+
+def export_opml(feeds: list[FeedRow], title: str = "newsdigest feeds") -> str:
+    """OPML 2.0 of the given feeds."""
+    root = Element("opml", version="2.0")
+    head = SubElement(root, "head")
+    SubElement(head, "title").text = title
+    body = SubElement(root, "body")
+    for f in feeds:
+        attrs = {"type": "rss", "text": f.display_name, "title": f.display_name, "xmlUrl": f.url}
+        if f.tags:
+            attrs["category"] = ",".join(f.tags)
+        SubElement(body, "outline", attrs)
+    indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + tostring(root, encoding="unicode") + "\n"

@@ -1,0 +1,197 @@
+"""The orchestrator: runs the pipeline stages on a schedule, each as an idempotent step keyed by ids.
+
+    claim_due_feeds ─▶ poll_feed(feed_id) ─▶ parse_feed ─▶ new entries ─▶ insert_articles
+        ─▶ fill_text(article_id)          # teaser-only entries: fetch the page, extract the main text
+        ─▶ processor.process(article_ids) # topic score, same-story merge, story summary
+        ─▶ chat runtime                   # digest schedule, outbox, Telegram | Discord | console
+
+A failing feed is data, not a crash: its error count, last error and next check are stored, and the other feeds
+go on. Each step commits its own result, so a crash loses nothing committed and a rerun duplicates nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bot.errors import ExtractError, FetchError, NewsdigestError
+from bot.models import Entry
+from bot.net import PAGE_ACCEPT, Fetcher, utcnow
+from bot.pipeline import article as article_stage
+from bot.pipeline import entry as entry_stage
+from bot.pipeline import feed as feed_stage
+from bot.storage.store import FeedRow, NewArticle, Store
+
+log = logging.getLogger("newsdigest.runner")
+
+_SPACE = re.compile(r"\s+")
+
+
+class ArticleProcessor(Protocol):
+    """Runs the stages after storage (topic, story, summary) for new article ids; idempotent."""
+
+    def process(self, article_ids: Sequence[int]) -> None: ...
+
+
+@dataclass
+class PollReport:
+    """Counts of one poll cycle (the `poll --json` contract)."""
+
+    feeds: int = 0
+    fetched: int = 0
+    not_modified: int = 0
+    new_articles: int = 0
+    failed: list[dict[str, str]] = field(default_factory=list)
+    new_ids: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        """The JSON object printed by `newsdigest poll --once --json`."""
+        return {"feeds": self.feeds, "fetched": self.fetched, "not_modified": self.not_modified,
+                "new_articles": self.new_articles, "failed": self.failed}
+
+
+def content_hash(title: str, text: str) -> str:
+    """Hash of whitespace-normalized, case-folded title and text (exact-duplicate detection)."""
+    norm = _SPACE.sub(" ", f"{title}\n{text}").strip().casefold()
+    return hashlib.sha256(norm.encode("utf-8")).hexdigest()
+
+
+def new_article(entry: Entry) -> NewArticle:
+    """The row to store for a parsed entry (pure)."""
+    text = article_stage.text_from_entry(entry)
+    pending = bool(entry.url) and article_stage.needs_page(entry)
+    return NewArticle(key=entry.key, url=entry.url, canonical_url=entry.canonical_url, title=entry.title,
+                      teaser=entry.summary[:5000], text=text, text_source="pending" if pending else "feed",
+                      content_hash=content_hash(entry.title, text), published_at=entry.published)
+
+
+class Runner:
+    """Polls feeds and fills article text; owns no chat logic."""
+
+    def __init__(self, store: Store, fetcher: Fetcher, *, policy: feed_stage.PollPolicy | None = None,
+                 processor: ArticleProcessor | None = None, rng: random.Random | None = None,
+                 progress_every_s: float = 5.0) -> None:
+        self.store = store
+        self.fetcher = fetcher
+        self.policy = policy or feed_stage.PollPolicy()
+        self.processor = processor
+        self.rng = rng or random.Random()
+        self.progress_every_s = progress_every_s
+
+    async def poll_feed(self, feed: FeedRow, report: PollReport) -> None:
+        """Poll one feed and store its new entries; failures are recorded on the feed, never raised."""
+        now = utcnow()
+        try:
+            result = await self.fetcher.get(feed.url, etag=feed.etag, last_modified=feed.last_modified,
+                                            timeout_s=feed.timeout_s)
+            if result.not_modified:
+                report.not_modified += 1
+                await asyncio.to_thread(
+                    self.store.record_feed_success, feed.id, now=now, etag=result.etag or feed.etag,
+                    last_modified=result.last_modified or feed.last_modified,
+                    next_check_at=feed_stage.next_check_after_success(now, feed.interval_s, result.max_age_s,
+                                                                      self.policy))
+                return
+            parsed = await asyncio.to_thread(entry_stage.parse_feed, result.body, url=result.final_url or feed.url,
+                                             content_type=result.content_type, date_fallback=feed.date_fallback)
+            report.fetched += 1
+            items = [new_article(e) for e in parsed.entries]
+            new_ids = await asyncio.to_thread(self.store.insert_articles, feed.id, items, now)
+            report.new_articles += len(new_ids)
+            report.new_ids.extend(new_ids)
+            await asyncio.to_thread(
+                self.store.record_feed_success, feed.id, now=now, etag=result.etag,
+                last_modified=result.last_modified, title=parsed.title,
+                next_check_at=feed_stage.next_check_after_success(now, feed.interval_s, result.max_age_s,
+                                                                  self.policy))
+            if parsed.bozo:
+                log.info("%s: parsed with problems (%s); %d entries kept", feed.url, parsed.bozo_reason,
+                         len(parsed.entries))
+        except NewsdigestError as exc:
+            decision = feed_stage.after_failure(exc, previous_errors=feed.error_count, interval_s=feed.interval_s,
+                                                now=now, rng=self.rng, policy=self.policy)
+            report.failed.append({"url": feed.url, "error": decision.error})
+            await asyncio.to_thread(self.store.record_feed_failure, feed.id, now=now, error=decision.error,
+                                    error_count=decision.error_count, next_check_at=decision.next_check_at,
+                                    paused_reason=decision.paused_reason)
+            if decision.paused_reason:
+                log.warning("%s: paused: %s", feed.url, decision.paused_reason)
+            else:
+                log.warning("%s: %s (failure %d, next try %s)", feed.url, decision.error, decision.error_count,
+                            decision.next_check_at.strftime("%H:%M:%S"))
+
+    async def poll_once(self, *, force: bool = False) -> PollReport:
+        """Poll every due feed (every enabled feed with `force`) concurrently; one slow feed delays no other."""
+        report = PollReport()
+        feeds = await asyncio.to_thread(self.store.claim_due_feeds, utcnow(), force=force)
+        report.feeds = len(feeds)
+        if not feeds:
+            return report
+        log.info("polling %d feed%s", len(feeds), "" if len(feeds) == 1 else "s")
+        tasks = [asyncio.create_task(self.poll_feed(f, report)) for f in feeds]
+        await self._wait_with_progress(tasks, "feeds polled")
+        return report
+
+    async def fill_texts(self, limit: int = 200) -> int:
+        """Fetch and extract the pages of teaser-only articles; returns how many got full text."""
+        pending = await asyncio.to_thread(self.store.articles_pending_text, limit)
+        done = 0
+
+        async def one(item: dict) -> None:
+            nonlocal done
+            try:
+                page = await self.fetcher.get(item["url"], accept=PAGE_ACCEPT)
+                text = await asyncio.to_thread(article_stage.extract_article, page.body, page.final_url)
+            except (FetchError, ExtractError) as exc:
+                give_up = item["extract_attempts"] + 1 >= 3 or (isinstance(exc, FetchError) and not exc.transient)
+                await asyncio.to_thread(self.store.set_article_text, item["id"], text=None,
+                                        error=feed_stage.describe_error(exc), give_up=give_up)
+                log.debug("article %s: %s", item["id"], exc)
+                return
+            await asyncio.to_thread(self.store.set_article_text, item["id"], text=text)
+            done += 1
+
+        if pending:
+            await self._wait_with_progress([asyncio.create_task(one(p)) for p in pending], "article pages fetched")
+        return done
+
+    async def cycle(self, *, force: bool = False) -> PollReport:
+        """One full pass: poll, fill texts, process new articles."""
+        report = await self.poll_once(force=force)
+        await self.fill_texts()
+        if self.processor is not None:
+            await asyncio.to_thread(self.processor.process, report.new_ids)
+        return report
+
+    async def run_forever(self, stop: asyncio.Event, *, tick_s: float = 30.0,
+                          on_cycle: Callable[[PollReport], None] | None = None) -> None:
+        """Poll due feeds every `tick_s` until `stop` is set; errors in one cycle never end the loop."""
+        while not stop.is_set():
+            try:
+                report = await self.cycle()
+                if on_cycle:
+                    on_cycle(report)
+            except Exception:  # noqa: BLE001 - the service must outlive any single bad cycle
+                log.exception("poll cycle failed; retrying next tick")
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=tick_s)
+            except TimeoutError:
+                pass
+
+    async def _wait_with_progress(self, tasks: list[asyncio.Task], what: str) -> None:
+        total, started, last = len(tasks), time.monotonic(), time.monotonic()
+        pending = set(tasks)
+        while pending:
+            _, pending = await asyncio.wait(pending, timeout=self.progress_every_s)
+            if pending and time.monotonic() - last >= self.progress_every_s:
+                last = time.monotonic()
+                log.info("%d/%d %s (%.0f s)", total - len(pending), total, what, last - started)
+        for t in tasks:
+            t.result()

@@ -1,0 +1,65 @@
+"""Shared fixtures: a Store on SQLite (always) and PostgreSQL (when NEWSDIGEST_TEST_DATABASE_URL is set),
+and a local feed server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from bot.storage.store import Store
+from tests.fakes.feed_server import FeedServer
+
+PG_URL = os.environ.get("NEWSDIGEST_TEST_DATABASE_URL", "")
+PG_SKIP = "NEWSDIGEST_TEST_DATABASE_URL is not set (set it to a PostgreSQL URL to run the PostgreSQL variant)"
+
+
+def _pg_store() -> Iterator[Store]:
+    """A Store in a fresh PostgreSQL schema, dropped afterwards (parallel-safe)."""
+    schema = "t_" + uuid.uuid4().hex[:12]
+    admin = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1)
+                          if PG_URL.startswith("postgresql://") else PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in PG_URL else "?"
+    store = Store.open(f"{PG_URL}{sep}options={quote(f'-csearch_path={schema}')}")
+    try:
+        yield store
+    finally:
+        store.close()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Store]:  # noqa: ANN001
+    """A migrated Store on each supported database."""
+    if request.param == "sqlite":
+        s = Store.open(f"sqlite:///{tmp_path / 'test.db'}")
+        yield s
+        s.close()
+    else:
+        if not PG_URL:
+            pytest.skip(PG_SKIP)
+        yield from _pg_store()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path) -> Iterator[Store]:  # noqa: ANN001
+    """A migrated Store on SQLite only (for tests that are not about the database)."""
+    s = Store.open(f"sqlite:///{tmp_path / 'test.db'}")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def feed_server() -> Iterator[FeedServer]:
+    """A running local feed server."""
+    server = FeedServer().start()
+    yield server
+    server.stop()
