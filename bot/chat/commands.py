@@ -1,0 +1,406 @@
+"""Platform-neutral chat commands: parsing, permissions, cooldowns and replies.
+
+Adapters turn a platform update into an `Invocation`, call `CommandService.handle`, and render the `Reply` with
+their Renderer. Nothing here knows a chat SDK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bot.errors import BlockedURLError, CommandError, ExtractError, FetchError, PermissionDenied
+from bot.net import utcnow
+from bot.pipeline.digest import Schedule, build_digest, digest_since, parse_time_of_day
+from bot.ports import (
+    Block,
+    Button,
+    ChatRef,
+    FeedAdmin,
+    Invocation,
+    OutgoingFile,
+    Reply,
+    Summarize,
+    bold,
+    code,
+    italic,
+    link,
+    para,
+)
+from bot.settings import DigestDefaults, parse_duration
+from bot.storage.chat_store import ChatStore, Subscription
+
+__all__ = ["COMMANDS", "CommandService", "CommandSpec", "Invocation", "Reply", "needs_chat_admin", "parse_command"]
+
+log = logging.getLogger(__name__)
+
+MAX_SUMMARY_PERIOD = timedelta(days=7)
+MAX_FEEDS_LISTED = 40
+EVERY_CHOICES = (1, 2, 3, 4, 6, 8, 12, 24)
+MAX_STORIES_CHOICES = (3, 5, 8, 12)
+TIME_PRESETS = (("08:00",), ("08:00", "18:00"), ("07:00", "12:00", "19:00"))
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """A command for /help and the platform's command menu."""
+
+    name: str
+    args: str
+    description: str
+    owner_only: bool = False
+
+
+COMMANDS: tuple[CommandSpec, ...] = (
+    CommandSpec("start", "", "what this bot does"),
+    CommandSpec("help", "", "list the commands"),
+    CommandSpec("subscribe", "", "get scheduled news digests in this chat (or forum topic)"),
+    CommandSpec("unsubscribe", "", "stop the scheduled digests here"),
+    CommandSpec("summary", "[6h|2d|link]", "a digest now, or a summary of one article"),
+    CommandSpec("settings", "", "schedule, time zone, stories per digest, topics"),
+    CommandSpec("feeds", "", "list the feeds (bot owners)", owner_only=True),
+    CommandSpec("addfeed", "URL", "add a feed (bot owners)", owner_only=True),
+    CommandSpec("removefeed", "ID", "remove a feed (bot owners)", owner_only=True),
+    CommandSpec("importopml", "", "send an OPML file with this caption (bot owners)", owner_only=True),
+    CommandSpec("exportopml", "", "the feed list as an OPML file (bot owners)", owner_only=True),
+)
+_BY_NAME = {c.name: c for c in COMMANDS}
+# Commands that change a group's subscription; adapters only need to ask the platform about admins for these.
+_CHAT_ADMIN_COMMANDS = frozenset({"subscribe", "unsubscribe", "settings", "callback"})
+
+
+def needs_chat_admin(command: str) -> bool:
+    """True when the command changes the chat's subscription (so a group member must be a chat admin)."""
+    return command in _CHAT_ADMIN_COMMANDS
+
+
+def parse_command(text: str, bot_username: str | None = None) -> tuple[str, tuple[str, ...]] | None:
+    """'/Summary@MyBot 6h' -> ('summary', ('6h',)); None when not a command or addressed to another bot."""
+    text = text.strip()
+    if not text.startswith("/") or len(text) < 2:
+        return None
+    head, *rest = text.split()
+    name, _, target = head[1:].partition("@")
+    if target and bot_username and target.lower() != bot_username.lower():
+        return None
+    return name.lower(), tuple(rest)
+
+
+class CommandService:
+    """Handles every command for every platform; one instance per process."""
+
+    def __init__(self, chats: ChatStore, *, admins: Iterable[str], defaults: DigestDefaults,
+                 feed_admin: FeedAdmin | None = None, summarize: Summarize | None = None,
+                 topics: Sequence[str] = (), clock: Callable[[], datetime] = utcnow,
+                 bot_name: str = "newsdigest") -> None:
+        self.chats = chats
+        self.admins = frozenset(admins)
+        self.defaults = defaults
+        self.feed_admin = feed_admin
+        self.summarize = summarize
+        self.topics = tuple(dict.fromkeys([*topics, *defaults.topics]))
+        self.clock = clock
+        self.bot_name = bot_name
+        self._last_summary: dict[str, datetime] = {}
+
+    # entry point --------------------------------------------------------------------------------------------
+
+    async def handle(self, inv: Invocation) -> Reply:
+        """Answer one invocation; never raises (errors become polite replies)."""
+        try:
+            if inv.command == "summary" and inv.args and _looks_like_url(inv.args[0]):
+                return await self._summary_link(inv)
+            return await asyncio.to_thread(self._handle_sync, inv)
+        except CommandError as exc:
+            return Reply(blocks=(para(str(exc)),), notice=str(exc)[:190] if inv.callback_data else None)
+        except Exception:
+            log.exception("command %s in %s failed", inv.command, inv.chat.key)
+            return Reply(blocks=(para("Something went wrong on my side. Please try again in a few minutes."),))
+
+    def command_menu(self) -> list[tuple[str, str]]:
+        """(name, description) pairs for the platform's command menu (setMyCommands), owners' commands left out."""
+        return [(c.name, c.description) for c in COMMANDS if not c.owner_only]
+
+    def is_owner(self, inv: Invocation) -> bool:
+        """True for bot owners (NEWSDIGEST_ADMINS)."""
+        return inv.user_key in self.admins
+
+    def _handle_sync(self, inv: Invocation) -> Reply:
+        handler = getattr(self, f"_cmd_{inv.command}", None)
+        if inv.command == "callback":
+            return self._callback(inv)
+        if handler is None or inv.command not in _BY_NAME:
+            raise CommandError(f"I don't know /{inv.command}. Send /help to see what I can do.")
+        if _BY_NAME[inv.command].owner_only and not self.is_owner(inv):
+            raise PermissionDenied("Sorry, only the bot's owners can manage the feed list.")
+        return handler(inv)
+
+    def _require_chat_admin(self, inv: Invocation, what: str) -> None:
+        if inv.chat.is_group and not inv.user_is_chat_admin:
+            raise PermissionDenied(f"Sorry, only this group's administrators can {what}.")
+
+    # users --------------------------------------------------------------------------------------------------
+
+    def _cmd_start(self, inv: Invocation) -> Reply:
+        intro = para(bold(self.bot_name), " collects world news from many outlets, merges reports of the same "
+                     "story and sends short digests with links to every outlet that carries it.")
+        return Reply(blocks=(intro, *self._help_blocks(inv)))
+
+    def _cmd_help(self, inv: Invocation) -> Reply:
+        return Reply(blocks=self._help_blocks(inv))
+
+    def _help_blocks(self, inv: Invocation) -> tuple[Block, ...]:
+        owner = self.is_owner(inv)
+        lines = [para(bold("Commands"))]
+        for c in COMMANDS:
+            if c.owner_only and not owner:
+                continue
+            lines.append(para(code(f"/{c.name}" + (f" {c.args}" if c.args else "")), f" - {c.description}"))
+        return tuple(lines)
+
+    def _cmd_subscribe(self, inv: Invocation) -> Reply:
+        self._require_chat_admin(inv, "subscribe this chat")
+        sub, state = self.chats.subscribe(inv.chat, self.defaults, self.clock())
+        where = "this topic" if inv.chat.thread_id else "this chat"
+        head = {"created": f"Subscribed {where}.", "resumed": f"Digests resumed for {where}.",
+                "already": f"{where.capitalize()} is already subscribed."}[state]
+        return Reply(blocks=(para(head), *self._settings_blocks(sub),
+                             para("Change this with /settings; stop with /unsubscribe.")))
+
+    def _cmd_unsubscribe(self, inv: Invocation) -> Reply:
+        self._require_chat_admin(inv, "unsubscribe this chat")
+        if self.chats.unsubscribe(inv.chat, self.clock()):
+            return Reply(blocks=(para("Unsubscribed. Your settings are kept if you /subscribe again."),))
+        return Reply(blocks=(para("This chat is not subscribed. Use /subscribe to get digests."),))
+
+    def _cmd_summary(self, inv: Invocation) -> Reply:
+        if len(inv.args) > 1:
+            raise CommandError("Usage: /summary, /summary 6h, /summary 2d, or /summary <link to an article>")
+        requested = None
+        if inv.args:
+            try:
+                requested = timedelta(seconds=parse_duration(inv.args[0]))
+            except ValueError:
+                raise CommandError(f"{inv.args[0]!r} is not a period like 6h or 2d, nor a link. "
+                                   "Usage: /summary [6h|2d|link]") from None
+            if requested > MAX_SUMMARY_PERIOD:
+                raise CommandError("The longest period is 7d.")
+        now = self._check_cooldown(inv.chat)
+        sub = self.chats.get_subscription(inv.chat)
+        since = digest_since(now, sub.last_digest_at if sub else None, None, requested)
+        topics = sub.topics if sub else self.defaults.topics
+        max_stories = sub.max_stories if sub else self.defaults.max_stories
+        digest = build_digest(self.chats.candidate_stories(since, now), now=now, since=since,
+                              max_stories=max_stories, topics=topics, min_topic_score=self.defaults.min_topic_score)
+        if not digest.stories:
+            return Reply(blocks=(para(f"No new stories since {_fmt_time(since, sub)}."),))
+        return Reply(digest=digest)
+
+    async def _summary_link(self, inv: Invocation) -> Reply:
+        url = inv.args[0].strip("<>")
+        if len(inv.args) > 1:
+            raise CommandError("Usage: /summary <link to an article>")
+        try:
+            from bot.net import check_url
+
+            check_url(url)
+        except BlockedURLError as exc:
+            raise CommandError(f"I can't open that link: {exc.reason}.") from None
+        if self.summarize is None:
+            raise CommandError("Summaries of single links are not available on this bot.")
+        self._check_cooldown(inv.chat)
+        try:
+            s = await self.summarize(url)
+        except FetchError as exc:
+            raise CommandError(f"I couldn't fetch that page ({exc.reason}).") from None
+        except ExtractError:
+            raise CommandError("I couldn't find an article on that page.") from None
+        head = para(bold(s.title or url))
+        source = para(link(s.outlet or "source", s.url or url))
+        return Reply(blocks=(head, para(s.summary), source))
+
+    def _check_cooldown(self, chat: ChatRef) -> datetime:
+        now = self.clock()
+        last = self._last_summary.get(chat.key)
+        wait = timedelta(seconds=self.defaults.summary_cooldown_s)
+        if last is not None and now - last < wait:
+            again = last + wait
+            secs = max(1, int((again - now).total_seconds() + 0.999))
+            raise CommandError(f"Please wait {secs} s before the next /summary here "
+                               f"(try again after {again:%H:%M:%S} UTC).")
+        self._last_summary[chat.key] = now
+        if len(self._last_summary) > 10_000:
+            cutoff = now - wait
+            self._last_summary = {k: v for k, v in self._last_summary.items() if v > cutoff}
+        return now
+
+    # settings -----------------------------------------------------------------------------------------------
+
+    def _subscription_for_settings(self, inv: Invocation) -> Subscription:
+        sub = self.chats.get_subscription(inv.chat)
+        if sub is None or not sub.active:
+            raise CommandError("This chat is not subscribed. Use /subscribe first, then /settings.")
+        return sub
+
+    def _cmd_settings(self, inv: Invocation) -> Reply:
+        self._require_chat_admin(inv, "change the digest settings")
+        sub = self._subscription_for_settings(inv)
+        if inv.args:
+            sub = self._apply_setting(sub, inv.args[0].lower(), list(inv.args[1:]))
+        return self._settings_reply(sub)
+
+    def _settings_reply(self, sub: Subscription, *, edit: bool = False, notice: str | None = None) -> Reply:
+        blocks = (para(bold("Digest settings")), *self._settings_blocks(sub),
+                  para(italic("Text forms: /settings times 08:00 18:00 | every 6 | max 5 | "
+                              "timezone Europe/Berlin | topics world economy")))
+        return Reply(blocks=blocks, buttons=self._settings_buttons(sub), edit=edit, notice=notice)
+
+    def _settings_blocks(self, sub: Subscription) -> tuple[Block, ...]:
+        due = f" Next: {_fmt_time(sub.next_due_at, sub)}." if sub.next_due_at and sub.active else ""
+        return (para("Schedule: ", sub.schedule.describe(), "." + due),
+                para(f"Stories per digest: at most {sub.max_stories}."),
+                para("Topics: ", ", ".join(sub.topics) if sub.topics else "all", "."))
+
+    def _settings_buttons(self, sub: Subscription) -> tuple[tuple[Button, ...], ...]:
+        times = tuple(Button(("✓ " if not sub.schedule.every_hours and tuple(sub.schedule.times) == p else "")
+                             + " + ".join(p), "st:t:" + ",".join(p)) for p in TIME_PRESETS)
+        every = tuple(Button(("✓ " if sub.schedule.every_hours == n else "") + f"every {n}h", f"st:e:{n}")
+                      for n in (3, 6, 12))
+        most = tuple(Button(("✓ " if sub.max_stories == n else "") + f"{n} stories", f"st:m:{n}")
+                     for n in MAX_STORIES_CHOICES)
+        topics = tuple(Button(("✓ " if t in sub.topics else "") + t, f"st:p:{t}"[:64]) for t in self.topics[:8])
+        rows = [times, every, most]
+        if topics:
+            rows.append(topics)
+        return tuple(rows)
+
+    def _callback(self, inv: Invocation) -> Reply:
+        data = inv.callback_data or ""
+        if not data.startswith("st:"):
+            raise CommandError("That button is no longer valid. Send /settings again.")
+        if inv.chat.is_group and not inv.user_is_chat_admin:
+            raise PermissionDenied("Only this group's administrators can change the settings.")
+        sub = self._subscription_for_settings(inv)
+        _, key, value = (data.split(":", 2) + ["", ""])[:3]
+        if key == "t":
+            sub = self._apply_setting(sub, "times", value.split(","))
+        elif key == "e":
+            sub = self._apply_setting(sub, "every", [value])
+        elif key == "m":
+            sub = self._apply_setting(sub, "max", [value])
+        elif key == "p":
+            current = list(sub.topics)
+            current = [t for t in current if t != value] if value in current else [*current, value]
+            sub = self._apply_setting(sub, "topics", current or ["all"])
+        else:
+            raise CommandError("That button is no longer valid. Send /settings again.")
+        return self._settings_reply(sub, edit=True, notice="Saved.")
+
+    def _apply_setting(self, sub: Subscription, key: str, values: list[str]) -> Subscription:
+        now = self.clock()
+        if key in ("times", "time", "at"):
+            if not values:
+                raise CommandError("Usage: /settings times 08:00 18:00")
+            parts = [p for v in values for p in v.replace(",", " ").split()]
+            try:
+                times = sorted({parse_time_of_day(p).strftime("%H:%M") for p in parts})
+            except ValueError as exc:
+                raise CommandError(f"{exc}. Usage: /settings times 08:00 18:00") from None
+            if len(times) > 12:
+                raise CommandError("At most 12 digest times a day.")
+            schedule = Schedule(sub.schedule.timezone, tuple(times), None)
+            return self.chats.update_subscription(sub.id, now, schedule=schedule)
+        if key == "every":
+            if len(values) != 1 or not values[0].rstrip("h").isdigit() or not 1 <= int(values[0].rstrip("h")) <= 168:
+                raise CommandError("Usage: /settings every N, with N hours from 1 to 168 (e.g. every 6)")
+            schedule = Schedule(sub.schedule.timezone, sub.schedule.times, int(values[0].rstrip("h")))
+            return self.chats.update_subscription(sub.id, now, schedule=schedule)
+        if key in ("max", "stories"):
+            if len(values) != 1 or not values[0].isdigit() or not 1 <= int(values[0]) <= 30:
+                raise CommandError("Usage: /settings max N, with N from 1 to 30")
+            return self.chats.update_subscription(sub.id, now, max_stories=int(values[0]))
+        if key in ("timezone", "tz"):
+            if len(values) != 1:
+                raise CommandError("Usage: /settings timezone Europe/Berlin (an IANA time zone name)")
+            try:
+                ZoneInfo(values[0])
+            except (ZoneInfoNotFoundError, ValueError):
+                raise CommandError(f"{values[0]!r} is not a time zone I know. "
+                                   "Use a name like Europe/Berlin, America/New_York or UTC.") from None
+            schedule = Schedule(values[0], sub.schedule.times, sub.schedule.every_hours)
+            return self.chats.update_subscription(sub.id, now, schedule=schedule)
+        if key == "topics":
+            names = [p for v in values for p in v.replace(",", " ").split()]
+            if not names:
+                raise CommandError(f"Usage: /settings topics {' '.join(self.topics) or 'world'} (or: all)")
+            if [n.lower() for n in names] == ["all"]:
+                return self.chats.update_subscription(sub.id, now, topics=())
+            unknown = [n for n in names if n not in self.topics]
+            if unknown:
+                raise CommandError(f"Unknown topic {unknown[0]!r}. Topics: {', '.join(self.topics)} (or: all)")
+            return self.chats.update_subscription(sub.id, now, topics=tuple(dict.fromkeys(names)))
+        raise CommandError(f"Unknown setting {key!r}. Settings: times, every, max, timezone, topics.")
+
+    # bot owners ---------------------------------------------------------------------------------------------
+
+    def _feeds(self) -> FeedAdmin:
+        if self.feed_admin is None:
+            raise CommandError("Feed management is not available on this bot.")
+        return self.feed_admin
+
+    def _cmd_feeds(self, inv: Invocation) -> Reply:
+        rows = list(self._feeds().list())
+        if not rows:
+            return Reply(blocks=(para("No feeds yet. Add one with /addfeed URL."),))
+        blocks: list[Block] = [para(bold(f"{len(rows)} feeds"))]
+        for r in rows[:MAX_FEEDS_LISTED]:
+            state = f" (paused: {r.paused_reason})" if r.paused_reason else (
+                f" ({r.error_count} errors)" if r.error_count else "")
+            blocks.append(para(code(str(r.id)), " ", link(r.display_name, r.url), state))
+        if len(rows) > MAX_FEEDS_LISTED:
+            blocks.append(para(f"... and {len(rows) - MAX_FEEDS_LISTED} more; /exportopml lists them all."))
+        return Reply(blocks=tuple(blocks))
+
+    def _cmd_addfeed(self, inv: Invocation) -> Reply:
+        if len(inv.args) != 1:
+            raise CommandError("Usage: /addfeed URL (an RSS or Atom feed, http or https)")
+        try:
+            row, created = self._feeds().add(inv.args[0].strip("<>"))
+        except BlockedURLError as exc:
+            raise CommandError(f"That URL is not allowed: {exc.reason}.") from None
+        if not created:
+            return Reply(blocks=(para("That feed is already in the list as ", code(str(row.id)), "."),))
+        return Reply(blocks=(para("Added feed ", code(str(row.id)), ": ", link(row.display_name, row.url),
+                                  ". It is polled on the next cycle."),))
+
+    def _cmd_removefeed(self, inv: Invocation) -> Reply:
+        if len(inv.args) != 1:
+            raise CommandError("Usage: /removefeed ID (see /feeds for the ids)")
+        row = self._feeds().remove(inv.args[0].strip("<>"))
+        if row is None:
+            raise CommandError(f"No feed {inv.args[0]!r}. See /feeds for the ids.")
+        return Reply(blocks=(para("Removed feed ", code(str(row.id)), ": ", row.display_name, "."),))
+
+    def _cmd_importopml(self, inv: Invocation) -> Reply:
+        if inv.attachment is None:
+            raise CommandError("Send the OPML file as a document with the caption /importopml.")
+        return Reply(blocks=(para("OPML import: ", self._feeds().import_opml(inv.attachment), "."),))
+
+    def _cmd_exportopml(self, inv: Invocation) -> Reply:
+        data = self._feeds().export_opml()
+        return Reply(blocks=(para("The feed list as OPML."),),
+                     file=OutgoingFile("newsdigest-feeds.opml", data, "text/x-opml", "newsdigest feeds"))
+
+
+def _looks_like_url(arg: str) -> bool:
+    return "://" in arg or arg.lower().startswith(("www.", "<http"))
+
+
+def _fmt_time(when: datetime, sub: Subscription | None) -> str:
+    tz = ZoneInfo(sub.schedule.timezone) if sub else ZoneInfo("UTC")
+    local = when.astimezone(tz)
+    return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"

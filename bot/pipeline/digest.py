@@ -1,0 +1,217 @@
+"""Digest stage (pure): rank and select stories for a chat, and the schedule math for when digests are due."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+# Ranking weights: breadth of coverage matters most, then freshness, then how on-topic the story is.
+W_OUTLETS, W_RECENCY, W_TOPIC = 0.5, 0.3, 0.2
+OUTLETS_FULL = 10  # outlets at which the coverage term saturates
+RECENCY_HALF_LIFE_H = 12.0
+MAX_LINKS = 6
+MAX_LOOKBACK = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class OutletLink:
+    """One outlet's article about a story."""
+
+    outlet: str
+    url: str
+
+
+@dataclass(frozen=True)
+class StoryCandidate:
+    """A stored story as the digest stage sees it (links: one per outlet, earliest first)."""
+
+    id: int
+    version: int
+    title: str
+    summary: str
+    major_update_at: datetime
+    outlet_count: int
+    article_count: int
+    topic_score: float
+    topics: tuple[str, ...] = ()
+    links: tuple[OutletLink, ...] = ()
+
+
+@dataclass(frozen=True)
+class DigestStory:
+    """A story chosen for a digest; `updated` marks a substantial update of a story the chat already got."""
+
+    id: int
+    version: int
+    title: str
+    summary: str
+    links: tuple[OutletLink, ...]
+    outlet_count: int
+    score: float
+    updated: bool = False
+
+
+@dataclass(frozen=True)
+class Digest:
+    """The ranked stories for one chat over a time window."""
+
+    since: datetime
+    until: datetime
+    stories: tuple[DigestStory, ...]
+    title: str = "News digest"
+
+    @property
+    def story_versions(self) -> dict[int, int]:
+        """story id -> version, what gets recorded as sent."""
+        return {s.id: s.version for s in self.stories}
+
+
+def score_story(c: StoryCandidate, now: datetime) -> float:
+    """Rank score in [0, 1]: outlets carrying it, recency of its last major update, topic score."""
+    outlets = min(1.0, math.log1p(max(c.outlet_count, 1)) / math.log1p(OUTLETS_FULL))
+    age_h = max(0.0, (now - c.major_update_at).total_seconds() / 3600)
+    recency = 0.5 ** (age_h / RECENCY_HALF_LIFE_H)
+    topic = min(1.0, max(0.0, c.topic_score))
+    return W_OUTLETS * outlets + W_RECENCY * recency + W_TOPIC * topic
+
+
+def select_stories(candidates: Sequence[StoryCandidate], *, now: datetime, since: datetime, max_stories: int,
+                   topics: Sequence[str] = (), min_topic_score: float = 0.0,
+                   sent_versions: Mapping[int, int] | None = None) -> tuple[DigestStory, ...]:
+    """The top `max_stories` stories updated in (since, now], on the chat's topics, not already sent at that version.
+
+    A story with no topic labels passes the topic filter (nothing says it is off-topic); an empty `topics`
+    means every topic.
+    """
+    sent = sent_versions or {}
+    wanted = set(topics)
+    chosen: list[DigestStory] = []
+    for c in candidates:
+        if not (since < c.major_update_at <= now) or c.topic_score < min_topic_score:
+            continue
+        if wanted and c.topics and not wanted.intersection(c.topics):
+            continue
+        previous = sent.get(c.id)
+        if previous is not None and c.version <= previous:
+            continue
+        chosen.append(DigestStory(id=c.id, version=c.version, title=c.title, summary=c.summary,
+                                  links=dedupe_links(c.links)[:MAX_LINKS], outlet_count=c.outlet_count,
+                                  score=score_story(c, now), updated=previous is not None))
+    chosen.sort(key=lambda s: (-s.score, -s.id))
+    return tuple(chosen[:max_stories])
+
+
+def dedupe_links(links: Sequence[OutletLink]) -> tuple[OutletLink, ...]:
+    """One link per outlet (the first seen) and per URL."""
+    seen_outlets: set[str] = set()
+    seen_urls: set[str] = set()
+    out = []
+    for lk in links:
+        key = lk.outlet.strip().lower()
+        if not lk.url or lk.url in seen_urls or (key and key in seen_outlets):
+            continue
+        seen_outlets.add(key)
+        seen_urls.add(lk.url)
+        out.append(lk)
+    return tuple(out)
+
+
+def build_digest(candidates: Sequence[StoryCandidate], *, now: datetime, since: datetime, max_stories: int,
+                 topics: Sequence[str] = (), min_topic_score: float = 0.0,
+                 sent_versions: Mapping[int, int] | None = None) -> Digest:
+    """A Digest value for the window (since, now]."""
+    return Digest(since=since, until=now,
+                  stories=select_stories(candidates, now=now, since=since, max_stories=max_stories, topics=topics,
+                                         min_topic_score=min_topic_score, sent_versions=sent_versions))
+
+
+# schedules -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When a chat gets digests: times of day in its time zone, or every N hours."""
+
+    timezone: str = "UTC"
+    times: tuple[str, ...] = ("08:00",)
+    every_hours: int | None = None
+
+    def describe(self) -> str:
+        """Human form, e.g. 'at 08:00, 18:00 (Europe/Berlin)' or 'every 6 h'."""
+        if self.every_hours:
+            return f"every {self.every_hours} h ({self.timezone})"
+        return f"at {', '.join(self.times)} ({self.timezone})"
+
+
+def parse_time_of_day(value: str) -> time:
+    """'8:00' or '08:00' -> time(8, 0); raises ValueError."""
+    hh, sep, mm = value.strip().partition(":")
+    if not sep or not hh.isdigit() or not mm.isdigit() or len(mm) != 2 or len(hh) > 2:
+        raise ValueError(f"{value!r} is not a time like 08:00")
+    h, m = int(hh), int(mm)
+    if not (0 <= h <= 23 and 0 <= m <= 59):
+        raise ValueError(f"{value!r} is not a time of day (00:00 to 23:59)")
+    return time(h, m)
+
+
+def _local_instants(day: datetime, tz: ZoneInfo, times: Sequence[time]) -> list[datetime]:
+    out = []
+    for t in times:
+        naive = datetime.combine(day.date(), t)
+        # fold=0 picks the first of two repeated wall times (DST end) and maps a skipped wall time (DST start)
+        # to the instant just after the gap, so every configured time fires exactly once a day.
+        out.append(naive.replace(tzinfo=tz, fold=0).astimezone(UTC))
+    return out
+
+
+def next_due(schedule: Schedule, after: datetime) -> datetime:
+    """The first digest time strictly after `after` (aware), in UTC; DST-safe."""
+    tz = ZoneInfo(schedule.timezone)
+    if schedule.every_hours:
+        n = schedule.every_hours
+        if 24 % n == 0:
+            times = [time(h, 0) for h in range(0, 24, n)]
+        else:
+            # Not a divisor of a day: a fixed grid of N-hour steps from the Unix epoch.
+            step = n * 3600
+            ts = math.floor(after.timestamp() / step + 1) * step
+            return datetime.fromtimestamp(ts, UTC)
+    else:
+        times = sorted(parse_time_of_day(t) for t in schedule.times)
+        if not times:
+            raise ValueError("a schedule needs at least one time of day or every_hours")
+    local = after.astimezone(tz)
+    for offset in range(-1, 3):
+        day = local + timedelta(days=offset)
+        for instant in sorted(_local_instants(day, tz, times)):
+            if instant > after:
+                return instant
+    raise AssertionError("no due time within three days")  # unreachable: every day has at least one instant
+
+
+def period(schedule: Schedule) -> timedelta:
+    """The longest gap between two digests (for the lookback of the first digest after a long pause)."""
+    if schedule.every_hours:
+        return timedelta(hours=schedule.every_hours)
+    mins = sorted(parse_time_of_day(t).hour * 60 + parse_time_of_day(t).minute for t in schedule.times)
+    gaps = [b - a for a, b in zip(mins, mins[1:], strict=False)] + [mins[0] + 1440 - mins[-1]]
+    return timedelta(minutes=max(gaps))
+
+
+def digest_since(now: datetime, last_digest_at: datetime | None, schedule: Schedule | None = None,
+                 requested: timedelta | None = None) -> datetime:
+    """Start of a digest window: the requested span, else since the last digest, at most 24 h (or one period)."""
+    cap = MAX_LOOKBACK if schedule is None else max(MAX_LOOKBACK, period(schedule))
+    if requested is not None:
+        return now - requested
+    if last_digest_at is None or now - last_digest_at > cap:
+        return now - cap
+    return last_digest_at
+
+
+def digest_key(subscription_id: int, due_at: datetime) -> str:
+    """Idempotency key of one scheduled digest run (outbox rows share it, one per part)."""
+    return f"s{subscription_id}-{int(due_at.timestamp())}"
