@@ -1,0 +1,1 @@
+"""Pipeline stages: feed -> entry -> article -> story -> digest -> delivery."""
