@@ -7,7 +7,7 @@ import logging
 import signal
 from datetime import timedelta
 
-from bot.net import FetchLimits, Fetcher
+from bot.net import Fetcher, FetchLimits
 from bot.pipeline.feed import PollPolicy
 from bot.runner import PollReport, Runner
 from bot.settings import FeedsFile, Settings, load_feeds_file, load_settings

@@ -15,10 +15,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from bot.errors import ConfigError
+from bot.errors import BlockedURLError, ConfigError
 from bot.models import FeedSpec
 from bot.net import check_url
-from bot.errors import BlockedURLError
 
 DEFAULT_DATABASE_URL = "sqlite:///data/newsdigest.db"
 DEFAULT_FEEDS_FILE = "feeds.yaml"

@@ -1,0 +1,155 @@
+"""Polling end to end over real sockets: real feeds and misbehaving endpoints served from 127.0.0.1."""
+
+from __future__ import annotations
+
+import html
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.models import FeedSpec
+from bot.net import Fetcher, FetchLimits, utcnow
+from bot.pipeline.entry import parse_feed
+from bot.pipeline.feed import PollPolicy
+from bot.runner import Runner
+from bot.storage.store import Store
+
+DATA = Path(__file__).parent / "data"
+GOOD = ["bbc_2020-04-27T2107Z.xml", "nytimes_2020-04-27T2107Z.xml", "aljazeera_youtube_2020-04-27T2107Z.atom",
+        "dw_chinese_2015_rdf.xml", "uol_wrong_encoding.rss", "nzherald_2020-04-28T0034Z_bozo.xml",
+        "cp1251_russian.xml"]
+BAD = {"/slow?s=3": "timed out", "/status/500": "HTTP 500", "/status/404": "HTTP 404",
+       "/status/429?retry_after=120": "HTTP 429", "/huge": "larger than", "/loop/0": "redirects",
+       "/feeds/latimes_2021-09-20T0028Z_403.html": "not a usable feed"}
+LIMITS = FetchLimits(timeout_s=15.0, max_bytes=1_000_000, allow_private=True, per_host=16)
+
+
+def expected_entries(name: str) -> int:
+    return len(parse_feed((DATA / "feeds" / name).read_bytes(), url="http://x/" + name).entries)
+
+
+def add_feeds(store: Store, server) -> dict[str, int]:  # noqa: ANN001
+    ids = {}
+    for path in [f"/feeds/{n}" for n in GOOD] + list(BAD):
+        # Only the slow feed gets a short timeout, so a busy test machine cannot time out the others.
+        timeout = 1.0 if path.startswith("/slow") else None
+        row, _ = store.add_feed(FeedSpec(url=server.url(path), interval_s=600, timeout_s=timeout), "cli")
+        ids[path] = row.id
+    return ids
+
+
+class RecordingStore(Store):
+    """Records the order in which feed outcomes are stored."""
+
+    order: list[int]
+
+    def record_feed_success(self, feed_id: int, **kw) -> None:  # noqa: ANN003
+        self.order.append(feed_id)
+        super().record_feed_success(feed_id, **kw)
+
+    def record_feed_failure(self, feed_id: int, **kw) -> None:  # noqa: ANN003
+        self.order.append(feed_id)
+        super().record_feed_failure(feed_id, **kw)
+
+
+async def test_poll_cycle_counts_failures_and_304s(store: Store, feed_server) -> None:  # noqa: ANN001
+    store.__class__ = RecordingStore
+    store.order = []
+    ids = add_feeds(store, feed_server)
+    async with Fetcher(LIMITS) as fetcher:
+        runner = Runner(store, fetcher, policy=PollPolicy(pause_after_failures=3))
+        first = await runner.poll_once()
+
+        expected = sum(expected_entries(n) for n in GOOD)
+        assert first.feeds == len(GOOD) + len(BAD)
+        assert first.fetched == len(GOOD) and first.not_modified == 0
+        assert first.new_articles == expected == store.count_articles() and expected > 200
+        failed = {f["url"].removeprefix(feed_server.base): f["error"] for f in first.failed}
+        assert set(failed) == set(BAD)
+        for path, needle in BAD.items():
+            assert needle in failed[path], (path, failed[path])
+        # The slow feed's outcome is stored last: it delayed none of the others.
+        assert store.order[-1] == ids["/slow?s=3"]
+
+        now = utcnow()
+        rows = {r.id: r for r in store.list_feeds()}
+        for path in BAD:
+            row = rows[ids[path]]
+            assert row.error_count == 1 and row.last_error and row.paused_reason is None
+            assert row.next_check_at >= now + timedelta(seconds=600 * 0.5 - 5), "backoff"
+        assert rows[ids["/status/429?retry_after=120"]].next_check_at >= now + timedelta(seconds=110)
+        for n in GOOD:
+            assert rows[ids[f"/feeds/{n}"]].etag and rows[ids[f"/feeds/{n}"]].error_count == 0
+
+        # Nothing is due now: a plain poll does nothing; a forced one is all 304s for the good feeds.
+        assert (await runner.poll_once()).feeds == 0
+        second = await runner.poll_once(force=True)
+        assert second.not_modified == len(GOOD) and second.fetched == 0 and second.new_articles == 0
+        assert store.count_articles() == expected
+        for n in GOOD:
+            assert feed_server.conditional_hits[f"/feeds/{n}"] == 1
+
+        # A feed that keeps failing is paused with its reason; the others keep working.
+        await runner.poll_once(force=True)
+        rows = {r.id: r for r in store.list_feeds()}
+        paused = rows[ids["/status/500"]]
+        assert paused.error_count == 3 and "3 consecutive failures" in paused.paused_reason
+        assert "HTTP 500" in paused.paused_reason
+        assert all(rows[ids[f"/feeds/{n}"]].paused_reason is None for n in GOOD)
+        assert all(r.id in {f.id for f in store.list_feeds()} for r in rows.values()), "never dropped"
+
+
+async def test_updated_feed_stores_only_new_items(sqlite_store: Store, feed_server) -> None:  # noqa: ANN001
+    old, new = (DATA / "feeds" / "bbc_2020-04-27T2107Z.xml").read_bytes(), \
+        (DATA / "feeds" / "bbc_2020-04-28T0034Z.xml").read_bytes()
+    feed_server.files["/live/bbc.xml"] = old
+    sqlite_store.add_feed(FeedSpec(url=feed_server.url("/live/bbc.xml")), "cli")
+    keys_old = {e.key for e in parse_feed(old, url="u").entries}
+    keys_new = {e.key for e in parse_feed(new, url="u").entries}
+    async with Fetcher(LIMITS) as fetcher:
+        runner = Runner(sqlite_store, fetcher)
+        a = await runner.poll_once(force=True)
+        feed_server.files["/live/bbc.xml"] = new
+        b = await runner.poll_once(force=True)
+    assert a.new_articles == len(keys_old)
+    assert b.new_articles == len(keys_new - keys_old) > 0
+    assert sqlite_store.count_articles() == len(keys_old | keys_new)
+
+
+async def test_teaser_entries_get_page_text(sqlite_store: Store, feed_server) -> None:  # noqa: ANN001
+    seed = (DATA / "seed_article.txt").read_text(encoding="utf-8")
+    paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in seed.split("\n\n") if p.strip())
+    feed_server.files["/news/lavrov.html"] = (
+        "<html><head><title>Lavrov warns NATO</title></head><body><nav>Home | World | Sport</nav>"
+        f"<article><h1>Russia warns NATO</h1>{paragraphs}</article><footer>Copyright</footer></body></html>"
+    ).encode()
+    feed_server.files["/live/teasers.xml"] = (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>T</title><link>http://x/</link>'
+        f"<item><title>Russia warns NATO</title><link>{feed_server.url('/news/lavrov.html')}?utm_source=rss</link>"
+        "<guid isPermaLink=\"false\">lavrov-1</guid><description>Lavrov says Russia will not tolerate...</description>"
+        "</item></channel></rss>").encode()
+    sqlite_store.add_feed(FeedSpec(url=feed_server.url("/live/teasers.xml")), "cli")
+    async with Fetcher(LIMITS) as fetcher:
+        runner = Runner(sqlite_store, fetcher)
+        report = await runner.poll_once()
+        assert report.new_articles == 1
+        assert await runner.fill_texts() == 1
+    with sqlite_store.engine.connect() as conn:
+        from bot.storage.tables import articles
+
+        row = conn.execute(articles.select()).one()
+    assert row.text_source == "page" and row.canonical_url.endswith("/news/lavrov.html")
+    assert "Sergey Lavrov" in row.text
+    assert "YOU MAY ALSO LIKE" not in row.text and "Leave a Reply" not in row.text
+    assert "email address will not be published" not in row.text
+
+
+@pytest.mark.parametrize("allow", [False])
+async def test_private_feed_blocked_by_default(sqlite_store: Store, feed_server, allow: bool) -> None:  # noqa: ANN001
+    sqlite_store.add_feed(FeedSpec(url=feed_server.url("/feeds/wsj_2020-04-27T2107Z.xml")), "cli")
+    async with Fetcher(FetchLimits(allow_private=allow)) as fetcher:
+        report = await Runner(sqlite_store, fetcher).poll_once()
+    assert report.failed and "non-public" in report.failed[0]["error"]
+    assert sum(feed_server.hits.values()) == 0
+    assert sqlite_store.list_feeds()[0].paused_reason.startswith("blocked URL")
