@@ -105,7 +105,8 @@ class Reply:
     """What a command answers, platform-neutral; the adapter's Renderer turns it into messages.
 
     `edit` asks to replace the message whose button was pressed (callbacks); `notice` is a short toast for a
-    callback answer; `digest` is rendered after the blocks, split by the renderer.
+    callback answer; `digest` is rendered after the blocks, split by the renderer; `error` marks a refusal or
+    failure, which adapters that can (Discord) show only to the user who asked.
     """
 
     blocks: tuple[Block, ...] = ()
@@ -114,6 +115,7 @@ class Reply:
     digest: Digest | None = None
     edit: bool = False
     notice: str | None = None
+    error: bool = False
 
 
 @dataclass(frozen=True)

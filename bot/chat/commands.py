@@ -116,10 +116,12 @@ class CommandService:
                 return await self._summary_link(inv)
             return await asyncio.to_thread(self._handle_sync, inv)
         except CommandError as exc:
-            return Reply(blocks=(para(str(exc)),), notice=str(exc)[:190] if inv.callback_data else None)
+            return Reply(blocks=(para(str(exc)),), notice=str(exc)[:190] if inv.callback_data else None,
+                         error=True)
         except Exception:
             log.exception("command %s in %s failed", inv.command, inv.chat.key)
-            return Reply(blocks=(para("Something went wrong on my side. Please try again in a few minutes."),))
+            return Reply(blocks=(para("Something went wrong on my side. Please try again in a few minutes."),),
+                         error=True)
 
     def command_menu(self) -> list[tuple[str, str]]:
         """(name, description) pairs for the platform's command menu (setMyCommands), owners' commands left out."""
