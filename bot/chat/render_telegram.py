@@ -1,0 +1,205 @@
+"""Render replies and digests as Telegram HTML messages: everything escaped, at most 4096 characters each.
+
+Telegram counts the limit on the text after entity parsing, in UTF-16 code units; we count the same way. A
+digest is split only between stories, so no tag or entity is ever cut; a story too long for one message has its
+summary shortened.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from urllib.parse import urlsplit
+
+from bot.pipeline.digest import Digest, DigestStory
+from bot.ports import Block, OutgoingMessage, Reply, Span
+
+MESSAGE_LIMIT = 4096
+CAPTION_LIMIT = 1024
+TITLE_MAX = 300
+OUTLET_MAX = 60
+URL_MAX = 2048
+ELLIPSIS = "…"
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def units(s: str) -> int:
+    """Length in UTF-16 code units, as Telegram counts it."""
+    return len(s.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def clean(s: str) -> str:
+    """Drop what cannot or should not reach a message: lone surrogates, control characters, odd newlines."""
+    s = "".join(ch for ch in s if unicodedata.category(ch) != "Cs")
+    s = s.replace("\r\n", "\n").replace("\r", "\n").replace("\t", " ")
+    return _CONTROL.sub("", s)
+
+
+def one_line(s: str) -> str:
+    """Clean and collapse whitespace (titles, outlet names)."""
+    return " ".join(clean(s).split())
+
+
+def cut(s: str, limit: int) -> str:
+    """At most `limit` UTF-16 units, ending with an ellipsis when shortened, never splitting a character."""
+    if units(s) <= limit:
+        return s
+    out, used = [], 0
+    for ch in s:
+        w = units(ch)
+        if used + w > limit - 1:
+            break
+        out.append(ch)
+        used += w
+    return "".join(out).rstrip() + ELLIPSIS
+
+
+def safe_url(url: str | None) -> str | None:
+    """The URL when it is an absolute http(s) URL fit for a link, else None."""
+    if not url:
+        return None
+    url = url.strip()
+    if len(url) > URL_MAX or any(ch.isspace() or unicodedata.category(ch)[0] == "C" for ch in url):
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    return url if parts.scheme in ("http", "https") and parts.hostname else None
+
+
+def span_html(sp: Span) -> tuple[str, int]:
+    """(HTML, visible length) of one span."""
+    body = clean(sp.text)
+    visible = units(body)
+    out = html.escape(body, quote=False)
+    if sp.code:
+        out = f"<code>{out}</code>"
+    else:
+        if sp.bold:
+            out = f"<b>{out}</b>"
+        if sp.italic:
+            out = f"<i>{out}</i>"
+        href = safe_url(sp.url)
+        if href:
+            out = f'<a href="{html.escape(href, quote=True)}">{out}</a>'
+    return out, visible
+
+
+def fit_spans(spans: Sequence[Span], limit: int) -> list[Span]:
+    """Shorten spans (from the end) so their visible text fits `limit` units."""
+    out: list[Span] = []
+    used = 0
+    for sp in spans:
+        body = clean(sp.text)
+        w = units(body)
+        if used + w <= limit:
+            out.append(sp)
+            used += w
+            continue
+        room = limit - used
+        if room > 1:
+            out.append(Span(cut(body, room), sp.bold, sp.italic, sp.code, sp.url))
+        break
+    return out
+
+
+def render_block(spans: Sequence[Span], limit: int = MESSAGE_LIMIT) -> tuple[str, int]:
+    """(HTML, visible length) of a block, shortened to fit `limit`."""
+    parts = [span_html(sp) for sp in fit_spans(spans, limit)]
+    return "".join(h for h, _ in parts), sum(n for _, n in parts)
+
+
+def pack(units_: Iterable[tuple[str, int]], limit: int = MESSAGE_LIMIT, sep: str = "\n\n") -> list[str]:
+    """Join rendered units into as few messages as fit, breaking only between units."""
+    messages: list[str] = []
+    cur: list[str] = []
+    size = 0
+    gap = units(sep)
+    for body, n in units_:
+        if not body.strip():
+            continue
+        extra = n + (gap if cur else 0)
+        if cur and size + extra > limit:
+            messages.append(sep.join(cur))
+            cur, size, extra = [], 0, n
+        cur.append(body)
+        size += extra
+    if cur:
+        messages.append(sep.join(cur))
+    return messages
+
+
+def story_spans(index: int, story: DigestStory, limit: int = MESSAGE_LIMIT) -> list[Span]:
+    """One story: numbered headline, summary, the first outlet's link and 'also reported by' the others."""
+    title = cut(one_line(story.title) or "(untitled)", TITLE_MAX)
+    head = [Span(f"{index}. {title}", bold=True)]
+    if story.updated:
+        head.append(Span(" (updated)", italic=True))
+    links: list[Span] = []
+    shown = [(cut(one_line(lk.outlet) or urlsplit(lk.url).hostname or "source", OUTLET_MAX), lk.url)
+             for lk in story.links if safe_url(lk.url)]
+    if shown:
+        links.append(Span(shown[0][0], url=shown[0][1]))
+        if len(shown) > 1:
+            links.append(Span(" · also reported by "))
+            for i, (name, url) in enumerate(shown[1:]):
+                if i:
+                    links.append(Span(", "))
+                links.append(Span(name, url=url))
+        more = story.outlet_count - len(shown)
+        if more > 0:
+            links.append(Span(f" and {more} more"))
+    summary = clean(story.summary).strip()
+    fixed = sum(units(clean(sp.text)) for sp in head + links) + 4
+    spans = [*head]
+    if summary:
+        spans += [Span("\n"), Span(cut(summary, max(1, limit - fixed)))]
+    if links:
+        spans += [Span("\n"), *links]
+    return spans
+
+
+def digest_header(digest: Digest) -> Block:
+    """'News digest · 5 top stories of the last 10 h'."""
+    hours = max(1, round((digest.until - digest.since).total_seconds() / 3600))
+    n = len(digest.stories)
+    return (Span(digest.title, bold=True),
+            Span(f" · {n} top {'story' if n == 1 else 'stories'} of the last {hours} h"))
+
+
+class TelegramRenderer:
+    """Renderer for Telegram's HTML parse mode."""
+
+    def __init__(self, limit: int = MESSAGE_LIMIT) -> None:
+        self.limit = limit
+
+    def _messages(self, bodies: list[str]) -> list[OutgoingMessage]:
+        return [OutgoingMessage(text=b, parse_mode="html") for b in bodies]
+
+    def render_digest(self, digest: Digest) -> list[OutgoingMessage]:
+        """Digest messages, split between stories."""
+        if not digest.stories:
+            return []
+        rendered = [render_block(digest_header(digest), self.limit)]
+        rendered += [render_block(story_spans(i, s, self.limit), self.limit)
+                     for i, s in enumerate(digest.stories, 1)]
+        return self._messages(pack(rendered, self.limit))
+
+    def render_reply(self, reply: Reply) -> list[OutgoingMessage]:
+        """Reply blocks (buttons on the last text message), then the digest, then the file."""
+        bodies = pack((render_block(b, self.limit) for b in reply.blocks), self.limit, sep="\n")
+        out = self._messages(bodies)
+        if out and reply.buttons:
+            last = out[-1]
+            out[-1] = OutgoingMessage(text=last.text, parse_mode="html", buttons=reply.buttons)
+        if reply.digest is not None:
+            out += self.render_digest(reply.digest)
+        if reply.file is not None:
+            caption, _ = render_block((Span(reply.file.caption),), CAPTION_LIMIT)
+            out.append(OutgoingMessage(text=caption, parse_mode="html", file=reply.file))
+        if not out:
+            out.append(OutgoingMessage(text="OK", parse_mode="html"))
+        return out

@@ -1,0 +1,346 @@
+"""ChatRuntime: the scheduler (due digests -> outbox) and the sender (outbox -> chat sinks, paced).
+
+Both loops keep their state in the database, so a restart neither loses a due digest nor re-sends a part that
+was confirmed sent. Adapters that receive commands (Telegram, Discord) are `services` started and stopped with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from bot.errors import DeliveryError
+from bot.net import utcnow
+from bot.pipeline.delivery import TELEGRAM_LIMITS, Limits, Pacer, on_failure
+from bot.pipeline.digest import build_digest, digest_key, digest_since, next_due
+from bot.ports import ChatSink, OutgoingMessage
+from bot.settings import DigestDefaults
+from bot.storage.chat_store import ChatStore, OutboxItem, Subscription
+
+log = logging.getLogger(__name__)
+
+
+class Clock(Protocol):
+    """Time for the runtime: monotonic seconds for pacing, wall time for the database, and sleeping."""
+
+    def monotonic(self) -> float:
+        """Seconds on a monotonic scale."""
+        ...
+
+    def now(self) -> datetime:
+        """Aware UTC wall time."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep `seconds` of this clock's time."""
+        ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def monotonic(self) -> float:
+        """time.monotonic()."""
+        return time.monotonic()
+
+    def now(self) -> datetime:
+        """utcnow()."""
+        return utcnow()
+
+    async def sleep(self, seconds: float) -> None:
+        """asyncio.sleep."""
+        await asyncio.sleep(seconds)
+
+
+class Service(Protocol):
+    """Something with a lifecycle the runtime owns (an adapter receiving updates)."""
+
+    async def start(self) -> None:
+        """Start receiving."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop receiving."""
+        ...
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Loop timings; defaults suit production, tests shorten them."""
+
+    scheduler_tick_s: float = 30.0
+    lease_s: float = 120.0
+    claim_batch: int = 500
+    claim_interval_s: float = 1.0
+    max_in_flight: int = 16
+    shutdown_grace_s: float = 10.0
+    min_topic_score: float | None = None
+
+
+class ChatRuntime:
+    """Scheduler + paced sender over the outbox, for every registered sink."""
+
+    def __init__(self, chats: ChatStore, defaults: DigestDefaults, sinks: Sequence[ChatSink], *,
+                 services: Sequence[Service] = (), limits: Mapping[str, Limits] | None = None,
+                 clock: Clock | None = None, config: RuntimeConfig | None = None) -> None:
+        self.chats = chats
+        self.defaults = defaults
+        self.sinks = {s.platform: s for s in sinks}
+        self.services = list(services)
+        self.limits = dict(limits or {})
+        self.clock = clock or SystemClock()
+        self.config = config or RuntimeConfig()
+        self.pacers = {p: Pacer(self.limits.get(p, TELEGRAM_LIMITS)) for p in self.sinks}
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._sending: set[asyncio.Task] = set()
+        self._buffer: dict[int, OutboxItem] = {}
+        self._in_flight: set[int] = set()
+        self._heap: list[tuple[float, int, int]] = []
+        self._seq = 0
+        self.stats = {"sent": 0, "retried": 0, "paused": 0, "failed": 0, "migrated": 0, "digests": 0}
+
+    # lifecycle ----------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the services, then the scheduler and sender loops."""
+        for svc in self.services:
+            await svc.start()
+        self._stop.clear()
+        self._tasks = [asyncio.create_task(self._scheduler_loop(), name="chat-scheduler"),
+                       asyncio.create_task(self._sender_loop(), name="chat-sender")]
+
+    async def stop(self) -> None:
+        """Stop cleanly: no new sends, in-flight sends finish (or are abandoned after the grace period, their
+        parts left for the next start), claimed-but-unsent parts released, then the services stop."""
+        self._stop.set()
+        self._wake.set()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._tasks = []
+        for svc in reversed(self.services):
+            try:
+                await svc.stop()
+            except Exception:
+                log.exception("stopping %r failed", svc)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """start(), wait for `stop`, stop()."""
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
+    # scheduler ----------------------------------------------------------------------------------------------
+
+    async def _scheduler_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                n = await asyncio.to_thread(self.schedule_due, self.clock.now())
+                if n:
+                    self._wake.set()
+            except Exception:
+                log.exception("scheduler step failed")
+            await self._wait(self.config.scheduler_tick_s)
+
+    def schedule_due(self, now: datetime) -> int:
+        """Enqueue every due digest (one transaction each); returns how many were handled."""
+        done = 0
+        for sub in self.chats.due_subscriptions(now, platforms=list(self.sinks)):
+            try:
+                if self.enqueue_digest(sub, now):
+                    done += 1
+            except Exception:
+                log.exception("digest for %s failed", sub.chat.key)
+        return done
+
+    def enqueue_digest(self, sub: Subscription, now: datetime) -> bool:
+        """Build, render and queue one subscription's due digest, and advance its schedule."""
+        assert sub.next_due_at is not None
+        since = digest_since(now, sub.last_digest_at, sub.schedule)
+        candidates = self.chats.candidate_stories(since, now)
+        sent = self.chats.sent_versions(sub.id, [c.id for c in candidates])
+        min_score = self.config.min_topic_score
+        digest = build_digest(candidates, now=now, since=since, max_stories=sub.max_stories, topics=sub.topics,
+                              min_topic_score=self.defaults.min_topic_score if min_score is None else min_score,
+                              sent_versions=sent)
+        messages = self.sinks[sub.chat.platform].renderer.render_digest(digest)
+        ok = self.chats.enqueue_digest(
+            sub, due_at=sub.next_due_at, next_due_at=next_due(sub.schedule, max(now, sub.next_due_at)),
+            digest_key=digest_key(sub.id, sub.next_due_at), payloads=[m.to_payload() for m in messages],
+            story_versions=digest.story_versions if messages else {}, now=now)
+        if ok and messages:
+            self.stats["digests"] += 1
+            log.info("digest for %s: %d stories in %d parts", sub.chat.key, len(digest.stories), len(messages))
+        return ok
+
+    # sender -------------------------------------------------------------------------------------------------
+
+    async def _wait(self, seconds: float) -> None:
+        """Sleep up to `seconds` of clock time, waking early on stop or new work."""
+        if self._stop.is_set():
+            return
+        self._wake.clear()
+        sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waker.cancel()
+
+    def _push(self, item: OutboxItem) -> None:
+        pacer = self.pacers[item.chat.platform]
+        self._seq += 1
+        heapq.heappush(self._heap, (pacer.chat_ready_at(item.chat.key, self.clock.monotonic()), self._seq,
+                                    item.chat_db_id))
+
+    async def _claim(self) -> None:
+        exclude = list(self._buffer) + list(self._in_flight)
+        limit = self.config.claim_batch - len(self._buffer)
+        if limit <= 0:
+            return
+        items = await asyncio.to_thread(self.chats.claim_outbox, self.clock.now(), lease_s=self.config.lease_s,
+                                        limit=limit, platforms=list(self.sinks), exclude_chats=exclude)
+        for item in items:
+            self._buffer[item.chat_db_id] = item
+            self._push(item)
+
+    async def _sender_loop(self) -> None:
+        sem = asyncio.Semaphore(self.config.max_in_flight)
+        last_claim = float("-inf")
+        try:
+            while not self._stop.is_set():
+                mono = self.clock.monotonic()
+                since_claim = mono - last_claim
+                if since_claim >= self.config.claim_interval_s or (not self._heap and since_claim >= 0.05):
+                    try:
+                        await self._claim()
+                    except Exception:
+                        log.exception("claiming outbox parts failed")
+                    last_claim = self.clock.monotonic()
+                if not self._heap:
+                    await self._wait(self.config.claim_interval_s)
+                    continue
+                _, _, chat_db_id = self._heap[0]
+                item = self._buffer[chat_db_id]
+                pacer = self.pacers[item.chat.platform]
+                mono = self.clock.monotonic()
+                chat_at = pacer.chat_ready_at(item.chat.key, mono)
+                if chat_at > self._heap[0][0] + 1e-9:
+                    heapq.heappop(self._heap)
+                    self._seq += 1
+                    heapq.heappush(self._heap, (chat_at, self._seq, chat_db_id))
+                    continue
+                at = max(chat_at, pacer.global_ready_at(mono))
+                if at > mono:
+                    await self._wait(min(at - mono, self.config.claim_interval_s))
+                    continue
+                await sem.acquire()
+                if self._stop.is_set():
+                    sem.release()
+                    break
+                heapq.heappop(self._heap)
+                del self._buffer[chat_db_id]
+                self._in_flight.add(chat_db_id)
+                pacer.record(item.chat.key, item.chat.is_group, self.clock.monotonic())
+                task = asyncio.create_task(self._send(item, sem))
+                self._sending.add(task)
+                task.add_done_callback(self._sending.discard)
+                if len(pacer) > 50_000:
+                    pacer.prune(mono)
+        finally:
+            await self._shutdown_sender()
+
+    async def _shutdown_sender(self) -> None:
+        if self._sending:
+            done, pending = await asyncio.wait(set(self._sending), timeout=self.config.shutdown_grace_s)
+            for t in pending:
+                t.cancel()
+            if pending:
+                log.warning("abandoned %d in-flight sends; their parts are retried after the lease", len(pending))
+                await asyncio.gather(*pending, return_exceptions=True)
+        unsent = [i.id for i in self._buffer.values()]
+        self._buffer.clear()
+        self._heap.clear()
+        if unsent:
+            await asyncio.to_thread(self.chats.release, unsent)
+
+    async def _send(self, item: OutboxItem, sem: asyncio.Semaphore) -> None:
+        sink = self.sinks[item.chat.platform]
+        try:
+            try:
+                ref = await sink.send(item.chat, OutgoingMessage.from_payload(item.payload))
+            except DeliveryError as exc:
+                await self._failed(item, exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("sink %s raised an unexpected error", sink.platform)
+                await self._failed(item, DeliveryError(f"{type(exc).__name__}: {exc}"))
+            else:
+                await asyncio.to_thread(self.chats.mark_sent, item.id, ref, self.clock.now())
+                self.stats["sent"] += 1
+        finally:
+            self._in_flight.discard(item.chat_db_id)
+            sem.release()
+            self._wake.set()
+
+    async def _failed(self, item: OutboxItem, exc: DeliveryError) -> None:
+        limits = self.limits.get(item.chat.platform, TELEGRAM_LIMITS)
+        action = on_failure(exc, item.attempts + 1, limits, item.id)
+        now, mono = self.clock.now(), self.clock.monotonic()
+        pacer = self.pacers[item.chat.platform]
+        if action.block_chat_s:
+            pacer.block_chat(item.chat.key, mono + action.block_chat_s)
+        if action.block_all_s:
+            pacer.block_all(mono + action.block_all_s)
+        if action.action == "retry":
+            self.stats["retried"] += 1
+            log.info("send to %s failed (%s); retry in %.1f s", item.chat.key, action.reason, action.delay_s)
+            await asyncio.to_thread(self.chats.retry_later, item.id, now + timedelta(seconds=action.delay_s),
+                                    action.reason)
+        elif action.action == "pause":
+            self.stats["paused"] += 1
+            log.warning("chat %s blocked the bot (%s); its subscription is paused", item.chat.key, action.reason)
+            await asyncio.to_thread(self.chats.pause, item.chat_db_id, f"blocked: {action.reason}", now)
+        elif action.action == "migrate":
+            self.stats["migrated"] += 1
+            assert action.migrate_to is not None
+            log.info("chat %s moved to %s", item.chat.key, action.migrate_to)
+            await asyncio.to_thread(self.chats.migrate_chat, item.chat.platform, item.chat.chat_id, action.migrate_to)
+            await asyncio.to_thread(self.chats.retry_later, item.id, now, None, count_attempt=False)
+        else:
+            self.stats["failed"] += 1
+            log.warning("giving up on a part for %s: %s", item.chat.key, action.reason)
+            await asyncio.to_thread(self.chats.mark_failed, item.id, action.reason, now)
+
+    # tests and tools ----------------------------------------------------------------------------------------
+
+    async def drain(self, timeout_s: float = 30.0) -> None:
+        """Wait until nothing is pending, buffered or in flight (for tests, the bench and one-shot tools)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            counts = await asyncio.to_thread(self.chats.outbox_counts)
+            if not counts.get("pending") and not self._buffer and not self._in_flight:
+                return
+            self._wake.set()
+            await asyncio.sleep(0.02)
+        raise TimeoutError(f"outbox not drained after {timeout_s} s: {counts}")
+
+
+def build_chat_runtime(app: Any, **kwargs: Any) -> ChatRuntime:
+    """The chat layer for `newsdigest run`; see bot.chat.wiring.build_chat_runtime for the keyword arguments."""
+    from bot.chat.wiring import build_chat_runtime as build
+
+    return build(app, **kwargs)

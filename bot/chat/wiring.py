@@ -1,0 +1,51 @@
+"""Composition of the chat layer for `newsdigest run`: command service, adapters with tokens, runtime."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from bot.chat.commands import CommandService
+from bot.chat.console import CONSOLE_CHAT, ConsoleSink
+from bot.chat.feed_admin import StoreFeedAdmin
+from bot.chat.runtime import ChatRuntime, RuntimeConfig
+from bot.net import utcnow
+from bot.ports import ChatSink, Summarize
+from bot.storage.chat_store import ChatStore
+
+log = logging.getLogger(__name__)
+
+AdapterFactory = Callable[[CommandService], ChatSink]
+
+
+def build_command_service(app: Any, summarize: Summarize | None = None) -> CommandService:
+    """The CommandService over the app's store, settings and feeds file."""
+    s = app.settings
+    return CommandService(ChatStore(app.store.engine), admins=s.admins, defaults=app.feeds_file.digest,
+                          feed_admin=StoreFeedAdmin(app.store, allow_private=s.allow_private_urls),
+                          summarize=summarize, topics=[t.name for t in app.feeds_file.topics])
+
+
+def build_chat_runtime(app: Any, *, summarize: Summarize | None = None,
+                       extra_adapters: Sequence[AdapterFactory] = (), config: RuntimeConfig | None = None
+                       ) -> ChatRuntime:
+    """Adapters whose token is set (Telegram here; others via `extra_adapters`), else the console sink.
+
+    Each extra adapter factory gets the CommandService and returns an object that is both a ChatSink and a
+    Service (start/stop), e.g. `lambda svc: DiscordChat(settings.discord_bot_token, svc)`.
+    """
+    service = build_command_service(app, summarize)
+    sinks: list[Any] = []
+    if app.settings.telegram_bot_token:
+        from bot.chat.telegram_chat import TelegramChat
+
+        sinks.append(TelegramChat(app.settings.telegram_bot_token, app.settings.telegram_api_base_url, service))
+    sinks += [factory(service) for factory in extra_adapters]
+    services = list(sinks)
+    if not sinks:
+        # No chat platform configured: digests go to the terminal on the default schedule.
+        service.chats.subscribe(CONSOLE_CHAT, app.feeds_file.digest, utcnow())
+        sinks.append(ConsoleSink())
+        log.info("no chat token set: digests are printed to the terminal")
+    return ChatRuntime(service.chats, app.feeds_file.digest, sinks, services=services, config=config)
