@@ -1,0 +1,449 @@
+"""A local fake of Discord's REST API and gateway on 127.0.0.1, for smoke tests of the real discord.py client.
+
+It speaks just enough of both for a bot to log in, receive READY and GUILD_CREATE, sync slash commands, get
+INTERACTION_CREATE events, answer them (callback, followups, @original edits) and post channel messages. It
+records every request, validates nothing itself (tests do that against Discord's schema), and can answer a
+channel with an error or a 429 the way Discord does (JSON body, `Via` header, rate-limit headers).
+
+Point discord.py at it with `install(monkeypatch)`: that sets `discord.http.Route.BASE` and
+`discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yarl
+from aiohttp import WSMsgType, web
+from jsonschema import Draft202012Validator
+
+EVERYONE_PERMISSIONS = 0x0000_0000_0000_0C00 | (1 << 31)  # view channel, send messages, use application commands
+ADMIN_PERMISSIONS = 1 << 3
+MANAGE_GUILD = 1 << 5
+
+
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / "data" / "discord" / "openapi_excerpt.json"
+# Where Discord's documentation is stricter than its OpenAPI description (which allows 4000).
+CONTENT_MAX, EMBEDS_TOTAL_MAX = 2000, 6000
+
+
+@cache
+def _validator(schema: str) -> Draft202012Validator:
+    components = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))["components"]
+    return Draft202012Validator({"$ref": f"#/components/schemas/{schema}", "components": components})
+
+
+def embeds_total(embeds: list[dict[str, Any]]) -> int:
+    """Characters Discord counts over a message's embeds: titles, descriptions, fields, footers, authors."""
+    total = 0
+    for e in embeds:
+        total += len(e.get("title") or "") + len(e.get("description") or "")
+        total += sum(len(f.get("name") or "") + len(f.get("value") or "") for f in e.get("fields") or [])
+        total += len((e.get("footer") or {}).get("text") or "") + len((e.get("author") or {}).get("name") or "")
+    return total
+
+
+def payload_problems(schema: str, body: Any) -> list[str]:
+    """What is wrong with a request body: Discord's schema `schema` plus the documented limits it lacks."""
+    body = copy.deepcopy(body)
+    if isinstance(body, dict):
+        # Uploads name their files by index ("id": 0), as in Discord's own upload example; the OpenAPI
+        # description's snowflake type would only take a string there.
+        msg = body.get("data") if schema.endswith("InteractionCallbackRequest") else body
+        if isinstance(msg, dict) and msg.get("attachments"):
+            msg["attachments"] = [{**a, "id": str(a["id"])} for a in msg["attachments"]]
+    problems = [f"{'/'.join(map(str, e.absolute_path)) or '(body)'}: {e.message[:200]}"
+                for e in _validator(schema).iter_errors(body)]
+    msg = body.get("data") if isinstance(body, dict) and schema.endswith("InteractionCallbackRequest") else body
+    if isinstance(msg, dict):
+        if len(msg.get("content") or "") > CONTENT_MAX:
+            problems.append(f"content: {len(msg['content'])} characters (at most {CONTENT_MAX})")
+        total = embeds_total(msg.get("embeds") or [])
+        if total > EMBEDS_TOTAL_MAX:
+            problems.append(f"embeds: {total} characters in all (at most {EMBEDS_TOTAL_MAX})")
+    return problems
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    # discord.py parses a body as JSON only for exactly "application/json" (no charset parameter).
+    return web.Response(body=json.dumps(data).encode(), status=status,
+                        headers={**(headers or {}), "Content-Type": "application/json"})
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@dataclass
+class Recorded:
+    """One request the bot made."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    json: Any
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+@dataclass
+class FakeGuild:
+    """A guild the bot is in, with text channels and threads (id -> name)."""
+
+    id: int
+    name: str
+    owner_id: int
+    channels: dict[int, str] = field(default_factory=dict)
+    threads: dict[int, tuple[int, str]] = field(default_factory=dict)  # id -> (parent id, name)
+
+
+class FakeDiscord:
+    """Fake Discord REST (`/api/v10/...`) and gateway (`/gateway`) on one local port."""
+
+    def __init__(self, *, app_id: int = 900_000_000_000_000_001, bot_id: int = 900_000_000_000_000_002) -> None:
+        self.app_id, self.bot_id = app_id, bot_id
+        self.bot_user = {"id": str(bot_id), "username": "newsdigest", "discriminator": "0", "global_name": None,
+                         "avatar": None, "bot": True}
+        self.guilds: dict[int, FakeGuild] = {}
+        self.requests: list[Recorded] = []
+        self.messages: dict[int, list[dict[str, Any]]] = {}
+        self.commands: dict[int | None, list[dict[str, Any]]] = {}
+        self.callbacks: dict[int, dict[str, Any]] = {}
+        self.followups: dict[int, list[dict[str, Any]]] = {}
+        self.identify: dict[str, Any] | None = None
+        self.invalid: list[tuple[str, list[str]]] = []  # (request, problems) answered with 400/50035
+        self.heartbeats = 0
+        self.failures: dict[int, tuple[int, int, str]] = {}
+        self.rate_limits: dict[int, list[float]] = {}
+        self._ids = itertools.count(1_100_000_000_000_000_000)
+        self._seq = itertools.count(1)
+        self._ws: web.WebSocketResponse | None = None
+        self._ready = asyncio.Event()
+        self._changed = asyncio.Condition()
+        self._tokens: dict[str, int] = {}
+        self._cdn: dict[str, bytes] = {}
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # lifecycle ------------------------------------------------------------------------------------------
+
+    async def start(self) -> FakeDiscord:
+        """Listen on an ephemeral port of 127.0.0.1."""
+        app = web.Application()
+        app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/gateway/", self._gateway)
+        app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        """Close the gateway socket and the server."""
+        if self._ws is not None and not self._ws.closed:
+            await self._ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def __aenter__(self) -> FakeDiscord:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def api_base(self) -> str:
+        """What `discord.http.Route.BASE` must be."""
+        return f"http://127.0.0.1:{self.port}/api/v10"
+
+    @property
+    def gateway_url(self) -> yarl.URL:
+        """What `DiscordWebSocket.DEFAULT_GATEWAY` must be."""
+        return yarl.URL(f"ws://127.0.0.1:{self.port}/gateway")
+
+    def install(self, monkeypatch: Any) -> None:
+        """Point discord.py at this server for the rest of the test."""
+        import discord.gateway
+        import discord.http
+
+        monkeypatch.setattr(discord.http.Route, "BASE", self.api_base)
+        monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", self.gateway_url)
+
+    # world building -------------------------------------------------------------------------------------
+
+    def snowflake(self) -> int:
+        """A fresh id."""
+        return next(self._ids)
+
+    def add_guild(self, name: str = "Guild", *, channels: tuple[str, ...] = ("general",),
+                  threads: tuple[tuple[str, str], ...] = ()) -> FakeGuild:
+        """A guild with text channels and (channel name, thread name) threads; add before the bot connects."""
+        guild = FakeGuild(self.snowflake(), name, owner_id=self.snowflake())
+        for ch in channels:
+            guild.channels[self.snowflake()] = ch
+        by_name = {v: k for k, v in guild.channels.items()}
+        for parent, th in threads:
+            guild.threads[self.snowflake()] = (by_name[parent], th)
+        self.guilds[guild.id] = guild
+        return guild
+
+    def fail_channel(self, channel_id: int, status: int = 403, code: int = 50001,
+                     message: str = "Missing Access") -> None:
+        """Answer every message post to this channel with a Discord error."""
+        self.failures[channel_id] = (status, code, message)
+
+    def rate_limit_channel(self, channel_id: int, *retry_after: float) -> None:
+        """Answer the next posts to this channel with 429s carrying these retry_after values."""
+        self.rate_limits[channel_id] = list(retry_after)
+
+    # gateway --------------------------------------------------------------------------------------------
+
+    async def wait_ready(self, timeout: float = 10) -> None:
+        """Until READY has been sent."""
+        await asyncio.wait_for(self._ready.wait(), timeout)
+
+    async def _send(self, payload: dict[str, Any]) -> None:
+        assert self._ws is not None, "the bot is not connected"
+        await self._ws.send_str(json.dumps(payload))
+
+    async def _dispatch(self, event: str, data: Any) -> None:
+        await self._send({"op": 0, "t": event, "s": next(self._seq), "d": data})
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self._ws = ws
+        await self._send({"op": 10, "d": {"heartbeat_interval": 45_000}, "s": None, "t": None})
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                break
+            payload = json.loads(msg.data)
+            op = payload.get("op")
+            if op == 1:
+                self.heartbeats += 1
+                await self._send({"op": 11, "d": None, "s": None, "t": None})
+            elif op == 2:
+                self.identify = payload["d"]
+                await self._dispatch("READY", {
+                    "v": 10, "user": self.bot_user, "session_id": "fake-session", "shard": [0, 1],
+                    "resume_gateway_url": str(self.gateway_url), "application": {"id": str(self.app_id), "flags": 0},
+                    "guilds": [{"id": str(g), "unavailable": True} for g in self.guilds]})
+                for guild in self.guilds.values():
+                    await self._dispatch("GUILD_CREATE", self._guild_payload(guild))
+                self._ready.set()
+            elif op == 6:
+                await self._dispatch("RESUMED", {})
+        return ws
+
+    def _channel_payload(self, guild: FakeGuild, channel_id: int) -> dict[str, Any]:
+        if channel_id in guild.threads:
+            parent, name = guild.threads[channel_id]
+            return {"id": str(channel_id), "type": 11, "guild_id": str(guild.id), "name": name,
+                    "parent_id": str(parent), "owner_id": str(guild.owner_id), "message_count": 0,
+                    "member_count": 1, "rate_limit_per_user": 0, "flags": 0,
+                    "thread_metadata": {"archived": False, "auto_archive_duration": 1440, "locked": False,
+                                        "archive_timestamp": _now()}}
+        return {"id": str(channel_id), "type": 0, "guild_id": str(guild.id), "name": guild.channels[channel_id],
+                "position": 0, "permission_overwrites": [], "nsfw": False, "topic": None, "parent_id": None,
+                "rate_limit_per_user": 0, "flags": 0}
+
+    def _guild_payload(self, guild: FakeGuild) -> dict[str, Any]:
+        return {
+            "id": str(guild.id), "name": guild.name, "icon": None, "owner_id": str(guild.owner_id),
+            "unavailable": False, "large": False, "member_count": 2, "joined_at": _now(), "features": [],
+            "roles": [{"id": str(guild.id), "name": "@everyone", "permissions": str(EVERYONE_PERMISSIONS),
+                       "position": 0, "color": 0, "hoist": False, "managed": False, "mentionable": False,
+                       "flags": 0}],
+            "channels": [self._channel_payload(guild, c) for c in guild.channels],
+            "threads": [self._channel_payload(guild, t) for t in guild.threads],
+            "members": [], "presences": [], "voice_states": [], "emojis": [], "stickers": [],
+            "stage_instances": [], "guild_scheduled_events": [], "premium_tier": 0, "preferred_locale": "en-US",
+            "system_channel_flags": 0, "verification_level": 0, "explicit_content_filter": 0,
+            "default_message_notifications": 0, "mfa_level": 0, "nsfw_level": 0, "afk_timeout": 300,
+        }
+
+    def _guild_of(self, channel_id: int) -> FakeGuild:
+        return next(g for g in self.guilds.values() if channel_id in g.channels or channel_id in g.threads)
+
+    async def slash(self, channel_id: int, name: str, options: list[dict[str, Any]] | None = None, *,
+                    user_id: int | None = None, permissions: int = EVERYONE_PERMISSIONS,
+                    attachments: dict[str, tuple[str, bytes]] | None = None) -> int:
+        """Dispatch INTERACTION_CREATE for a synced slash command; returns the interaction id.
+
+        `attachments` maps an option name to (filename, bytes), served from this server like Discord's CDN.
+        """
+        guild = self._guild_of(channel_id)
+        synced = self.commands.get(guild.id, []) + self.commands.get(None, [])
+        command = next((c for c in synced if c["name"] == name), None)
+        assert command is not None, f"/{name} was never synced"
+        interaction_id, token = self.snowflake(), f"tok{self.snowflake()}"
+        self._tokens[token] = interaction_id
+        options = list(options or [])
+        resolved: dict[str, Any] = {}
+        for opt_name, (filename, data) in (attachments or {}).items():
+            att_id = self.snowflake()
+            url = f"http://127.0.0.1:{self.port}/api/v10/cdn/{att_id}/{filename}"
+            self._cdn[url] = data
+            resolved.setdefault("attachments", {})[str(att_id)] = {
+                "id": str(att_id), "filename": filename, "size": len(data), "url": url, "proxy_url": url,
+                "content_type": "application/octet-stream"}
+            options.append({"name": opt_name, "type": 11, "value": str(att_id)})
+        data: dict[str, Any] = {"id": command["id"], "name": name, "type": 1, "options": options}
+        if resolved:
+            data["resolved"] = resolved
+        user = {"id": str(user_id or self.snowflake()), "username": "member", "discriminator": "0",
+                "global_name": "Member", "avatar": None}
+        await self._dispatch("INTERACTION_CREATE", {
+            "id": str(interaction_id), "application_id": str(self.app_id), "type": 2, "data": data,
+            "guild_id": str(guild.id), "channel_id": str(channel_id),
+            "channel": self._channel_payload(guild, channel_id),
+            "member": {"user": user, "roles": [], "permissions": str(permissions), "joined_at": _now(),
+                       "deaf": False, "mute": False, "flags": 0},
+            "token": token, "version": 1, "app_permissions": str(EVERYONE_PERMISSIONS), "locale": "en-US",
+            "guild_locale": "en-US", "entitlements": [], "authorizing_integration_owners": {"0": str(guild.id)},
+            "context": 0, "attachment_size_limit": 26_214_400})
+        return interaction_id
+
+    async def wait_for(self, predicate: Any, timeout: float = 10) -> None:
+        """Until predicate() is true, re-checked after every request."""
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
+
+    # REST -----------------------------------------------------------------------------------------------
+
+    def _message(self, channel_id: int, body: dict[str, Any], *, flags: int = 0) -> dict[str, Any]:
+        return {"id": str(self.snowflake()), "channel_id": str(channel_id), "type": 0, "author": self.bot_user,
+                "content": body.get("content") or "", "embeds": body.get("embeds") or [],
+                "components": body.get("components") or [], "attachments": [], "timestamp": _now(),
+                "edited_timestamp": None, "tts": False, "mention_everyone": False, "mentions": [],
+                "mention_roles": [], "pinned": False, "flags": flags | int(body.get("flags") or 0)}
+
+    @staticmethod
+    def _error(status: int, code: int, message: str) -> web.Response:
+        return _json({"message": message, "code": code}, status=status)
+
+    async def _body(self, request: web.Request) -> tuple[Any, dict[str, bytes]]:
+        if request.content_type == "multipart/form-data":
+            payload, files = None, {}
+            reader = await request.multipart()
+            async for part in reader:
+                if part.name == "payload_json":
+                    payload = json.loads(await part.text())
+                elif part.name:
+                    files[part.filename or part.name] = bytes(await part.read())
+            return payload, files
+        if request.can_read_body:
+            return await request.json(), {}
+        return None, {}
+
+    async def _rest(self, request: web.Request) -> web.StreamResponse:
+        body, files = await self._body(request)
+        path = "/" + request.match_info["tail"]
+        self.requests.append(Recorded(request.method, path, dict(request.query), body, files))
+        try:
+            parts = path.strip("/").split("/")
+            problems = self._check(request.method, parts, body)
+            if problems:
+                self.invalid.append((f"{request.method} {path}", problems))
+                return _json({"message": "Invalid Form Body", "code": 50035, "errors": problems}, status=400)
+            return await self._route(request.method, parts, body, files)
+        finally:
+            async with self._changed:
+                self._changed.notify_all()
+
+    @staticmethod
+    def _check(method: str, parts: list[str], body: Any) -> list[str]:
+        """Validate the bodies the bot sends against Discord's schema and limits, as Discord does."""
+        match method, parts:
+            case "POST", ["channels", _, "messages"]:
+                return payload_problems("MessageCreateRequest", body)
+            case "POST", ["interactions", _, _, "callback"]:
+                kind = body.get("type") if isinstance(body, dict) else None
+                schema = "UpdateMessageInteractionCallbackRequest" if kind in (6, 7) else \
+                    "CreateMessageInteractionCallbackRequest"
+                return payload_problems(schema, body)
+            case "POST", ["webhooks", _, _]:
+                return payload_problems("IncomingWebhookRequestPartial", body)
+            case "PATCH", ["webhooks", _, _, "messages", "@original"]:
+                return payload_problems("IncomingWebhookUpdateRequestPartial", body)
+            case "PUT", ["applications", _, "commands"] | ["applications", _, "guilds", _, "commands"]:
+                return [p for c in body for p in payload_problems("ApplicationCommandUpdateRequest", c)]
+        return []
+
+    async def _route(self, method: str, parts: list[str], body: Any, files: dict[str, bytes]) -> web.StreamResponse:
+        if parts[0] == "cdn":
+            url = f"http://127.0.0.1:{self.port}/api/v10/" + "/".join(parts)
+            return web.Response(body=self._cdn[url]) if url in self._cdn else self._error(404, 0, "404: Not Found")
+        match method, parts:
+            case "GET", ["users", "@me"]:
+                return _json(self.bot_user)
+            case "GET", ["oauth2", "applications", "@me"]:
+                return _json({"id": str(self.app_id), "name": "newsdigest", "icon": None,
+                                          "description": "", "bot_public": True, "bot_require_code_grant": False,
+                                          "verify_key": "00", "flags": 0, "owner": self.bot_user,
+                                          "team": None, "summary": ""})
+            case "PUT", ["applications", _, "commands"] | ["applications", _, "guilds", _, "commands"]:
+                scope = int(parts[3]) if len(parts) == 5 else None
+                registered = [{**c, "id": str(self.snowflake()), "application_id": str(self.app_id),
+                               "version": "1", **({"guild_id": str(scope)} if scope else {})} for c in body]
+                self.commands[scope] = registered
+                return _json(registered)
+            case "POST", ["channels", channel, "messages"]:
+                return self._post_message(int(channel), body, files)
+            case "POST", ["interactions", interaction, _, "callback"]:
+                self.callbacks[int(interaction)] = body
+                data = body.get("data") or {}
+                kind = body["type"]
+                message = self._message(self._channel_for_interaction(), data) if kind in (4, 5) else None
+                out: dict[str, Any] = {"interaction": {
+                    "id": interaction, "type": 2, "response_message_loading": kind == 5,
+                    "response_message_ephemeral": bool(int(data.get("flags") or 0) & 64)}}
+                if message is not None and kind == 4:
+                    out["interaction"]["response_message_id"] = message["id"]
+                    out["resource"] = {"type": kind, "message": message}
+                return _json(out)
+            case "POST", ["webhooks", _, token]:
+                self.followups.setdefault(self._tokens[token], []).append({**body, "_files": files})
+                return _json(self._message(self._channel_for_interaction(), body))
+            case "PATCH", ["webhooks", _, token, "messages", "@original"]:
+                self.followups.setdefault(self._tokens[token], []).append({**body, "_files": files,
+                                                                           "_edit": True})
+                return _json(self._message(self._channel_for_interaction(), body))
+            case "GET", ["channels", channel]:
+                channel_id = int(channel)
+                guild = next((g for g in self.guilds.values()
+                              if channel_id in g.channels or channel_id in g.threads), None)
+                if guild is None:
+                    return self._error(404, 10003, "Unknown Channel")
+                return _json(self._channel_payload(guild, channel_id))
+        return self._error(404, 0, f"fake Discord has no route {method} /{'/'.join(parts)}")
+
+    def _channel_for_interaction(self) -> int:
+        # Response messages need some channel id; the tests read what was sent from `callbacks`/`followups`.
+        return next(iter(next(iter(self.guilds.values())).channels))
+
+    def _post_message(self, channel_id: int, body: dict[str, Any], files: dict[str, bytes]) -> web.Response:
+        pending = self.rate_limits.get(channel_id)
+        if pending:
+            retry = pending.pop(0)
+            return _json(
+                {"message": "You are being rate limited.", "retry_after": retry, "global": False},
+                status=429, headers={"Via": "1.1 google", "X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "0",
+                                     "X-RateLimit-Reset-After": str(retry), "X-RateLimit-Bucket": "fake",
+                                     "X-RateLimit-Scope": "user", "Retry-After": str(retry)})
+        if channel_id in self.failures:
+            return self._error(*self.failures[channel_id])
+        if not any(channel_id in g.channels or channel_id in g.threads for g in self.guilds.values()):
+            return self._error(404, 10003, "Unknown Channel")
+        message = self._message(channel_id, body)
+        self.messages.setdefault(channel_id, []).append({**body, "_files": files, "id": message["id"]})
+        return _json(message)
