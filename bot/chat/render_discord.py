@@ -1,0 +1,262 @@
+"""Render replies and digests into Discord messages that keep every Discord limit.
+
+A rendered message is an `OutgoingMessage` whose `text` is the message content (Discord markdown, at most 2000
+characters) and whose `extra["embeds"]` are embed dicts as Discord's REST API takes them, so a message can sit
+in the outbox as JSON and is sent as is. One story is one embed; a digest is split across messages only between
+stories (at most 10 embeds and 6000 embed characters per message). Feed and user text is always escaped, and
+every message goes out with no allowed mentions.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from discord.utils import escape_markdown, escape_mentions
+
+from bot.pipeline.digest import Digest, DigestStory
+from bot.ports import Block, Button, OutgoingMessage, Reply, Span
+
+# Discord's documented limits (developer docs, "Embed Limits" and "Create Message").
+CONTENT_MAX = 2000
+TITLE_MAX = 256
+DESCRIPTION_MAX = 4096
+FIELDS_MAX = 25
+FIELD_NAME_MAX = 256
+FIELD_VALUE_MAX = 1024
+FOOTER_MAX = 2048
+AUTHOR_MAX = 256
+EMBEDS_PER_MESSAGE = 10
+EMBED_TOTAL_MAX = 6000
+URL_MAX = 2048
+BUTTON_LABEL_MAX = 80
+CUSTOM_ID_MAX = 100
+BUTTONS_PER_ROW = 5
+ROWS_MAX = 5
+
+EMBED_COLOR = 0x2B6CB0
+ELLIPSIS = "…"
+
+
+def units(text: str) -> int:
+    """Length as Discord may count it: UTF-16 code units, never less than Python's len()."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def escape(text: str, *, line_start: bool = True) -> str:
+    """Neutralize markdown and mentions in untrusted text; control characters become spaces.
+
+    With `line_start` False the text continues a line, so line-start syntax (lists, headings, quotes) is
+    only escaped after its own newlines.
+    """
+    text = "".join(" " if unicodedata.category(ch) == "Cc" and ch != "\n" else ch for ch in text)
+    out = escape_markdown(text) if line_start else escape_markdown("x" + text)[1:]
+    return escape_mentions(out)
+
+
+def clip(text: str, limit: int, *, escaped: bool = True) -> str:
+    """`text` stripped, escaped (unless `escaped` is False) and cut with an ellipsis to at most `limit` units.
+
+    The raw text is cut and escaped again, so a cut never splits an escape sequence or a mention guard.
+    """
+    raw = text.strip()
+    conv = escape if escaped else str
+    out = conv(raw)
+    if units(out) <= limit:
+        return out
+    n = min(len(raw), limit)
+    while n > 0:
+        out = conv(raw[:n].rstrip()) + ELLIPSIS
+        over = units(out) - limit
+        if over <= 0:
+            return out
+        n -= max(1, over // 2)
+    return ELLIPSIS if limit >= 1 else ""
+
+
+def safe_url(url: str | None) -> str | None:
+    """An http(s) URL fit for an embed or a masked link; characters that would end a markdown link are encoded."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname
+        if parts.scheme.lower() not in ("http", "https") or not host or ":" in host:
+            return None
+        netloc = parts.netloc.rpartition("@")[2]  # never show credentials
+        if not netloc.isascii():
+            netloc = host.encode("idna").decode("ascii") + (f":{parts.port}" if parts.port else "")
+    except (ValueError, UnicodeError):
+        return None
+    safe = ":/?#@!$&'*+,;=%~-._"  # reserved characters keep their meaning; ( ) [ ] < > space get encoded
+    out = urlunsplit((parts.scheme.lower(), netloc, quote(parts.path, safe=safe), quote(parts.query, safe=safe),
+                      quote(parts.fragment, safe=safe)))
+    return out if len(out) <= URL_MAX else None
+
+
+def masked_link(label: str, url: str | None, limit: int = 80) -> str:
+    """`[label](url)` with the label escaped (brackets would end it early); just the label for a bad URL."""
+    text = clip(label.replace("[", "(").replace("]", ")"), limit) or "link"
+    good = safe_url(url)
+    return f"[{text}]({good})" if good else text
+
+
+def embed_size(embed: dict[str, Any]) -> int:
+    """The characters Discord counts towards the 6000 total: title, description, fields, footer, author."""
+    total = units(embed.get("title") or "") + units(embed.get("description") or "")
+    total += sum(units(f["name"]) + units(f["value"]) for f in embed.get("fields") or ())
+    total += units((embed.get("footer") or {}).get("text") or "")
+    total += units((embed.get("author") or {}).get("name") or "")
+    return total
+
+
+def _joined(items: Sequence[str], sep: str, limit: int, more: str, extra: int = 0) -> str:
+    """As many items as fit in `limit` units, then how many more there are ("" when not even one fits)."""
+    items = items[:200]
+    for k in range(len(items), 0, -1):
+        rest = len(items) - k + extra
+        text = sep.join(items[:k]) + (more.format(n=rest) if rest else "")
+        if units(text) <= limit:
+            return text
+    return ""
+
+
+@dataclass(frozen=True)
+class StoryView:
+    """What the Discord renderer shows of one story."""
+
+    headline: str
+    summary: str = ""
+    links: tuple[tuple[str, str], ...] = ()  # (outlet, url), the first is the story's main link
+    outlet_count: int = 0
+    updated: bool = False
+
+    @classmethod
+    def of(cls, story: DigestStory) -> StoryView:
+        """The view of a digest story."""
+        return cls(headline=story.title, summary=story.summary, links=tuple((lk.outlet, lk.url) for lk in story.links),
+                   outlet_count=story.outlet_count, updated=story.updated)
+
+
+def story_embed(story: StoryView, *, color: int = EMBED_COLOR) -> dict[str, Any]:
+    """One story as one embed: headline linked to the first outlet, summary, the other outlets, a footer."""
+    embed: dict[str, Any] = {"type": "rich", "title": clip(story.headline, TITLE_MAX) or "(untitled)",
+                             "color": color}
+    links = [(name or "source", url) for name, url in story.links if safe_url(url)]
+    fields: list[dict[str, Any]] = []
+    if links:
+        embed["url"] = safe_url(links[0][1])
+        fields.append({"name": "Source", "value": masked_link(*links[0]), "inline": False})
+    others = [m for m in (masked_link(n, u) for n, u in links[1:]) if units(m) <= FIELD_VALUE_MAX // 2]
+    unlinked = max(0, story.outlet_count - len(links))
+    also = _joined(others, " · ", FIELD_VALUE_MAX, " · and {n} more", unlinked) if others else (
+        f"{unlinked} more outlet{'s' if unlinked != 1 else ''}" if unlinked else "")
+    if also:
+        fields.append({"name": "Also reported by", "value": also, "inline": False})
+    if fields:
+        embed["fields"] = fields[:FIELDS_MAX]
+    outlets = max(story.outlet_count, len(links))
+    footer = " · ".join(filter(None, (f"{outlets} outlet{'s' if outlets != 1 else ''}" if outlets else "",
+                                      "updated story" if story.updated else "")))
+    if footer:
+        embed["footer"] = {"text": footer}
+    room = min(DESCRIPTION_MAX, EMBED_TOTAL_MAX - embed_size(embed))
+    description = clip(story.summary, room)
+    if description:
+        embed["description"] = description
+    return embed
+
+
+def pack_embeds(embeds: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Embeds grouped into messages, in order: at most 10 and 6000 counted characters per message."""
+    groups: list[list[dict[str, Any]]] = []
+    size = 0
+    for embed in embeds:
+        n = embed_size(embed)
+        if n > EMBED_TOTAL_MAX:
+            raise ValueError(f"an embed of {n} characters cannot be sent")
+        if not groups or len(groups[-1]) == EMBEDS_PER_MESSAGE or size + n > EMBED_TOTAL_MAX:
+            groups.append([])
+            size = 0
+        groups[-1].append(embed)
+        size += n
+    return groups
+
+
+def render_span(span: Span, *, line_start: bool) -> str:
+    """One span as Discord markdown, escaped."""
+    if span.url is not None:
+        return masked_link(span.text, span.url, limit=200)
+    if span.code:
+        # Nothing is escaped inside a code span; only a backtick could end it.
+        return f"`{span.text.replace('`', 'ˋ')}`" if span.text else ""
+    body = escape(span.text, line_start=line_start)
+    if not body.strip():
+        return body
+    if span.bold:
+        body = f"**{body}**"
+    if span.italic:
+        body = f"*{body}*"
+    return body
+
+
+def render_block(block: Block) -> str:
+    """A paragraph of spans."""
+    return "".join(render_span(s, line_start=i == 0) for i, s in enumerate(block))
+
+
+def _split_text(paragraphs: Sequence[str], limit: int = CONTENT_MAX) -> list[str]:
+    """Paragraphs joined by blank lines into chunks of at most `limit` units; an overlong paragraph is cut."""
+    chunks: list[str] = []
+    for p in paragraphs:
+        p = p if units(p) <= limit else clip(p, limit, escaped=False)
+        if chunks and units(chunks[-1]) + 2 + units(p) <= limit:
+            chunks[-1] += "\n\n" + p
+        elif p:
+            chunks.append(p)
+    return chunks
+
+
+def _buttons(rows: tuple[tuple[Button, ...], ...]) -> tuple[tuple[Button, ...], ...]:
+    """Buttons within Discord's limits: 5 rows of 5, labels of 80, custom ids of 100."""
+    out = []
+    for row in rows[:ROWS_MAX]:
+        out.append(tuple(Button(clip(b.label, BUTTON_LABEL_MAX, escaped=False) or "·", b.data[:CUSTOM_ID_MAX])
+                         for b in row[:BUTTONS_PER_ROW]))
+    return tuple(out)
+
+
+class DiscordRenderer:
+    """The Discord Renderer (bot.ports.Renderer): replies as markdown content, digests as embeds."""
+
+    def render_digest(self, digest: Digest) -> list[OutgoingMessage]:
+        """One embed per story, split into messages between stories; empty list for an empty digest."""
+        if not digest.stories:
+            return []
+        n = len(digest.stories)
+        heading = f"**{escape(digest.title.strip()) or 'News digest'}** · {n} stor{'ies' if n != 1 else 'y'}"
+        heading = clip(heading, CONTENT_MAX, escaped=False)
+        groups = pack_embeds([story_embed(StoryView.of(s)) for s in digest.stories])
+        return [OutgoingMessage(text=heading if i == 0 else "", parse_mode="markdown", extra={"embeds": g})
+                for i, g in enumerate(groups)]
+
+    def render_reply(self, reply: Reply) -> list[OutgoingMessage]:
+        """The reply's paragraphs as content (split at paragraphs), then its digest; at least one message."""
+        chunks = _split_text([render_block(b) for b in reply.blocks])
+        messages = [OutgoingMessage(text=c, parse_mode="markdown") for c in chunks]
+        if reply.digest is not None:
+            messages += self.render_digest(reply.digest)
+        if not messages:
+            messages = [OutgoingMessage(text=escape(reply.notice or "Done."), parse_mode="markdown")]
+        first = messages[0]
+        if reply.buttons:
+            first = OutgoingMessage(text=first.text, parse_mode=first.parse_mode, buttons=_buttons(reply.buttons),
+                                    file=first.file, extra=first.extra)
+        if reply.file is not None:
+            first = OutgoingMessage(text=first.text, parse_mode=first.parse_mode, buttons=first.buttons,
+                                    file=reply.file, extra=first.extra)
+        return [first, *messages[1:]]
+
