@@ -237,7 +237,8 @@ class ChatRuntime:
                 pacer = self.pacers[item.chat.platform]
                 mono = self.clock.monotonic()
                 chat_at = pacer.chat_ready_at(item.chat.key, mono)
-                if chat_at > self._heap[0][0] + 1e-9:
+                if chat_at > mono and chat_at > self._heap[0][0] + 1e-9:
+                    # Blocked since it was queued (a 429): re-queue it at its new time.
                     heapq.heappop(self._heap)
                     self._seq += 1
                     heapq.heappush(self._heap, (chat_at, self._seq, chat_db_id))

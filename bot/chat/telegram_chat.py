@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 from datetime import timedelta
 
 from telegram import (
@@ -27,6 +28,7 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
+from telegram.warnings import PTBDeprecationWarning
 
 from bot.chat.commands import CommandService, needs_chat_admin, parse_command
 from bot.chat.render_telegram import TelegramRenderer
@@ -50,7 +52,10 @@ def translate_error(exc: TelegramError) -> DeliveryError:
     if isinstance(exc, Forbidden):
         return ChatForbiddenError(exc.message)
     if isinstance(exc, RetryAfter):
-        ra = exc.retry_after
+        with warnings.catch_warnings():
+            # PTB 22 warns that retry_after becomes a timedelta; both forms are handled below.
+            warnings.simplefilter("ignore", PTBDeprecationWarning)
+            ra = exc.retry_after
         seconds = ra.total_seconds() if isinstance(ra, timedelta) else float(ra)
         return RateLimitedError(exc.message, seconds)
     if isinstance(exc, ChatMigrated):

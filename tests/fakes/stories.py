@@ -1,0 +1,57 @@
+"""Insert feeds, stories and member articles directly, as the story stage would (for chat-layer tests)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, update
+
+from bot.storage.store import Store
+from bot.storage.tables import articles, feeds, stories
+
+
+def add_outlet(store: Store, name: str, now: datetime) -> int:
+    """A feed row standing for one outlet; returns its id."""
+    with store.engine.begin() as conn:
+        return conn.execute(insert(feeds).values(
+            url=f"https://{name.lower().replace(' ', '')}.example/rss", name=name, tags=[], interval_s=900,
+            enabled=True, all_world=False, date_fallback=False, state_media=False, origin="file", removed=False,
+            error_count=0, created_at=now, updated_at=now)).inserted_primary_key[0]
+
+
+def add_story(store: Store, *, title: str, summary: str, at: datetime, outlets: list[int], version: int = 1,
+              topic_score: float = 0.9, topics: Any = None) -> int:
+    """A story with one member article per outlet feed id; returns the story id."""
+    with store.engine.begin() as conn:
+        sid = conn.execute(insert(stories).values(
+            title=title, summary=summary, created_at=at, updated_at=at, version=version, major_update_at=at,
+            article_count=len(outlets), outlet_count=len(set(outlets)), topic_score=topic_score,
+            topics=topics if topics is not None else {"world": 1.0})).inserted_primary_key[0]
+        for i, feed_id in enumerate(outlets):
+            key = hashlib.sha1(f"{sid}-{i}-{feed_id}".encode()).hexdigest()
+            conn.execute(insert(articles).values(
+                feed_id=feed_id, key=key, url=f"https://news{feed_id}.example/{sid}/{i}?a=1&b=<2>",
+                canonical_url=None, title=title, teaser="", text="", text_source="feed", content_hash=key,
+                published_at=at + timedelta(minutes=i), fetched_at=at + timedelta(minutes=i), extract_attempts=0,
+                story_id=sid))
+    return sid
+
+
+def bump_story(store: Store, story_id: int, at: datetime, summary: str) -> None:
+    """A substantial update: version + 1, new summary, new major_update_at."""
+    with store.engine.begin() as conn:
+        conn.execute(update(stories).where(stories.c.id == story_id).values(
+            version=stories.c.version + 1, summary=summary, major_update_at=at, updated_at=at))
+
+
+def seed(store: Store, now: datetime, n: int = 5, summary_chars: int = 300) -> list[int]:
+    """n stories over the last hours, with 1..4 outlets each; returns their ids."""
+    outlets = [add_outlet(store, name, now) for name in ("Reuters", "BBC <World>", "Al Jazeera", "DW & Co")]
+    ids = []
+    for i in range(n):
+        body = (f"Story {i} summary: talks & <tensions> continue. " * 40)[:summary_chars]
+        ids.append(add_story(store, title=f"Story {i}: leaders meet <again> & talk", summary=body,
+                             at=now - timedelta(hours=i + 1), outlets=outlets[: 1 + i % 4]))
+    return ids

@@ -1,0 +1,291 @@
+"""End to end over real sockets: python-telegram-bot's Application against the fake Bot API server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from bot.chat.commands import CommandService
+from bot.chat.feed_admin import StoreFeedAdmin
+from bot.chat.runtime import ChatRuntime, RuntimeConfig, SystemClock
+from bot.chat.telegram_chat import TelegramChat
+from bot.net import utcnow
+from bot.ports import ChatRef
+from bot.settings import DigestDefaults
+from bot.storage.chat_store import ChatStore
+from bot.storage.store import Store
+from bot.storage.tables import subscriptions
+from tests.fakes.stories import seed
+from tests.fakes.telegram_api import TOKEN, FakeTelegramAPI, Sent
+
+OWNER, USER, GROUP_ADMIN = 1, 50, 7
+DEFAULTS = DigestDefaults(times=("08:00",), timezone="UTC", max_stories=4, min_topic_score=0.5,
+                          topics=("world",), summary_cooldown_s=30)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class ShiftClock(SystemClock):
+    """Real time, except that wall time can jump ahead (the schedule firing without waiting hours)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def now(self) -> datetime:
+        """utcnow() plus the offset."""
+        return utcnow() + self.offset
+
+
+@dataclass
+class Bot:
+    api: FakeTelegramAPI
+    store: Store
+    chats: ChatStore
+    runtime: ChatRuntime
+    clock: ShiftClock
+
+    def produce_stories(self, n: int = 6, summary_chars: int = 300, at: datetime | None = None) -> list[int]:
+        """HOOK(lead): stands for local feeds -> poll -> process -> stories. Replace with the runner's poll +
+        processing step over tests/fakes/feed_server.py once that is wired; the rest of the scenario is the same.
+        """
+        return seed(self.store, at or self.clock.now(), n, summary_chars)
+
+    def due_offset(self, ref: ChatRef) -> tuple[datetime, timedelta]:
+        """The chat's next digest time, and the clock offset that puts the clock just after it."""
+        sub = self.chats.get_subscription(ref)
+        assert sub is not None and sub.next_due_at is not None
+        return sub.next_due_at, self.clock.offset + sub.next_due_at - self.clock.now() + timedelta(seconds=1)
+
+
+@pytest.fixture
+async def bot(sqlite_store: Store) -> AsyncIterator[Bot]:
+    clock = ShiftClock()
+    async with FakeTelegramAPI() as api:
+        chats = ChatStore(sqlite_store.engine)
+        service = CommandService(chats, admins={f"telegram:{OWNER}"}, defaults=DEFAULTS,
+                                 feed_admin=StoreFeedAdmin(sqlite_store, allow_private=False), clock=clock.now,
+                                 topics=("world", "economy"))
+        tg = TelegramChat(TOKEN, api.root, service, poll_timeout_s=1)
+        runtime = ChatRuntime(chats, DEFAULTS, [tg], services=[tg], clock=clock,
+                              config=RuntimeConfig(scheduler_tick_s=0.1, claim_interval_s=0.05, lease_s=30))
+        await runtime.start()
+        try:
+            yield Bot(api, sqlite_store, chats, runtime, clock)
+        finally:
+            await runtime.stop()
+        assert api.unexpected == [], api.unexpected
+
+
+async def command(b: Bot, chat_id: int, user_id: int, text: str, n_replies: int = 1, **kw) -> list[Sent]:
+    before = len(b.api.sent_to(chat_id))
+    b.api.user_message(chat_id, user_id, text, **kw)
+    return (await b.api.wait_sent(chat_id, before + n_replies))[before:]
+
+
+async def test_subscribe_schedule_digest_summary(bot: Bot) -> None:
+    api = bot.api
+    assert [c["command"] for c in api.commands][:2] == ["start", "help"]
+    assert "addfeed" not in {c["command"] for c in api.commands}
+    api.add_chat(USER)
+    (reply,) = await command(bot, USER, USER, "/subscribe")
+    assert "Subscribed this chat" in reply.plain and "08:00" in reply.plain
+    due_at, offset = bot.due_offset(ChatRef("telegram", str(USER)))
+    ids = bot.produce_stories(6, summary_chars=1500, at=due_at)
+    bot.clock.offset = offset
+    await api.wait_sent(USER, 3, timeout=10)
+    await bot.runtime.drain(5)
+    parts = api.sent_to(USER)[1:]
+    assert len(parts) >= 2, "4 long stories must need more than one message"
+    assert all(p.parse_mode == "HTML" and p.link_preview_disabled for p in parts)
+    text = "\n".join(p.plain for p in parts)
+    # Ranked: more outlets first; the 4 best of 6; special characters arrive unescaped as text.
+    assert "Story 3: leaders meet <again> & talk" in text
+    assert "also reported by" in text and "BBC <World>" in text
+    assert text.count("leaders meet") == DEFAULTS.max_stories
+    links = [e["url"] for p in parts for e in p.entities if e["type"] == "text_link"]
+    assert any(u.endswith("?a=1&b=<2>") for u in links)
+    # Split between stories: the first part opens with the header, every other with a story's number.
+    assert parts[0].plain.startswith("News digest")
+    assert all(p.plain[:2] in {f"{k}." for k in range(1, 5)} for p in parts[1:])
+    sub = bot.chats.get_subscription(ChatRef("telegram", str(USER)))
+    assert sub is not None and sub.last_digest_at is not None and sub.next_due_at > bot.clock.now()
+    assert set(bot.chats.sent_versions(sub.id)) <= set(ids)
+
+    (r1,) = await command(bot, USER, USER, "/summary")
+    assert "No new stories since" in r1.plain
+    (r2,) = await command(bot, USER, USER, "/summary 6h")
+    assert "Please wait" in r2.plain and "try again after" in r2.plain
+    bot.clock.offset += timedelta(seconds=31)
+    replies = await command(bot, USER, USER, "/summary 12h")
+    assert "News digest" in replies[0].plain
+    (bad,) = await command(bot, USER, USER, "/summary yesterday")
+    assert "not a period" in bad.plain
+
+
+async def test_permissions_and_feed_admin(bot: Bot) -> None:
+    api = bot.api
+    api.add_chat(USER)
+    api.add_chat(OWNER)
+    (r,) = await command(bot, USER, USER, "/addfeed https://example.com/rss")
+    assert "only the bot's owners" in r.plain
+    (r,) = await command(bot, OWNER, OWNER, "/addfeed https://example.com/rss")
+    assert "Added feed" in r.plain
+    (r,) = await command(bot, OWNER, OWNER, "/addfeed http://127.0.0.1:8080/rss")
+    assert "not allowed" in r.plain
+    (r,) = await command(bot, OWNER, OWNER, "/addfeed")
+    assert "Usage: /addfeed URL" in r.plain
+    (r,) = await command(bot, OWNER, OWNER, "/feeds")
+    assert "example.com/rss" in r.plain
+    opml = (b'<?xml version="1.0"?><opml version="2.0"><head/><body>'
+            b'<outline type="rss" text="A" xmlUrl="https://a.example/feed"/>'
+            b'<outline type="rss" text="L" xmlUrl="http://localhost/feed"/></body></opml>')
+    (r,) = await command(bot, OWNER, OWNER, "/importopml", document=("feeds.opml", opml))
+    assert "1 added" in r.plain and "1 rejected" in r.plain
+    (r,) = await command(bot, USER, USER, "/importopml", document=("feeds.opml", opml))
+    assert "only the bot's owners" in r.plain
+    msgs = await command(bot, OWNER, OWNER, "/exportopml", n_replies=2)
+    doc = msgs[-1]
+    assert doc.method == "sendDocument" and b"https://a.example/feed" in doc.document
+    (r,) = await command(bot, USER, USER, "/frobnicate")
+    assert "I don't know /frobnicate" in r.plain and "/help" in r.plain
+    (r,) = await command(bot, USER, USER, "/help")
+    assert "/subscribe" in r.plain and "/addfeed" not in r.plain
+    (r,) = await command(bot, OWNER, OWNER, "/help")
+    assert "/addfeed" in r.plain
+
+    group = -100
+    api.add_chat(group, "group", "World desk", admins={GROUP_ADMIN})
+    (r,) = await command(bot, group, 8, "/subscribe")
+    assert "only this group's administrators" in r.plain
+    (r,) = await command(bot, group, GROUP_ADMIN, "/subscribe@newsdigest_test_bot")
+    assert "Subscribed" in r.plain
+    api.user_message(group, 8, "/subscribe@some_other_bot")
+    (r,) = await command(bot, group, GROUP_ADMIN, "/settings")
+    assert r.reply_markup is not None
+    before = len(api.sent)
+    api.press_button(r, 8, "st:m:5")
+    await api.wait_for(lambda: len(api.callback_answers) >= 1)
+    assert "administrators" in api.callback_answers[-1]["text"] and len(api.sent) == before
+    api.press_button(r, GROUP_ADMIN, "st:m:5")
+    await api.wait_for(lambda: any(s.method == "editMessageText" for s in api.sent))
+    edited = [s for s in api.sent if s.method == "editMessageText"][-1]
+    assert "at most 5" in edited.plain and "✓ 5 stories" in str(edited.reply_markup)
+    assert api.callback_answers[-1]["text"] == "Saved."
+    sub = bot.chats.get_subscription(ChatRef("telegram", str(group)))
+    assert sub is not None and sub.max_stories == 5
+
+
+async def test_blocked_rate_limited_migrated_and_forum(bot: Bot) -> None:
+    api = bot.api
+    blocked, limited, group, forum = 60, 61, -200, -300
+    api.add_chat(blocked)
+    api.add_chat(limited)
+    api.add_chat(group, "group", "G", admins={GROUP_ADMIN})
+    api.add_chat(forum, "supergroup", "Forum", admins={GROUP_ADMIN}, is_forum=True)
+    for c, u in ((blocked, blocked), (limited, limited), (group, GROUP_ADMIN)):
+        await command(bot, c, u, "/subscribe")
+    await command(bot, forum, GROUP_ADMIN, "/subscribe", thread_id=77)
+    bot.produce_stories(3)
+    api.block(blocked)
+    api.rate_limit_next(limited, 1)
+    api.migrate(group, -2000)
+    # Everyone's next digest is at 08:00 UTC: one jump makes them all due.
+    with bot.store.engine.begin() as conn:
+        conn.execute(update(subscriptions).values(next_due_at=bot.clock.now() - timedelta(seconds=1)))
+    t0 = asyncio.get_running_loop().time()
+    await api.wait_sent(limited, 2, timeout=10)
+    assert asyncio.get_running_loop().time() - t0 >= 0.9, "retry_after must be honoured"
+    await api.wait_sent(-2000, 1, timeout=10)
+    forum_msgs = await api.wait_sent(forum, 2, timeout=10)
+    assert forum_msgs[-1].thread_id == 77
+    await bot.runtime.drain(10)
+    sub = bot.chats.get_subscription(ChatRef("telegram", str(blocked)))
+    assert sub is not None and not sub.active and sub.paused_reason.startswith("blocked")
+    assert sub.max_stories == DEFAULTS.max_stories and sub.schedule.times == ("08:00",)
+    assert len(api.sent_to(limited)) == 2, "the rate-limited part is sent exactly once"
+    assert bot.chats.get_subscription(ChatRef("telegram", "-2000")) is not None
+    assert bot.chats.get_subscription(ChatRef("telegram", str(group))) is None
+    assert bot.chats.outbox_counts().get("pending", 0) == 0
+    api.chats[blocked].blocked = False
+    (r,) = await command(bot, blocked, blocked, "/subscribe")
+    assert "resumed" in r.plain
+
+
+# --- crash in the middle of a delivery --------------------------------------------------------------------
+
+
+def _worker(db_url: str, api_root: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "tests.fakes.chat_worker", "--db", db_url, "--api", api_root,
+                             "--lease", "1"], cwd=ROOT, env=env)
+
+
+async def _wait_exit(p: subprocess.Popen, timeout: float) -> int:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while p.poll() is None:
+        if asyncio.get_running_loop().time() > deadline:
+            p.kill()
+            raise TimeoutError("worker did not exit")
+        await asyncio.sleep(0.05)
+    return p.returncode
+
+
+async def test_killed_mid_delivery_restart_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'crash.db'}"
+    store = Store.open(db_url)
+    chats = ChatStore(store.engine)
+    now = utcnow()
+    seed(store, now, 6, summary_chars=1800)
+    targets = [70, 71, 72]
+    from bot.chat.render_telegram import TelegramRenderer
+    from bot.pipeline.digest import build_digest
+
+    expected: dict[int, list[str]] = {}
+    for c in targets:
+        sub, _ = chats.subscribe(ChatRef("telegram", str(c)), DEFAULTS, now)
+        digest = build_digest(chats.candidate_stories(now - timedelta(days=1), now), now=now,
+                              since=now - timedelta(days=1), max_stories=6)
+        parts = [m.to_payload() for m in TelegramRenderer().render_digest(digest)]
+        assert len(parts) >= 3
+        chats.enqueue_messages(sub.chat_db_id, f"crash-{c}", parts, now, sub.id)
+        expected[c] = [p["text"] for p in parts]
+    async with FakeTelegramAPI() as api:
+        for c in targets:
+            api.add_chat(c)
+        api.hold[71] = asyncio.Event()
+        first = _worker(db_url, api.root)
+        try:
+            # Chat 70 gets part 1 confirmed, chat 71's first part hangs in flight: then the process dies.
+            await api.wait_for(lambda: 71 in api.held and len(api.sent_to(70)) >= 2, timeout=30)
+            await asyncio.sleep(0.2)
+            first.send_signal(signal.SIGKILL)
+            assert await _wait_exit(first, 10) == -signal.SIGKILL
+        finally:
+            if first.poll() is None:
+                first.kill()
+        confirmed = {r["id"] for r in chats.outbox_rows() if r["status"] == "sent"}
+        assert confirmed, "some parts were confirmed before the kill"
+        api.hold.pop(71).set()
+        second = _worker(db_url, api.root)
+        try:
+            await api.wait_for(lambda: all(len(api.sent_to(c)) == len(expected[c]) for c in targets), timeout=40)
+            await asyncio.sleep(0.5)
+            second.send_signal(signal.SIGTERM)
+            assert await _wait_exit(second, 20) == 0, "SIGTERM shuts down cleanly"
+        finally:
+            if second.poll() is None:
+                second.kill()
+        for c in targets:
+            assert [s.text for s in api.sent_to(c)] == expected[c], f"chat {c}: lost, duplicated or reordered"
+        assert api.unexpected == []
+    assert chats.outbox_counts() == {"sent": sum(len(v) for v in expected.values())}
+    store.close()
