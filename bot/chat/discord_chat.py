@@ -1,0 +1,430 @@
+"""Discord adapter (discord.py): slash commands into the CommandService, replies and outbox sends out.
+
+    DiscordAdapter(settings, service)          a Service for ChatRuntime: start() logs in, syncs the slash
+      ├─ DiscordBot (discord.Client)           commands and connects to the gateway; stop() closes
+      │    slash command / button ─▶ Invocation ─▶ CommandService.handle ─▶ Reply ─▶ DiscordRenderer ─▶ response
+      └─ DiscordSink (bot.ports.ChatSink)      outbox part ─▶ channel or thread message; errors ─▶ bot.errors
+
+Only the guilds intent is requested (no privileged intents): slash commands and buttons arrive as interactions.
+Changing a channel's subscription needs Manage Server (the commands' default member permissions, checked again
+at run time); the feed commands are for bot owners (NEWSDIGEST_ADMINS, "discord:<user id>").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+import aiohttp
+import discord
+from discord import app_commands
+
+from bot.chat.commands import COMMANDS, CommandService
+from bot.chat.render_discord import DiscordRenderer
+from bot.errors import ChatForbiddenError, CommandError, ConfigError, DeliveryError, RateLimitedError
+from bot.feedlist import MAX_OPML_BYTES
+from bot.pipeline.delivery import Limits
+from bot.ports import GROUP, Button, ChatRef, Invocation, OutgoingMessage, Reply, para
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "discord"
+# Discord allows 50 requests/s per bot and about 5 messages per 5 s per channel; stay below both, so that
+# discord.py's own 429 handling is the exception, not the rule.
+DISCORD_LIMITS = Limits(global_per_s=40.0, chat_interval_s=0.2, group_per_window=5, group_window_s=5.0)
+# An interaction must be answered within 3 s; work still running after this long is answered with a defer.
+DEFER_AFTER_S = 2.0
+# discord.py waits out shorter 429s itself; a longer one comes back to the outbox as RateLimitedError.
+MAX_RATELIMIT_WAIT_S = 30.0
+LOGIN_RETRY_S = 15.0
+# Discord error codes after which a channel cannot get messages: pause the subscription, keep its settings.
+GONE_CODES = {10003: "Unknown Channel", 50001: "Missing Access", 50013: "Missing Permissions",
+              50083: "Thread is archived", 10004: "Unknown Guild"}
+OWNER_COMMANDS = frozenset(c.name for c in COMMANDS if c.owner_only)
+SETTINGS_KEYS = Literal["times", "every", "max", "timezone", "topics"]
+
+
+def delivery_error(exc: BaseException) -> DeliveryError:
+    """Translate a discord.py/aiohttp failure into bot.errors at the adapter boundary."""
+    if isinstance(exc, discord.RateLimited):
+        return RateLimitedError(f"discord: {exc}", exc.retry_after)
+    if isinstance(exc, discord.HTTPException):
+        code, status = exc.code, exc.status
+        reason = f"discord {status}/{code}: {exc.text or GONE_CODES.get(code, 'error')}"[:300]
+        if code in GONE_CODES or status == 403:
+            return ChatForbiddenError(reason)
+        if status == 401:
+            return DeliveryError(reason)  # our token, not the chat: keep the part for when it works again
+        if status == 429:
+            retry = exc.response.headers.get("Retry-After") if exc.response is not None else None
+            return RateLimitedError(reason, float(retry or 5.0))
+        if isinstance(exc, discord.DiscordServerError) or status >= 500:
+            return DeliveryError(reason)
+        # Other 4xx (invalid body, unknown message, ...) will not succeed on a retry.
+        return DeliveryError(reason, permanent=True)
+    return DeliveryError(f"discord: {type(exc).__name__}: {exc}"[:300])
+
+
+_TRANSPORT_ERRORS = (discord.HTTPException, discord.RateLimited, aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+
+def button_view(rows: tuple[tuple[Button, ...], ...]) -> discord.ui.View:
+    """A view carrying the buttons; clicks are routed by custom_id in DiscordBot.on_interaction."""
+    view = discord.ui.View(timeout=None)
+    for i, row in enumerate(rows):
+        for b in row:
+            view.add_item(discord.ui.Button(label=b.label, custom_id=b.data, style=discord.ButtonStyle.secondary,
+                                            row=i))
+    # A stopped view is not stored by discord.py, so no callback of its own competes with ours.
+    view.stop()
+    return view
+
+
+def send_kwargs(message: OutgoingMessage) -> dict[str, Any]:
+    """discord.py keyword arguments (for send, send_message, followup.send, edit) for a rendered message."""
+    kwargs: dict[str, Any] = {"allowed_mentions": discord.AllowedMentions.none()}
+    if message.text:
+        kwargs["content"] = message.text
+    if message.extra.get("embeds"):
+        kwargs["embeds"] = [discord.Embed.from_dict(e) for e in message.extra["embeds"]]
+    if message.buttons:
+        kwargs["view"] = button_view(message.buttons)
+    if message.file is not None:
+        kwargs["file"] = discord.File(io.BytesIO(message.file.data), filename=message.file.filename,
+                                      description=message.file.caption or None)
+    return kwargs
+
+
+def chat_ref(channel: Any, guild: discord.Guild | None) -> ChatRef:
+    """The ChatRef of a guild text channel, or of a thread (chat = its parent channel, thread = the thread)."""
+    prefix = f"{guild.name} " if guild is not None else ""
+    if isinstance(channel, discord.Thread):
+        return ChatRef(PLATFORM, str(channel.parent_id), str(channel.id), GROUP,
+                       f"{prefix}#{channel.parent.name if channel.parent else channel.parent_id} / {channel.name}")
+    name = getattr(channel, "name", None) or str(getattr(channel, "id", ""))
+    return ChatRef(PLATFORM, str(channel.id), "", GROUP, f"{prefix}#{name}")
+
+
+class DiscordSink:
+    """bot.ports.ChatSink for Discord: one rendered message to a channel or thread."""
+
+    platform = PLATFORM
+
+    def __init__(self, client: discord.Client, renderer: DiscordRenderer | None = None) -> None:
+        self.client = client
+        self.renderer = renderer or DiscordRenderer()
+
+    async def send(self, chat: ChatRef, message: OutgoingMessage) -> str:
+        """Post the message; returns its id; raises ChatForbiddenError, RateLimitedError or DeliveryError."""
+        try:
+            target = int(chat.thread_id or chat.chat_id)
+        except ValueError:
+            raise DeliveryError(f"not a Discord channel id: {chat.key}", permanent=True) from None
+        if self.client.http.token is None or self.client.is_closed():
+            raise DeliveryError("discord: not logged in yet", retry_after=30.0)
+        channel = self.client.get_partial_messageable(target)
+        try:
+            sent = await channel.send(**send_kwargs(message))
+        except _TRANSPORT_ERRORS as exc:
+            raise delivery_error(exc) from exc
+        return str(sent.id)
+
+
+Work = Callable[[], Awaitable[Reply]]
+
+
+class DiscordBot(discord.Client):
+    """The discord.py client: slash commands and settings buttons, answered through the CommandService."""
+
+    def __init__(self, service: CommandService, *, sync_guild: int | None = None, **options: Any) -> None:
+        intents = discord.Intents.none()
+        intents.guilds = True
+        super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none(),
+                         max_ratelimit_timeout=MAX_RATELIMIT_WAIT_S, **options)
+        self.service = service
+        self.renderer = DiscordRenderer()
+        self.sink = DiscordSink(self, self.renderer)
+        self.sync_guild = sync_guild
+        self.tree = app_commands.CommandTree(self)
+        self.tree.on_error = self._on_tree_error
+
+    async def setup_hook(self) -> None:
+        """Register and sync the slash commands (once, at login)."""
+        guild = discord.Object(self.sync_guild) if self.sync_guild else None
+        if not self.tree.get_commands(guild=guild):  # a login retried after a failed sync runs this again
+            for command in build_commands(self):
+                self.tree.add_command(command, guild=guild)
+        synced = await self.tree.sync(guild=guild)
+        log.info("discord: %d slash commands synced%s", len(synced), f" to guild {self.sync_guild}" if guild else "")
+
+    # commands -----------------------------------------------------------------------------------------------
+
+    def invocation(self, interaction: discord.Interaction, command: str, args: tuple[str, ...] = (), *,
+                   attachment: bytes | None = None, attachment_name: str | None = None,
+                   callback_data: str | None = None) -> Invocation:
+        """The platform-neutral Invocation of an interaction."""
+        if interaction.guild_id is None or interaction.channel is None:
+            raise CommandError("Use me in a server's text channel or thread; direct messages are not supported.")
+        return Invocation(
+            platform=PLATFORM, chat=chat_ref(interaction.channel, interaction.guild),
+            user_id=str(interaction.user.id), command=command, args=args,
+            # Resolved for this member in this channel (Administrator implies it); checked on every run.
+            user_is_chat_admin=interaction.permissions.manage_guild,
+            attachment=attachment, attachment_name=attachment_name, callback_data=callback_data,
+            user_name=interaction.user.display_name)
+
+    async def run_command(self, interaction: discord.Interaction, command: str, args: tuple[str, ...] = (), *,
+                          attachment: discord.Attachment | None = None) -> None:
+        """Answer a slash command: handle it (deferring when slow), then send the rendered reply."""
+        ephemeral = command in OWNER_COMMANDS or command == "help"
+
+        async def work() -> Reply:
+            data = None
+            if attachment is not None:
+                if attachment.size > MAX_OPML_BYTES:
+                    raise CommandError(f"That file is too large (at most {MAX_OPML_BYTES // 1024} KiB).")
+                data = await attachment.read()
+            inv = self.invocation(interaction, command, args, attachment=data,
+                                  attachment_name=attachment.filename if attachment else None)
+            return await self.service.handle(inv)
+
+        reply = await self._within_deadline(interaction, work, ephemeral=ephemeral)
+        await self.respond(interaction, reply, ephemeral=ephemeral)
+
+    async def _within_deadline(self, interaction: discord.Interaction, work: Work, *, ephemeral: bool,
+                               update: bool = False) -> Reply:
+        """Run `work`; if it is not done within DEFER_AFTER_S, acknowledge the interaction first."""
+        task = asyncio.ensure_future(self._safely(work))
+        done, _ = await asyncio.wait({task}, timeout=DEFER_AFTER_S)
+        if not done:
+            if update:
+                await interaction.response.defer()
+            else:
+                await interaction.response.defer(ephemeral=ephemeral, thinking=True)
+        return await task
+
+    @staticmethod
+    async def _safely(work: Work) -> Reply:
+        try:
+            return await work()
+        except CommandError as exc:
+            return _error(str(exc))
+
+    async def respond(self, interaction: discord.Interaction, reply: Reply, *, ephemeral: bool = False) -> None:
+        """Send a reply's messages as the interaction response and followups; errors are only for the user."""
+        ephemeral = ephemeral or reply.error
+        for message in self.renderer.render_reply(reply):
+            kwargs = send_kwargs(message)
+            if not interaction.response.is_done():
+                await interaction.response.send_message(**kwargs, ephemeral=ephemeral)
+            else:
+                # After a defer the first followup replaces the "thinking" message.
+                await interaction.followup.send(**kwargs, ephemeral=ephemeral)
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """Settings buttons: a click is the command "callback" with the button's data."""
+        if interaction.type is not discord.InteractionType.component:
+            return
+        data = (interaction.data or {}).get("custom_id", "")
+
+        async def work() -> Reply:
+            return await self.service.handle(self.invocation(interaction, "callback", callback_data=data))
+
+        try:
+            reply = await self._within_deadline(interaction, work, ephemeral=True, update=True)
+            if reply.edit and not reply.error:
+                first, *rest = self.renderer.render_reply(reply)
+                kwargs = send_kwargs(first)
+                kwargs.setdefault("content", None)
+                kwargs.pop("file", None)
+                if interaction.response.is_done():
+                    await interaction.edit_original_response(**kwargs)
+                else:
+                    await interaction.response.edit_message(**kwargs)
+            else:
+                await self.respond(interaction, reply, ephemeral=True)
+        except Exception as exc:
+            await self._on_failure(interaction, exc)
+
+    # errors -------------------------------------------------------------------------------------------------
+
+    async def _on_tree_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        await self._on_failure(interaction, error)
+
+    async def _on_failure(self, interaction: discord.Interaction, error: BaseException) -> None:
+        """Never a traceback for the user: a short ephemeral note, the details in the log."""
+        cause = getattr(error, "original", error)
+        if isinstance(error, app_commands.NoPrivateMessage):
+            text = "Use me in a server's text channel or thread; direct messages are not supported."
+        elif isinstance(error, app_commands.MissingPermissions):
+            text = "Sorry, only members with the Manage Server permission can do that."
+        elif isinstance(error, app_commands.TransformerError | app_commands.CommandSignatureMismatch):
+            text = "I could not read those options. Please try the command again (see /help)."
+        else:
+            log.error("discord interaction %s failed", interaction.id, exc_info=cause)
+            text = "Something went wrong on my side. Please try again in a few minutes."
+        with contextlib.suppress(*_TRANSPORT_ERRORS):
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True)
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
+
+
+def build_commands(bot: DiscordBot) -> list[app_commands.Command]:
+    """The slash commands, new objects per bot (a command belongs to one tree)."""
+    about = {c.name: c.description[:100] for c in COMMANDS}
+
+    def command(name: str, *, manage: bool = False) -> Callable[[Any], app_commands.Command]:
+        def wrap(fn: Any) -> app_commands.Command:
+            cmd = app_commands.command(name=name, description=about[name])(fn)
+            cmd = app_commands.guild_only()(cmd)
+            return app_commands.default_permissions(manage_guild=True)(cmd) if manage else cmd
+        return wrap
+
+    @command("help")
+    async def help_(interaction: discord.Interaction) -> None:
+        await bot.run_command(interaction, "help")
+
+    @command("subscribe", manage=True)
+    async def subscribe(interaction: discord.Interaction) -> None:
+        await bot.run_command(interaction, "subscribe")
+
+    @command("unsubscribe", manage=True)
+    async def unsubscribe(interaction: discord.Interaction) -> None:
+        await bot.run_command(interaction, "unsubscribe")
+
+    @command("summary")
+    @app_commands.describe(period="how far back, e.g. 6h or 2d (at most 7d)", link="an article to summarize")
+    async def summary(interaction: discord.Interaction, period: app_commands.Range[str, 1, 20] | None = None,
+                      link: app_commands.Range[str, 1, 2000] | None = None) -> None:
+        if period and link:
+            await bot.respond(interaction, _error("Give either a period or a link, not both."))
+            return
+        await bot.run_command(interaction, "summary", tuple(v.strip() for v in (period or link,) if v))
+
+    @command("settings", manage=True)
+    @app_commands.describe(setting="what to change; leave empty to see the settings with buttons",
+                           value="e.g. times: 08:00 18:00 · every: 6 · max: 5 · timezone: Europe/Berlin · "
+                                 "topics: world economy")
+    async def settings(interaction: discord.Interaction, setting: SETTINGS_KEYS | None = None,
+                       value: app_commands.Range[str, 1, 200] | None = None) -> None:
+        if value and not setting:
+            await bot.respond(interaction, _error("Choose which setting the value is for."))
+            return
+        args = (setting, *value.split()) if setting and value else ((setting,) if setting else ())
+        await bot.run_command(interaction, "settings", args)
+
+    @command("feeds", manage=True)
+    async def feeds(interaction: discord.Interaction) -> None:
+        await bot.run_command(interaction, "feeds")
+
+    @command("addfeed", manage=True)
+    @app_commands.describe(url="the RSS or Atom feed's URL (http or https)")
+    async def addfeed(interaction: discord.Interaction, url: app_commands.Range[str, 1, 2000]) -> None:
+        await bot.run_command(interaction, "addfeed", (url.strip(),))
+
+    @command("removefeed", manage=True)
+    @app_commands.describe(feed="the feed's id (see /feeds) or URL")
+    async def removefeed(interaction: discord.Interaction, feed: app_commands.Range[str, 1, 2000]) -> None:
+        await bot.run_command(interaction, "removefeed", (feed.strip(),))
+
+    @command("importopml", manage=True)
+    @app_commands.describe(file="an OPML file of feeds")
+    async def importopml(interaction: discord.Interaction, file: discord.Attachment) -> None:
+        await bot.run_command(interaction, "importopml", attachment=file)
+
+    @command("exportopml", manage=True)
+    async def exportopml(interaction: discord.Interaction) -> None:
+        await bot.run_command(interaction, "exportopml")
+
+    return [help_, subscribe, unsubscribe, summary, settings, feeds, addfeed, removefeed, importopml, exportopml]
+
+
+def _error(text: str) -> Reply:
+    return Reply(blocks=(para(text),), error=True)
+
+
+class DiscordAdapter:
+    """The Discord side of `newsdigest run`: commands in, outbox parts out; a ChatRuntime service and sink.
+
+    Pass it to ChatRuntime as a sink and a service, with DISCORD_LIMITS as the "discord" limits; or use it
+    as `async with DiscordAdapter(...)`.
+    """
+
+    platform = PLATFORM
+    limits = DISCORD_LIMITS
+
+    def __init__(self, settings: Settings, service: CommandService, *, sync_guild: int | None = None,
+                 **client_options: Any) -> None:
+        if not settings.discord_bot_token:
+            raise ConfigError("DISCORD_BOT_TOKEN", "DISCORD_BOT_TOKEN", "not set")
+        self._token = settings.discord_bot_token
+        self.bot = DiscordBot(service, sync_guild=sync_guild, **client_options)
+        self.sink = self.bot.sink
+        self.renderer = self.sink.renderer
+        self._task: asyncio.Task[None] | None = None
+
+    async def send(self, chat: ChatRef, message: OutgoingMessage) -> str:
+        """ChatSink.send (see DiscordSink.send)."""
+        return await self.sink.send(chat, message)
+
+    async def start(self) -> None:
+        """Log in (a rejected token is a ConfigError), sync the slash commands, and connect to the gateway.
+
+        When Discord cannot be reached, the rest of the service starts anyway and the login is retried.
+        """
+        try:
+            await self._login()
+        except _TRANSPORT_ERRORS as exc:
+            log.warning("discord: login failed (%s); retrying in the background", exc)
+            self._task = asyncio.create_task(self._login_then_connect(), name="discord-login")
+        else:
+            self._task = asyncio.create_task(self.bot.connect(reconnect=True), name="discord-gateway")
+        self._task.add_done_callback(self._gateway_ended)
+
+    async def _login(self) -> None:
+        try:
+            await self.bot.login(self._token)
+        except discord.LoginFailure:
+            await self.bot.close()
+            raise ConfigError("DISCORD_BOT_TOKEN", "DISCORD_BOT_TOKEN", "Discord rejected the token") from None
+
+    async def _login_then_connect(self, delay: float = LOGIN_RETRY_S) -> None:
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self._login()
+                break
+            except _TRANSPORT_ERRORS as exc:
+                log.warning("discord: login failed again (%s)", exc)
+                delay = min(delay * 2, 600.0)
+        await self.bot.connect(reconnect=True)
+
+    @staticmethod
+    def _gateway_ended(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("discord gateway connection ended", exc_info=task.exception())
+
+    async def wait_until_ready(self, timeout: float = 60.0) -> None:
+        """Until the gateway session is ready (READY and the guilds received)."""
+        await asyncio.wait_for(self.bot.wait_until_ready(), timeout)
+
+    async def stop(self) -> None:
+        """Close the gateway and the HTTP session."""
+        await self.bot.close()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+
+    async def __aenter__(self) -> DiscordAdapter:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
