@@ -75,6 +75,9 @@ def span_html(sp: Span) -> tuple[str, int]:
     body = clean(sp.text)
     visible = units(body)
     out = html.escape(body, quote=False)
+    if not body.strip():
+        # Tags around nothing visible would make Telegram see an empty entity or an empty message.
+        return out, visible
     if sp.code:
         out = f"<code>{out}</code>"
     else:
@@ -192,7 +195,9 @@ class TelegramRenderer:
         """Reply blocks (buttons on the last text message), then the digest, then the file."""
         bodies = pack((render_block(b, self.limit) for b in reply.blocks), self.limit, sep="\n")
         out = self._messages(bodies)
-        if out and reply.buttons:
+        if not out and (reply.buttons or (reply.digest is None and reply.file is None)):
+            out = [OutgoingMessage(text="OK", parse_mode="html")]
+        if reply.buttons:
             last = out[-1]
             out[-1] = OutgoingMessage(text=last.text, parse_mode="html", buttons=reply.buttons)
         if reply.digest is not None:
@@ -200,6 +205,4 @@ class TelegramRenderer:
         if reply.file is not None:
             caption, _ = render_block((Span(reply.file.caption),), CAPTION_LIMIT)
             out.append(OutgoingMessage(text=caption, parse_mode="html", file=reply.file))
-        if not out:
-            out.append(OutgoingMessage(text="OK", parse_mode="html"))
-        return out
+        return out or [OutgoingMessage(text="OK", parse_mode="html")]

@@ -1,0 +1,104 @@
+"""Telegram HTML rendering: escaping, limits and splitting, with property tests against Telegram-style parsing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bot.chat.render_telegram import MESSAGE_LIMIT, TelegramRenderer, cut, safe_url, units
+from bot.pipeline.digest import Digest, DigestStory, OutletLink
+from bot.ports import Button, OutgoingFile, Reply, Span, bold, link, para
+from tests.fakes.telegram_api import parse_html, utf16_len
+
+NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
+R = TelegramRenderer()
+
+any_text = st.text(alphabet=st.characters(codec=None), max_size=6000)
+urls = st.one_of(st.just("https://example.com/a?b=1&c=<d>\"'"), st.text(max_size=300),
+                 st.builds(lambda s: "https://x.example/" + s, st.text(max_size=2500)))
+
+
+def story(i: int, title: str, summary: str, links: list[tuple[str, str]], updated: bool = False) -> DigestStory:
+    return DigestStory(id=i, version=1, title=title, summary=summary,
+                       links=tuple(OutletLink(o, u) for o, u in links), outlet_count=len(links) + 2, score=0.5,
+                       updated=updated)
+
+
+def check(messages) -> list[str]:  # noqa: ANN001
+    plains = []
+    for m in messages:
+        assert m.parse_mode == "html" and not m.link_preview
+        plain, _ = parse_html(m.text)  # raises on invalid HTML
+        assert 0 < utf16_len(plain) <= MESSAGE_LIMIT
+        assert plain.strip()
+        plains.append(plain)
+    return plains
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(any_text, any_text, st.lists(st.tuples(any_text, urls), max_size=8), st.booleans()),
+                min_size=1, max_size=12))
+def test_digest_messages_are_valid_html_within_the_limit(stories) -> None:  # noqa: ANN001
+    digest = Digest(NOW - timedelta(hours=10), NOW,
+                    tuple(story(i, t, s, lk, u) for i, (t, s, lk, u) in enumerate(stories)))
+    plains = check(R.render_digest(digest))
+    # Every story is there, and splitting happened only between stories.
+    lines = [line for p in plains for line in p.split("\n")]
+    assert all(any(line.startswith(f"{i}. ") for line in lines) for i in range(1, len(stories) + 1))
+    assert plains[0].startswith("News digest")
+    assert all(p[: p.index(".")].isdigit() for p in plains[1:])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.tuples(any_text, st.booleans(), st.booleans(), st.booleans(), st.one_of(st.none(), urls)),
+                         max_size=5), max_size=30))
+def test_reply_messages_are_valid_html_within_the_limit(blocks) -> None:  # noqa: ANN001
+    reply = Reply(blocks=tuple(tuple(Span(t, b, i, c, u) for t, b, i, c, u in blk) for blk in blocks),
+                  buttons=((Button("ok", "st:m:5"),),))
+    out = R.render_reply(reply)
+    check(out)
+    assert out[-1].buttons == ((Button("ok", "st:m:5"),),)
+
+
+def test_escaping_and_links() -> None:
+    reply = Reply(blocks=(para(bold("<b>&amp;</b>"), " x<y & ", link("site", 'https://e.com/?a=1&b="2"')),))
+    (m,) = R.render_reply(reply)
+    plain, entities = parse_html(m.text)
+    assert plain == "<b>&amp;</b> x<y & site"
+    assert {"type": "text_link", "offset": 19, "length": 4, "url": 'https://e.com/?a=1&b="2"'} in entities
+    assert entities[0]["type"] == "bold"
+
+
+def test_bad_urls_become_plain_text() -> None:
+    for bad in ("javascript:alert(1)", "ftp://x/y", "https://", "https://a b", "x" * 10):
+        assert safe_url(bad) is None
+    (m,) = R.render_reply(Reply(blocks=(para(link("click", "javascript:alert(1)")),)))
+    assert "<a" not in m.text and "click" in m.text
+
+
+def test_long_digest_is_split_between_stories_and_long_story_shortened() -> None:
+    stories = tuple(story(i, f"Title {i}", "word " * 400, [("Reuters", f"https://r.example/{i}")])
+                    for i in range(1, 9))
+    msgs = R.render_digest(Digest(NOW - timedelta(hours=3), NOW, stories))
+    plains = check(msgs)
+    assert len(msgs) > 1
+    assert plains[0].startswith("News digest")
+    assert all(p.split("\n", 1)[0][:2].rstrip(".").isdigit() for p in plains[1:])
+    huge = story(1, "T", "é" * 10_000 + "😀" * 3000, [("A", "https://a.example")])
+    (m,) = R.render_digest(Digest(NOW, NOW, (huge,)))[-1:]
+    plain = check([m])[0]
+    assert plain.endswith("\nA and 2 more") and "…" in plain
+
+
+def test_emoji_count_as_two_units() -> None:
+    assert units("😀") == 2 and units("é") == 1
+    assert units(cut("😀" * 10, 5)) <= 5
+
+
+def test_reply_with_file_and_digest() -> None:
+    d = Digest(NOW - timedelta(hours=1), NOW, (story(1, "A", "B", []),))
+    out = R.render_reply(Reply(blocks=(para("x"),), digest=d, file=OutgoingFile("f.opml", b"<opml/>", caption="c")))
+    assert [m.file is not None for m in out] == [False, False, True]
+    assert R.render_digest(Digest(NOW, NOW, ())) == []
