@@ -18,8 +18,10 @@ from pathlib import Path
 
 import feedparser
 
-from bot.errors import ParseError
-from bot.pipeline.entry import parse_feed
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
+
+from bot.errors import ParseError  # noqa: E402
+from bot.pipeline.entry import parse_feed  # noqa: E402
 
 
 def run(data: Path) -> dict:

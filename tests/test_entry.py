@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 from datetime import UTC, datetime
 from pathlib import Path
@@ -158,6 +159,20 @@ def test_size_cap() -> None:
     body = (FEEDS / "bbc_2020-04-27T2107Z.xml").read_bytes()
     with pytest.raises(ParseError, match="larger than 1000 bytes"):
         parse_feed(body, url="https://example.org/feed", max_bytes=1000)
+
+
+def test_gzip_body_without_content_encoding_is_inflated() -> None:
+    body = (FEEDS / "cp1251_russian.xml").read_bytes()
+    assert parse_feed(gzip.compress(body), url="https://example.org/feed") == \
+        parse_feed(body, url="https://example.org/feed")
+
+
+def test_gzip_bomb_and_corrupt_gzip_are_refused() -> None:
+    bomb = gzip.compress(b"<rss>" + b" " * 3_000_000)
+    with pytest.raises(ParseError, match="once decompressed"):
+        parse_feed(bomb, url="https://example.org/feed", max_bytes=1_000_000)
+    with pytest.raises(ParseError, match="corrupt gzip"):
+        parse_feed(b"\x1f\x8bnot gzip at all", url="https://example.org/feed")
 
 
 def test_max_entries_keeps_the_first_ones() -> None:

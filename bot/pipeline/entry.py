@@ -11,6 +11,7 @@ import hashlib
 import io
 import re
 import xml.sax
+import zlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -35,6 +36,7 @@ _TRACKING_PARAMS = frozenset({
 })
 _TRACKING_PREFIXES = ("utm_", "at_", "ns_", "mc_", "pk_", "mtm_", "itm_", "oly_", "__twitter")
 
+_GZIP_MAGIC = b"\x1f\x8b"
 _SCHEME_RE = re.compile(r"^[a-z][a-z0-9+.-]*:\S", re.IGNORECASE)
 _ELEMENT_START_RE = re.compile(rb"<[A-Za-z]")
 _ENTITY_DECL_RE = re.compile(rb"<!\s*ENTITY", re.IGNORECASE)
@@ -50,6 +52,8 @@ def parse_feed(body: bytes, *, url: str, content_type: str | None = None, date_f
         raise ParseError(f"empty response body ({url})")
     if len(body) > max_bytes:
         raise ParseError(f"feed is larger than {max_bytes} bytes ({url})")
+    if body.startswith(_GZIP_MAGIC):
+        body = _gunzip(body, max_bytes, url)
     _reject_entity_declarations(body, url)
     # content-location is the base for relative links; without a Content-Type feedparser would assume
     # ISO-8859-1 and flag the feed, so an unknown type reads as generic XML (declared encoding, else UTF-8).
@@ -180,6 +184,18 @@ def parse_loose_date(value: str) -> datetime | None:
         "REQUIRE_PARTS": ["day", "month", "year"], "PARSERS": ["timestamp", "custom-formats", "absolute-time"],
     })
     return found.astimezone(UTC) if found is not None else None
+
+
+def _gunzip(body: bytes, max_bytes: int, url: str) -> bytes:
+    """Inflate a gzip body that came without Content-Encoding (some servers send .xml.gz as is), capped."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        data = inflater.decompress(body, max_bytes + 1)
+    except zlib.error as exc:
+        raise ParseError(f"corrupt gzip body: {exc} ({url})") from exc
+    if len(data) > max_bytes:
+        raise ParseError(f"feed is larger than {max_bytes} bytes once decompressed ({url})")
+    return data
 
 
 def _reject_entity_declarations(body: bytes, url: str) -> None:
