@@ -43,7 +43,8 @@ class SlidingWindow:
         """Earliest time >= now at which one more event keeps the limit."""
         if len(self._times) < self.limit:
             return now
-        return max(now, self._times[0] + self.window_s)
+        # A microsecond of margin so float rounding never puts limit + 1 events inside one window.
+        return max(now, self._times[0] + self.window_s + 1e-6)
 
     def record(self, at: float) -> None:
         """Count an event at `at`."""
