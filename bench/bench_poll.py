@@ -2,7 +2,7 @@
 
 Compares newsdigest's poller (concurrent, conditional GET, parse + store in SQLite) with a naive baseline run in
 the same invocation (sequential httpx GET + feedparser, no conditional GET, nothing stored). Each phase runs in a
-fresh child process so its peak RSS is its own. Usage:  python bench/bench_poll.py [--feeds 1000]
+fresh child process so its peak RSS is its own. Usage:  python bench/bench_poll.py [--feeds 1000] [--latency-ms 50]
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def make_feeds(n: int) -> list[bytes]:
     return out
 
 
-def serve(feeds: list[bytes], port_q: mp.Queue) -> None:
+def serve(feeds: list[bytes], port_q: mp.Queue, latency_s: float) -> None:
     """aiohttp server with ETag support, in its own process so it does not share our GIL."""
     from aiohttp import web
 
@@ -45,6 +45,8 @@ def serve(feeds: list[bytes], port_q: mp.Queue) -> None:
 
     async def handle(request: web.Request) -> web.Response:
         i = int(request.match_info["i"])
+        if latency_s:
+            await asyncio.sleep(latency_s)  # a real host's response time, without using CPU here
         if request.headers.get("If-None-Match") == etags[i]:
             return web.Response(status=304, headers={"ETag": etags[i]})
         return web.Response(body=feeds[i], content_type="application/xml", headers={"ETag": etags[i]})
@@ -71,17 +73,19 @@ def run_ours(base: str, n: int, db: str, out: mp.Queue) -> None:
     os.environ["NEWSDIGEST_ALLOW_PRIVATE_URLS"] = "1"
     from bot.models import FeedSpec
     from bot.net import Fetcher, FetchLimits
-    from bot.runner import Runner
+    from bot.runner import Runner, parse_pool
     from bot.storage.store import Store
 
     store = Store.open(f"sqlite:///{db}")
     for i in range(n):
         store.add_feed(FeedSpec(url=f"{base}/feed/{i}.xml"), "cli")
 
+    pool = parse_pool()
+
     async def cycle(force: bool):  # noqa: ANN202
-        async with Fetcher(FetchLimits(allow_private=True, max_connections=64, per_host=64)) as f:
+        async with Fetcher(FetchLimits(allow_private=True, max_connections=32, per_host=32)) as f:
             t = time.perf_counter()
-            rep = await Runner(store, f, progress_every_s=3600).poll_once(force=force)
+            rep = await Runner(store, f, progress_every_s=3600, parse_pool=pool).poll_once(force=force)
             return time.perf_counter() - t, rep
 
     base_rss = _rss_mb()
@@ -111,13 +115,14 @@ def run_naive(base: str, n: int, out: mp.Queue) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--feeds", type=int, default=1000)
+    ap.add_argument("--latency-ms", type=float, default=50.0, help="server response delay per request")
     args = ap.parse_args()
     ctx = mp.get_context("spawn")
     feeds = make_feeds(args.feeds)
-    print(f"{args.feeds} feeds, {sum(map(len, feeds)) / 1e6:.1f} MB in all, "
+    print(f"{args.feeds} feeds, {args.latency_ms:g} ms server latency, {sum(map(len, feeds)) / 1e6:.1f} MB in all, "
           f"{sum(map(len, feeds)) / len(feeds) / 1e3:.0f} kB on average", flush=True)
     q: mp.Queue = ctx.Queue()
-    server = ctx.Process(target=serve, args=(feeds, q), daemon=True)
+    server = ctx.Process(target=serve, args=(feeds, q, args.latency_ms / 1000), daemon=True)
     server.start()
     base = f"http://127.0.0.1:{q.get(timeout=30)}"
     results = {}

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from bot.net import Fetcher, FetchLimits
 from bot.pipeline.feed import PollPolicy
-from bot.runner import PollReport, Runner
+from bot.runner import PollReport, Runner, parse_pool
 from bot.settings import FeedsFile, Settings, load_feeds_file, load_settings
 from bot.storage.store import Store
 
@@ -24,6 +24,7 @@ class App:
         self.feeds_file = feeds_file
         self.store = store
         self._processor = None
+        self._parse_pool = None
 
     @classmethod
     def from_environment(cls) -> App:
@@ -38,7 +39,9 @@ class App:
         return cls(settings, feeds_file, store)
 
     def close(self) -> None:
-        """Release the database."""
+        """Release the parse pool and the database."""
+        if self._parse_pool is not None:
+            self._parse_pool.shutdown(cancel_futures=True)
         self.store.close()
 
     def fetch_limits(self) -> FetchLimits:
@@ -58,8 +61,10 @@ class App:
 
     def runner(self, fetcher: Fetcher, *, process: bool = True) -> Runner:
         """A pipeline runner over this app's store."""
+        if self._parse_pool is None:
+            self._parse_pool = parse_pool()
         return Runner(self.store, fetcher, policy=PollPolicy(pause_after_failures=self.settings.pause_after_failures),
-                      processor=self.processor() if process else None)
+                      processor=self.processor() if process else None, parse_pool=self._parse_pool)
 
     async def poll_once(self, *, force: bool = False, process: bool = True) -> PollReport:
         """One poll cycle (the `poll --once` command)."""

@@ -18,6 +18,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -72,18 +73,39 @@ def new_article(entry: Entry) -> NewArticle:
                       content_hash=content_hash(entry.title, text), published_at=entry.published)
 
 
+@dataclass(frozen=True)
+class ParsedBatch:
+    """A parsed feed reduced to what the runner stores (small to pickle across processes)."""
+
+    title: str
+    bozo_reason: str | None
+    articles: tuple[NewArticle, ...]
+
+
+def parse_to_articles(body: bytes, url: str, content_type: str | None, date_fallback: bool) -> ParsedBatch:
+    """Parse feed bytes into article rows (pure and CPU-bound, so it can run in a process pool)."""
+    parsed = entry_stage.parse_feed(body, url=url, content_type=content_type, date_fallback=date_fallback)
+    return ParsedBatch(title=parsed.title, bozo_reason=parsed.bozo_reason if parsed.bozo else None,
+                       articles=tuple(new_article(e) for e in parsed.entries))
+
+
 class Runner:
-    """Polls feeds and fills article text; owns no chat logic."""
+    """Polls feeds and fills article text; owns no chat logic.
+
+    `parse_pool` (a process pool) spreads feed parsing, which is CPU-bound, over the machine's cores; without
+    one, parsing runs in a thread.
+    """
 
     def __init__(self, store: Store, fetcher: Fetcher, *, policy: feed_stage.PollPolicy | None = None,
                  processor: ArticleProcessor | None = None, rng: random.Random | None = None,
-                 progress_every_s: float = 5.0) -> None:
+                 progress_every_s: float = 5.0, parse_pool: Executor | None = None) -> None:
         self.store = store
         self.fetcher = fetcher
         self.policy = policy or feed_stage.PollPolicy()
         self.processor = processor
         self.rng = rng or random.Random()
         self.progress_every_s = progress_every_s
+        self.parse_pool = parse_pool
 
     async def poll_feed(self, feed: FeedRow, report: PollReport) -> None:
         """Poll one feed and store its new entries; failures are recorded on the feed, never raised."""
@@ -99,11 +121,13 @@ class Runner:
                     next_check_at=feed_stage.next_check_after_success(now, feed.interval_s, result.max_age_s,
                                                                       self.policy))
                 return
-            parsed = await asyncio.to_thread(entry_stage.parse_feed, result.body, url=result.final_url or feed.url,
-                                             content_type=result.content_type, date_fallback=feed.date_fallback)
+            args = (result.body, result.final_url or feed.url, result.content_type, feed.date_fallback)
+            if self.parse_pool is not None:
+                parsed = await asyncio.get_running_loop().run_in_executor(self.parse_pool, parse_to_articles, *args)
+            else:
+                parsed = await asyncio.to_thread(parse_to_articles, *args)
             report.fetched += 1
-            items = [new_article(e) for e in parsed.entries]
-            new_ids = await asyncio.to_thread(self.store.insert_articles, feed.id, items, now)
+            new_ids = await asyncio.to_thread(self.store.insert_articles, feed.id, parsed.articles, now)
             report.new_articles += len(new_ids)
             report.new_ids.extend(new_ids)
             await asyncio.to_thread(
@@ -111,9 +135,9 @@ class Runner:
                 last_modified=result.last_modified, title=parsed.title,
                 next_check_at=feed_stage.next_check_after_success(now, feed.interval_s, result.max_age_s,
                                                                   self.policy))
-            if parsed.bozo:
+            if parsed.bozo_reason:
                 log.info("%s: parsed with problems (%s); %d entries kept", feed.url, parsed.bozo_reason,
-                         len(parsed.entries))
+                         len(parsed.articles))
         except NewsdigestError as exc:
             decision = feed_stage.after_failure(exc, previous_errors=feed.error_count, interval_s=feed.interval_s,
                                                 now=now, rng=self.rng, policy=self.policy)
@@ -195,3 +219,14 @@ class Runner:
                 log.info("%d/%d %s (%.0f s)", total - len(pending), total, what, last - started)
         for t in tasks:
             t.result()
+
+
+def parse_pool(workers: int | None = None) -> Executor:
+    """A process pool for feed parsing, one worker per core (at most 4)."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    n = workers or max(1, min(4, os.cpu_count() or 1))
+    # "spawn": forking a process that runs an event loop and holds DB connections is unsafe.
+    return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.models import FeedSpec
@@ -81,6 +83,18 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        # SQLite allows one writer at a time; queueing writers here beats them spinning on the busy timeout.
+        self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction (serialized on SQLite)."""
+        if self._write_lock is None:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> Store:
@@ -108,7 +122,7 @@ class Store:
         now = utcnow()
         counts = {"added": 0, "updated": 0, "removed": 0}
         urls = {s.url for s in specs}
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             existing = {r.url: r for r in conn.execute(select(feeds.c.id, feeds.c.url, feeds.c.origin,
                                                                   feeds.c.removed))}
             for spec in specs:
@@ -131,7 +145,7 @@ class Store:
     def add_feed(self, spec: FeedSpec, origin: str) -> tuple[FeedRow, bool]:
         """Add a feed (or bring back a removed one); returns (row, created). Already-active URLs are not changed."""
         now = utcnow()
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             row = conn.execute(select(feeds).where(feeds.c.url == spec.url)).first()
             if row is not None and not row.removed:
                 return _feed_row(row), False
@@ -149,7 +163,7 @@ class Store:
         row = self.get_feed(id_or_url)
         if row is None:
             return None
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(update(feeds).where(feeds.c.id == row.id).values(removed=True, updated_at=utcnow()))
         return row
 
@@ -186,7 +200,7 @@ class Store:
             q = q.limit(limit)
         if self.dialect == "postgresql":
             q = q.with_for_update(skip_locked=True)
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             rows = [_feed_row(r) for r in conn.execute(q)]
             if rows:
                 conn.execute(update(feeds).where(feeds.c.id.in_([r.id for r in rows]))
@@ -201,13 +215,13 @@ class Store:
                                       next_check_at=next_check_at, updated_at=now)
         if title:
             values["title"] = title[:500]
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(update(feeds).where(feeds.c.id == feed_id).values(**values))
 
     def record_feed_failure(self, feed_id: int, *, now: datetime, error: str, error_count: int,
                             next_check_at: datetime, paused_reason: str | None) -> None:
         """Store a failed poll: error count, last error, next check and, when it keeps failing, the pause."""
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(update(feeds).where(feeds.c.id == feed_id).values(
                 error_count=error_count, last_error=error[:2000], last_checked_at=now,
                 next_check_at=next_check_at, paused_reason=paused_reason, updated_at=now))
@@ -217,7 +231,7 @@ class Store:
         row = self.get_feed(id_or_url)
         if row is None:
             return None
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(update(feeds).where(feeds.c.id == row.id).values(
                 paused_reason=None, error_count=0, next_check_at=utcnow(), updated_at=utcnow()))
         return self.get_feed(row.id)
@@ -226,18 +240,19 @@ class Store:
 
     def insert_articles(self, feed_id: int | None, items: Iterable[NewArticle], now: datetime) -> list[int]:
         """Insert articles not seen before (by key or canonical URL); returns the ids of those stored now."""
-        new_ids: list[int] = []
-        with self.engine.begin() as conn:
-            for a in items:
-                stmt = self._insert(articles).values(
-                    feed_id=feed_id, key=a.key, url=a.url, canonical_url=a.canonical_url, title=a.title,
-                    teaser=a.teaser, text=a.text, text_source=a.text_source, content_hash=a.content_hash,
-                    published_at=a.published_at, fetched_at=now, extract_attempts=0,
-                ).on_conflict_do_nothing().returning(articles.c.id)
-                row = conn.execute(stmt).first()
-                if row is not None:
-                    new_ids.append(row.id)
-        return new_ids
+        rows = [dict(feed_id=feed_id, key=a.key, url=a.url, canonical_url=a.canonical_url, title=a.title,
+                     teaser=a.teaser, text=a.text, text_source=a.text_source, content_hash=a.content_hash,
+                     published_at=a.published_at, fetched_at=now, extract_attempts=0) for a in items]
+        if not rows:
+            return []
+        known = self.known_keys([r["key"] for r in rows])
+        rows = [r for r in rows if r["key"] not in known]
+        if not rows:
+            return []
+        stmt = self._insert(articles).on_conflict_do_nothing().returning(articles.c.id)
+        with self._write() as conn:
+            # One multi-row statement; rows that hit a unique key or canonical URL are skipped, not stored.
+            return sorted(r.id for r in conn.execute(stmt, rows))
 
     def known_keys(self, keys: Sequence[str]) -> set[str]:
         """Which of these article keys are stored already."""
@@ -257,7 +272,7 @@ class Store:
     def set_article_text(self, article_id: int, *, text: str | None, error: str | None = None,
                          give_up: bool = False) -> None:
         """Record the outcome of a page extraction; on give-up the teaser stays the text."""
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             if text is not None:
                 conn.execute(update(articles).where(articles.c.id == article_id).values(
                     text=text, text_source="page", extract_error=None,
@@ -295,7 +310,7 @@ class Store:
 
     def summary_put(self, key: str, model: str, payload: dict[str, Any]) -> None:
         """Cache a summary payload (first writer wins)."""
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(self._insert(summaries).values(key=key, model=model, payload=payload,
                                                         created_at=utcnow()).on_conflict_do_nothing())
 
