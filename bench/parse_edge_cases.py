@@ -1,4 +1,4 @@
-"""Run feedparser's edge-case suite through the entry stage: counts parsed feeds, clear ParseErrors and crashes.
+"""Run feedparser's edge-case suite through the entry stage: count parsed feeds, ParseErrors and crashes.
 
 Usage: python bench/parse_edge_cases.py --data /tmp/feeds/rss_feeds/feedparser_edge_cases
 Any exception other than ParseError is a crash and is printed. The timing line compares the stage with plain
@@ -68,7 +68,8 @@ def run(data: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; exit status 1 when anything crashed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="folder with the edge-case files (searched recursively)")
+    parser.add_argument("--data", type=Path, required=True,
+                        help="folder with the edge-case files (searched recursively)")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         parser.error(f"--data {args.data} is not a folder")

@@ -1,4 +1,4 @@
-"""Article stage: boilerplate cleanup on the seed article, page extraction, feed text, teaser detection, eval."""
+"""Article stage: seed-article cleanup, page extraction, feed text, teaser detection, eval."""
 
 from __future__ import annotations
 
@@ -128,8 +128,10 @@ def test_click_to_tweet_suffix_is_cut_not_the_quote() -> None:
 
 def test_html_to_text_keeps_blocks_and_drops_scripts() -> None:
     fragment = ("<p>First <a href='x'>link</a>.</p><script>alert(1)</script><ul><li>one</li><li>two</li></ul>"
-                "Tail<br>after &amp; more<figure><img src='a.jpg'><figcaption>Photo: AP</figcaption></figure>")
-    assert html_to_text(fragment).split("\n") == ["First link.", "", "one", "", "two", "", "Tail", "after & more"]
+                "Tail<br>after &amp; more<figure><img src='a.jpg'><figcaption>Photo: AP</figcaption>"
+                "</figure>")
+    assert html_to_text(fragment).split("\n") == [
+        "First link.", "", "one", "", "two", "", "Tail", "after & more"]
     assert html_to_text("<!-- only a comment -->") == ""
     assert html_to_text("plain text\x00 with a NUL") == "plain text with a NUL"
     assert html_to_text("<html><head><title>T</title></head><body><p>body</p></body></html>") == "body"

@@ -1,4 +1,4 @@
-"""Entry stage: real feeds from tests/data/feeds/ parsed into entries, keys, canonical URLs and safety limits."""
+"""Entry stage: real feeds from tests/data/feeds/ into entries, keys, canonical URLs and safety limits."""
 
 from __future__ import annotations
 
@@ -102,7 +102,8 @@ def test_valid_feed_without_items_is_empty_not_an_error() -> None:
 
 
 @pytest.mark.parametrize(("name", "message"), [
-    ("latimes_2021-09-20T0028Z_403.html", "HTML page, not a feed ('ERROR: The request could not be satisfied')"),
+    ("latimes_2021-09-20T0028Z_403.html",
+     "HTML page, not a feed ('ERROR: The request could not be satisfied')"),
     ("straitstimes_2021-09-20T0028Z_xhtml403.xml", "HTML page, not a feed ('403 - Forbidden')"),
     ("notafeed.html", "HTML page, not a feed"),
     ("reuters_mostread_syntax_error.xml", "malformed feed XML"),
@@ -145,7 +146,8 @@ def test_feedparser_alone_keeps_external_entities_unresolved(tmp_path: Path) -> 
 
 def test_entity_expansion_bombs_are_refused() -> None:
     laughs = "\n".join([f'<!ENTITY l{i} "{f"&l{i - 1};" * 10}">' for i in range(1, 10)])
-    billion = rss("<item><title>&l9;</title></item>", head=f'\n<!DOCTYPE rss [\n<!ENTITY l0 "lol">\n{laughs}\n]>\n')
+    billion = rss("<item><title>&l9;</title></item>",
+                  head=f'\n<!DOCTYPE rss [\n<!ENTITY l0 "lol">\n{laughs}\n]>\n')
     # One long entity referenced many times: feedparser's loose fallback would expand this to ~1 GB.
     quadratic = rss(f"<item><title>x</title><description>{'&a;' * 20000}</description></item>",
                     head=f'\n<!DOCTYPE rss [\n<!ENTITY a "{"a" * 50000}">\n]>\n')
@@ -220,13 +222,17 @@ def test_titles_are_plain_text() -> None:
 
 def test_entry_key_prefers_guid_then_url_then_hash() -> None:
     common = {"title": "T", "content": "C", "feed_url": "https://a.example/feed"}
-    by_guid = entry_key(guid="https://a.example/x?utm_source=rss", canonical="https://a.example/y", **common)
-    assert by_guid == entry_key(guid="https://a.example/x", canonical=None, **common)
+    by_guid = entry_key(guid="https://a.example/x", canonical="https://a.example/y", **common)
+    assert by_guid == entry_key(guid=" https://a.example/x ", canonical=None, **common)
+    assert by_guid == entry_key(guid="https://a.example/x", canonical=None, title="", content="",
+                                feed_url="https://b.example/rss")
     assert by_guid.startswith("guid:")
+    assert by_guid != entry_key(guid="https://a.example/x#update-2", canonical=None, **common)
     assert entry_key(guid=None, canonical="https://a.example/y", **common).startswith("url:")
     hashed = entry_key(guid=None, canonical=None, **common)
     assert hashed.startswith("hash:") and hashed == entry_key(guid=" ", canonical=None, **common)
-    assert hashed != entry_key(guid=None, canonical=None, title="T", content="other", feed_url=common["feed_url"])
+    assert hashed != entry_key(guid=None, canonical=None, title="T", content="other",
+                               feed_url=common["feed_url"])
 
 
 def test_bare_guids_are_scoped_to_the_feed_host() -> None:
@@ -269,8 +275,8 @@ def test_canonical_url_is_idempotent(tail: str) -> None:
     assert first is None or canonical_url(first) == first
 
 
-MUTATION_SOURCES = [(FEEDS / n).read_bytes()[:6000] for n in
-                    ("bbc_2020-04-27T2107Z.xml", "aljazeera_youtube_2020-04-27T2107Z.atom", "dw_chinese_2015_rdf.xml")]
+MUTATION_SOURCES = [(FEEDS / n).read_bytes()[:6000] for n in (
+    "bbc_2020-04-27T2107Z.xml", "aljazeera_youtube_2020-04-27T2107Z.atom", "dw_chinese_2015_rdf.xml")]
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])

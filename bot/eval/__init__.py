@@ -1,1 +1,1 @@
-"""Evaluation of pipeline stages against labelled data (each module: `run(data_dir) -> dict`, `main(argv)`)."""
+"""Evaluation of pipeline stages on labelled data (each module: `run(data_dir) -> dict`, `main`)."""

@@ -31,41 +31,62 @@ _PROMO = (
     r"you(?: may| might| will|'ll| could) (?:also )?(?:like|love|enjoy|be interested)",
     r"(?:we|you) think you(?:'ll| will| would)? (?:also )?(?:like|enjoy)",
     r"(?:also read|read (?:more|also|next)|see (?:more|also)|more|also|related(?: \w+){0,2}|watch)\s*[:|]",
-    r"don'?t miss\b", r"(?:read|see) the full (?:story|article)", r"the post .{1,300} appeared first on ",
+    r"don'?t miss\b",
+    r"(?:read|see) the full (?:story|article)",
+    r"the post .{1,300} appeared first on ",
 )
-_HEADINGS = (  # short lines only: section labels of link lists and ad slots
-    r"related(?: stories| articles| coverage| content| reading| links| topics)?", r"more (?:from|on) .{1,60}",
-    r"recommended(?: for you| stories| articles| reading| videos)?", r"(?:top|latest|trending|popular) stories",
-    r"trending(?: now| stories| videos| news)?", r"most (?:read|popular|viewed|shared|commented)(?: .{1,40})?",
+_HEADINGS = (  # whole short lines only: section labels of link lists and ad slots
+    r"related(?: stories| articles| coverage| content| reading| links| topics)?",
+    r"more (?:from|on) .{1,60}",
+    r"recommended(?: for you| stories| articles| reading| videos)?",
+    r"(?:top|latest|trending|popular) stories",
+    r"trending(?: now| stories| videos| news)?",
+    r"most (?:read|popular|viewed|shared|commented)(?: .{1,40})?",
     r"advertisements?", r"sponsored(?: content| links| stories)?", r"promoted(?: stories| content| links)?",
-    r"ad", r"skip (?:this )?ad", r"(?:story|article) continues below(?: this| the)?(?: advertisement| ad)?",
-    r"continue reading(?: the main story| below)?", r"scroll (?:down )?to continue(?: with content| reading)?",
-    r"(?:\d+ )?comments?(?: \(\d+\))?", r"(?:show|view|load|hide|read) (?:all )?(?:\d+ )?comments",
-    r"(?:subscribe|sign up)(?: now| today| here| for free)?", r".{0,40}\bnewsletters?", r"share(?: this)?(?: article| story| post| page)?",
+    r"ad", r"skip (?:this )?ad",
+    r"(?:story|article) continues below(?: this| the)?(?: advertisement| ad)?",
+    r"continue reading(?: the main story| below)?",
+    r"scroll (?:down )?to continue(?: with content| reading)?",
+    r"(?:\d+ )?comments?(?: \(\d+\))?",
+    r"(?:show|view|load|hide|read) (?:all )?(?:\d+ )?comments",
+    r"(?:subscribe|sign up)(?: now| today| here| for free)?",
+    r".{0,40}\bnewsletters?",
+    r"share(?: this)?(?: article| story| post| page)?",
 )
 _SOCIAL = (
-    r"follow (?:us|me|him|her|them|[\w.@' ]{1,40}) on (?:twitter|x|facebook|instagram|linkedin|youtube|tiktok|"
-    r"threads|bluesky|telegram|whatsapp|google news|flipboard)",
-    r"(?:share|post|send) (?:this|it)? ?(?:on|via|to|with) (?:twitter|x|facebook|whatsapp|linkedin|reddit|email)",
-    r"click to (?:share|tweet|email|print)", r"(?:subscribe|sign up|register)\b.{0,80}\b(?:newsletters?|inbox|alerts)",
-    r"(?:get|receive) .{0,80}\b(?:in|to|into) your inbox", r"delivered (?:straight |right |directly )?to your inbox",
-    r"if you (?:enjoyed|liked|value|appreciate) (?:this|our|reading)", r"visit .{0,60}(?:homepage|home page) for more",
+    r"follow (?:us|me|him|her|them|[\w.@' ]{1,40}) on (?:twitter|x|facebook|instagram|linkedin|youtube|"
+    r"tiktok|threads|bluesky|telegram|whatsapp|google news|flipboard)",
+    r"(?:share|post|send) (?:this|it)? ?(?:on|via|to|with) "
+    r"(?:twitter|x|facebook|whatsapp|linkedin|reddit|email)",
+    r"click to (?:share|tweet|email|print)",
+    r"(?:subscribe|sign up|register)\b.{0,80}\b(?:newsletters?|inbox|alerts)",
+    r"(?:get|receive) .{0,80}\b(?:in|to|into) your inbox",
+    r"delivered (?:straight |right |directly )?to your inbox",
+    r"if you (?:enjoyed|liked|value|appreciate) (?:this|our|reading)",
+    r"visit .{0,60}(?:homepage|home page) for more",
     r"support (?:our|independent|quality) journalism",
 )
 _COMMENT_FORM = (
-    r"leave a (?:reply|comment)", r"post a comment", r"add (?:a|your) comment", r"cancel reply", r"post comment",
-    r"submit comment", r"your email address will not be published", r"required fields are marked",
-    r"save my name, email,? and website", r"notify me of (?:follow-up|new) (?:comments|posts)",
-    r"this site uses akismet", r"you must be logged in to (?:post|leave) a comment", r"log ?in to (?:comment|reply)",
+    r"leave a (?:reply|comment)", r"post a comment", r"add (?:a|your) comment", r"cancel reply",
+    r"post comment", r"submit comment", r"your email address will not be published",
+    r"required fields are marked", r"save my name, email,? and website",
+    r"notify me of (?:follow-up|new) (?:comments|posts)", r"this site uses akismet",
+    r"you must be logged in to (?:post|leave) a comment", r"log ?in to (?:comment|reply)",
     r"join the (?:conversation|discussion)", r"tell us what you think", r"have your say",
 )
-_LABELS = (r"filed under\s*:", r"(?:tags|topics|categories)\s*:", r"(?:copyright|©|\(c\))\s", r".{0,80}all rights reserved")
+_LABELS = (
+    r"filed under\s*:", r"(?:tags|topics|categories)\s*:", r"(?:copyright|©|\(c\))\s",
+    r".{0,80}all rights reserved",
+)
 
+# (patterns, most words a matching line may have): the limit keeps real sentences that start alike.
 _LIMITS = ((_PROMO, 35), (_SOCIAL, 40), (_COMMENT_FORM, 25), (_LABELS, 25))
-_RULES = tuple((re.compile(r"^(?:" + "|".join(patterns) + r")", re.IGNORECASE), limit) for patterns, limit in _LIMITS)
+_RULES = tuple((re.compile(r"^(?:" + "|".join(patterns) + r")", re.IGNORECASE), limit)
+               for patterns, limit in _LIMITS)
 _WHOLE_LINE = re.compile(r"^(?:" + "|".join(_HEADINGS) + r")\W*$", re.IGNORECASE)
-_SOCIAL_WORDS = frozenset("share tweet email e-mail print facebook twitter x linkedin whatsapp reddit pinterest "
-                          "telegram messenger copy link url save comment comments flipboard bluesky".split())
+_SOCIAL_WORDS = frozenset("share tweet email e-mail print facebook twitter x linkedin whatsapp reddit "
+                          "pinterest telegram messenger copy link url save comment comments flipboard "
+                          "bluesky".split())
 _TRAILING_PROMPT = re.compile(r"\s*(?:click to tweet|tweet this)\s*$", re.IGNORECASE)
 _BULLET = " \t\u00a0•·*▪►»>|-–—"
 _TEASER_END = re.compile(
@@ -97,7 +118,7 @@ def extract_article(html: str | bytes, url: str | None = None, *, max_bytes: int
 
 
 def clean_text(text: str) -> str:
-    """Drop boilerplate lines (prompts, promotions, comment forms, ad labels) from plain text; keep the rest."""
+    """Drop boilerplate lines (prompts, promotions, comment forms, ad labels) from plain text."""
     kept: list[str] = []
     for line in text[:MAX_TEXT_CHARS].splitlines():
         line = _TRAILING_PROMPT.sub("", line.rstrip())
@@ -109,7 +130,7 @@ def clean_text(text: str) -> str:
 
 
 def text_from_entry(entry: Entry) -> str:
-    """Plain, cleaned text of what the feed itself carries for an entry (full content if any, else summary)."""
+    """Plain, cleaned text the feed itself carries for an entry (full content if any, else summary)."""
     return clean_text(html_to_text(_feed_html(entry)))
 
 

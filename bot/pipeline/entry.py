@@ -85,7 +85,7 @@ def parse_feed(body: bytes, *, url: str, content_type: str | None = None, date_f
 
 
 def canonical_url(url: str | None) -> str | None:
-    """The http(s) URL normalized for dedup: lowercase host, no default port, no fragment, no tracking params."""
+    """The http(s) URL normalized for dedup: lowercase host, no default port, fragment or tracking params."""
     if not url or not _is_web_url(url.strip()):
         return None
     try:
@@ -102,13 +102,12 @@ def canonical_url(url: str | None) -> str | None:
 def entry_key(*, guid: str | None, canonical: str | None, title: str, content: str, feed_url: str) -> str:
     """Stable short key: GUID, else canonical URL, else a hash of title and content.
 
-    URL and URI GUIDs are global; bare GUIDs (e.g. "p54nqw") and content hashes are scoped to the feed's host
-    so that two sites that number their items alike never collide.
+    URL and URI GUIDs (http://..., urn:..., tag:...) are global; bare GUIDs (e.g. "p54nqw") and content
+    hashes are scoped to the feed's host so that two sites that number their items alike never collide.
     """
     guid = (guid or "").strip()
     if guid:
-        if _is_web_url(guid):
-            return "guid:" + _digest(canonical_url(guid) or guid)
+        # A GUID is opaque: hashed as given, so items that differ only in a fragment stay apart.
         if _SCHEME_RE.match(guid) and len(guid) >= 10:
             return "guid:" + _digest(guid)
         return "guid:" + _digest(_host(feed_url), guid)
@@ -181,7 +180,8 @@ def parse_loose_date(value: str) -> datetime | None:
 
     found = dateparser.parse(value[:200], settings={
         "RETURN_AS_TIMEZONE_AWARE": True, "TIMEZONE": "UTC", "TO_TIMEZONE": "UTC",
-        "REQUIRE_PARTS": ["day", "month", "year"], "PARSERS": ["timestamp", "custom-formats", "absolute-time"],
+        "REQUIRE_PARTS": ["day", "month", "year"],
+        "PARSERS": ["timestamp", "custom-formats", "absolute-time"],
     })
     return found.astimezone(UTC) if found is not None else None
 
