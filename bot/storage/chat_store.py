@@ -288,8 +288,8 @@ class ChatStore:
                 res = conn.execute(self._insert(outbox).values(
                     chat_id=chat_db_id, subscription_id=subscription_id, digest_key=digest_key, part=part,
                     payload=payload, status=PENDING, attempts=0, next_attempt_at=now, created_at=now)
-                    .on_conflict_do_nothing())
-                added += res.rowcount or 0
+                    .on_conflict_do_nothing().returning(outbox.c.id))
+                added += len(res.all())
         return added
 
     def claim_outbox(self, now: datetime, *, lease_s: float, limit: int, platforms: Sequence[str] | None = None,
