@@ -69,7 +69,7 @@ def new_article(entry: Entry) -> NewArticle:
     text = article_stage.text_from_entry(entry)
     pending = bool(entry.url) and article_stage.needs_page(entry)
     return NewArticle(key=entry.key, url=entry.url, canonical_url=entry.canonical_url, title=entry.title,
-                      teaser=entry.summary[:5000], text=text, text_source="pending" if pending else "feed",
+                      teaser=article_stage.html_to_text(entry.summary)[:5000], text=text, text_source="pending" if pending else "feed",
                       content_hash=content_hash(entry.title, text), published_at=entry.published)
 
 
