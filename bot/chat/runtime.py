@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from bot.errors import DeliveryError
 from bot.net import utcnow
 from bot.pipeline.delivery import TELEGRAM_LIMITS, Limits, Pacer, on_failure
-from bot.pipeline.digest import build_digest, digest_key, digest_since, next_due
+from bot.pipeline.digest import StoryCandidate, build_digest, digest_key, digest_since, next_due
 from bot.ports import ChatSink, OutgoingMessage
 from bot.settings import DigestDefaults
 from bot.storage.chat_store import ChatStore, OutboxItem, Subscription
@@ -156,19 +156,29 @@ class ChatRuntime:
     def schedule_due(self, now: datetime) -> int:
         """Enqueue every due digest (one transaction each); returns how many were handled."""
         done = 0
-        for sub in self.chats.due_subscriptions(now, platforms=list(self.sinks)):
-            try:
-                if self.enqueue_digest(sub, now):
-                    done += 1
-            except Exception:
-                log.exception("digest for %s failed", sub.chat.key)
-        return done
+        # Many chats share a window (same schedule, same last digest): load its stories once per pass.
+        cache: dict[datetime, list[StoryCandidate]] = {}
+        while True:
+            due = self.chats.due_subscriptions(now, platforms=list(self.sinks))
+            before = done
+            for sub in due:
+                try:
+                    if self.enqueue_digest(sub, now, cache):
+                        done += 1
+                except Exception:
+                    log.exception("digest for %s failed", sub.chat.key)
+            if len(due) < 500 or done == before or self._stop.is_set():
+                return done
 
-    def enqueue_digest(self, sub: Subscription, now: datetime) -> bool:
+    def enqueue_digest(self, sub: Subscription, now: datetime,
+                       cache: dict[datetime, list[StoryCandidate]] | None = None) -> bool:
         """Build, render and queue one subscription's due digest, and advance its schedule."""
         assert sub.next_due_at is not None
         since = digest_since(now, sub.last_digest_at, sub.schedule)
-        candidates = self.chats.candidate_stories(since, now)
+        cache = {} if cache is None else cache
+        if since not in cache:
+            cache[since] = self.chats.candidate_stories(since, now)
+        candidates = cache[since]
         sent = self.chats.sent_versions(sub.id, [c.id for c in candidates])
         min_score = self.config.min_topic_score
         digest = build_digest(candidates, now=now, since=since, max_stories=sub.max_stories, topics=sub.topics,
