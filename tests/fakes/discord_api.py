@@ -2,8 +2,10 @@
 
 It speaks just enough of both for a bot to log in, receive READY and GUILD_CREATE, sync slash commands, get
 INTERACTION_CREATE events, answer them (callback, followups, @original edits) and post channel messages. It
-records every request, validates nothing itself (tests do that against Discord's schema), and can answer a
-channel with an error or a 429 the way Discord does (JSON body, `Via` header, rate-limit headers).
+records every request; like Discord, it answers a body that breaks Discord's schema (the OpenAPI excerpt in
+tests/data/discord) or its documented limits with 400/50035 (and lists it in `invalid`), and it notes sends
+faster than Discord allows (`too_fast`). A channel can be made to answer with an error, a 429 the way Discord
+sends it (JSON body, `Via` header, rate-limit headers), a 500, or to hold a post in flight.
 
 Point discord.py at it with `install(monkeypatch)`: that sets `discord.http.Route.BASE` and
 `discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY`.
@@ -15,6 +17,8 @@ import asyncio
 import copy
 import itertools
 import json
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -31,6 +35,8 @@ MANAGE_GUILD = 1 << 5
 
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "data" / "discord" / "openapi_excerpt.json"
+GLOBAL_PER_S = 50  # requests per second per bot
+CHANNEL_PER_5S = 5  # messages per 5 seconds per channel
 # Where Discord's documentation is stricter than its OpenAPI description (which allows 4000).
 CONTENT_MAX, EMBEDS_TOTAL_MAX = 2000, 6000
 
@@ -121,6 +127,14 @@ class FakeDiscord:
         self.invalid: list[tuple[str, list[str]]] = []  # (request, problems) answered with 400/50035
         self.heartbeats = 0
         self.failures: dict[int, tuple[int, int, str]] = {}
+        self.server_errors: dict[int, int] = {}  # channel id -> how many 500s to answer first
+        self.hold: dict[int, asyncio.Event] = {}
+        self.held: set[int] = set()
+        self.gone_clients: set[int] = set()
+        self.dropped: list[dict[str, Any]] = []
+        self.too_fast: list[str] = []  # sends that broke Discord's global or per-channel rate
+        self._times: deque[float] = deque()
+        self._channel_times: dict[int, deque[float]] = {}
         self.rate_limits: dict[int, list[float]] = {}
         self._ids = itertools.count(1_100_000_000_000_000_000)
         self._seq = itertools.count(1)
@@ -158,6 +172,8 @@ class FakeDiscord:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
+        for ev in self.hold.values():
+            ev.set()
         await self.stop()
 
     @property
@@ -204,6 +220,25 @@ class FakeDiscord:
     def rate_limit_channel(self, channel_id: int, *retry_after: float) -> None:
         """Answer the next posts to this channel with 429s carrying these retry_after values."""
         self.rate_limits[channel_id] = list(retry_after)
+
+    def release(self, channel_id: int, *, client_gone: bool) -> None:
+        """Let the held post to this channel proceed; with `client_gone` it is dropped, not delivered."""
+        if client_gone:
+            self.gone_clients.add(channel_id)
+        self.hold.pop(channel_id).set()
+
+    def error_channel(self, channel_id: int, times: int = 1) -> None:
+        """Answer the next posts to this channel with 500 Internal Server Error."""
+        self.server_errors[channel_id] = times
+
+    def sent_to(self, channel_id: int) -> list[dict[str, Any]]:
+        """Message bodies posted to a channel or thread, in order."""
+        return self.messages.get(channel_id, [])
+
+    async def wait_sent(self, channel_id: int, n: int = 1, timeout: float = 10) -> list[dict[str, Any]]:
+        """Until at least n messages were posted to the channel."""
+        await self.wait_for(lambda: len(self.sent_to(channel_id)) >= n, timeout)
+        return self.sent_to(channel_id)
 
     # gateway --------------------------------------------------------------------------------------------
 
@@ -281,6 +316,7 @@ class FakeDiscord:
 
         `attachments` maps an option name to (filename, bytes), served from this server like Discord's CDN.
         """
+        await self.wait_ready()
         guild = self._guild_of(channel_id)
         synced = self.commands.get(guild.id, []) + self.commands.get(None, [])
         command = next((c for c in synced if c["name"] == name), None)
@@ -348,6 +384,7 @@ class FakeDiscord:
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         body, files = await self._body(request)
         path = "/" + request.match_info["tail"]
+        self._count_rate(request.method, path)
         self.requests.append(Recorded(request.method, path, dict(request.query), body, files))
         try:
             parts = path.strip("/").split("/")
@@ -355,10 +392,26 @@ class FakeDiscord:
             if problems:
                 self.invalid.append((f"{request.method} {path}", problems))
                 return _json({"message": "Invalid Form Body", "code": 50035, "errors": problems}, status=400)
-            return await self._route(request.method, parts, body, files)
+            return await self._route(request, parts, body, files)
         finally:
             async with self._changed:
                 self._changed.notify_all()
+
+    def _count_rate(self, method: str, path: str) -> None:
+        now = time.monotonic()
+        self._times.append(now)
+        while self._times and self._times[0] <= now - 1.0:
+            self._times.popleft()
+        if len(self._times) > GLOBAL_PER_S:
+            self.too_fast.append(f"{len(self._times)} requests within 1 s ({method} {path})")
+        parts = path.strip("/").split("/")
+        if method == "POST" and len(parts) == 3 and parts[0] == "channels" and parts[2] == "messages":
+            times = self._channel_times.setdefault(int(parts[1]), deque())
+            times.append(now)
+            while times and times[0] <= now - 5.0:
+                times.popleft()
+            if len(times) > CHANNEL_PER_5S:
+                self.too_fast.append(f"{len(times)} messages within 5 s to channel {parts[1]}")
 
     @staticmethod
     def _check(method: str, parts: list[str], body: Any) -> list[str]:
@@ -379,7 +432,9 @@ class FakeDiscord:
                 return [p for c in body for p in payload_problems("ApplicationCommandUpdateRequest", c)]
         return []
 
-    async def _route(self, method: str, parts: list[str], body: Any, files: dict[str, bytes]) -> web.StreamResponse:
+    async def _route(self, request: web.Request, parts: list[str], body: Any, files: dict[str, bytes]
+                     ) -> web.StreamResponse:
+        method = request.method
         if parts[0] == "cdn":
             url = f"http://127.0.0.1:{self.port}/api/v10/" + "/".join(parts)
             return web.Response(body=self._cdn[url]) if url in self._cdn else self._error(404, 0, "404: Not Found")
@@ -398,7 +453,7 @@ class FakeDiscord:
                 self.commands[scope] = registered
                 return _json(registered)
             case "POST", ["channels", channel, "messages"]:
-                return self._post_message(int(channel), body, files)
+                return await self._post_message(int(channel), body, files)
             case "POST", ["interactions", interaction, _, "callback"]:
                 self.callbacks[int(interaction)] = body
                 data = body.get("data") or {}
@@ -431,7 +486,19 @@ class FakeDiscord:
         # Response messages need some channel id; the tests read what was sent from `callbacks`/`followups`.
         return next(iter(next(iter(self.guilds.values())).channels))
 
-    def _post_message(self, channel_id: int, body: dict[str, Any], files: dict[str, bytes]) -> web.Response:
+    async def _post_message(self, channel_id: int, body: dict[str, Any], files: dict[str, bytes]) -> web.Response:
+        if channel_id in self.hold:
+            # Held: the test decides when this request proceeds, and whether its client died meanwhile (then
+            # the message counts as never delivered, like a request Discord never finished).
+            self.held.add(channel_id)
+            await self.hold[channel_id].wait()
+            if channel_id in self.gone_clients:
+                self.gone_clients.discard(channel_id)
+                self.dropped.append(body)
+                return self._error(500, 0, "client gone")
+        if self.server_errors.get(channel_id):
+            self.server_errors[channel_id] -= 1
+            return self._error(500, 0, "500: Internal Server Error")
         pending = self.rate_limits.get(channel_id)
         if pending:
             retry = pending.pop(0)
@@ -447,3 +514,55 @@ class FakeDiscord:
         message = self._message(channel_id, body)
         self.messages.setdefault(channel_id, []).append({**body, "_files": files, "id": message["id"]})
         return _json(message)
+
+
+# A delivery process for crash tests: `python -m tests.fakes.discord_api --db URL --api BASE --gateway URL`
+# runs ChatRuntime with the Discord adapter against this fake until SIGTERM/SIGINT.
+
+TOKEN = "fake-discord-token"
+
+
+async def _deliver(db: str, api_base: str, gateway: str, lease_s: float) -> int:
+    import signal
+
+    import discord.gateway
+    import discord.http
+
+    from bot.chat.commands import CommandService
+    from bot.chat.discord_chat import DISCORD_LIMITS, DiscordAdapter
+    from bot.chat.runtime import ChatRuntime, RuntimeConfig
+    from bot.settings import DigestDefaults, load_settings
+    from bot.storage.chat_store import ChatStore
+    from bot.storage.store import Store
+
+    discord.http.Route.BASE = api_base
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway)
+    store = Store.open(db)
+    chats = ChatStore(store.engine)
+    defaults = DigestDefaults()
+    adapter = DiscordAdapter(load_settings({"DISCORD_BOT_TOKEN": TOKEN}),
+                             CommandService(chats, admins=(), defaults=defaults))
+    runtime = ChatRuntime(chats, defaults, [adapter], services=[adapter], limits={"discord": DISCORD_LIMITS},
+                          config=RuntimeConfig(scheduler_tick_s=0.2, claim_interval_s=0.05, lease_s=lease_s,
+                                               shutdown_grace_s=5))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await runtime.run(stop)
+    store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    import argparse
+    import logging
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--db", required=True)
+    p.add_argument("--api", required=True)
+    p.add_argument("--gateway", required=True)
+    p.add_argument("--lease", type=float, default=1.0)
+    a = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="worker %(levelname)s %(name)s: %(message)s")
+    raise SystemExit(asyncio.run(_deliver(a.db, a.api, a.gateway, a.lease)))
