@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import io
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
@@ -100,6 +102,18 @@ def send_kwargs(message: OutgoingMessage) -> dict[str, Any]:
     return kwargs
 
 
+def idempotency_nonce(channel_id: int, message: OutgoingMessage) -> str | None:
+    """A nonce that is the same for the same message to the same channel.
+
+    discord.py sends it with enforce_nonce, so Discord creates the message only once when a part is sent again
+    within minutes (its confirmation was lost in a crash, or the lease ran out mid-send).
+    """
+    if message.file is not None:
+        return None
+    data = json.dumps([channel_id, message.to_payload()], sort_keys=True, ensure_ascii=False).encode()
+    return hashlib.sha256(data).hexdigest()[:25]  # Discord takes at most 25 characters
+
+
 def chat_ref(channel: Any, guild: discord.Guild | None) -> ChatRef:
     """The ChatRef of a guild text channel, or of a thread (chat = its parent channel, thread = the thread)."""
     prefix = f"{guild.name} " if guild is not None else ""
@@ -129,7 +143,7 @@ class DiscordSink:
             raise DeliveryError("discord: not logged in yet", retry_after=30.0)
         channel = self.client.get_partial_messageable(target)
         try:
-            sent = await channel.send(**send_kwargs(message))
+            sent = await channel.send(**send_kwargs(message), nonce=idempotency_nonce(target, message))
         except _TRANSPORT_ERRORS as exc:
             raise delivery_error(exc) from exc
         return str(sent.id)
@@ -200,12 +214,16 @@ class DiscordBot(discord.Client):
                                update: bool = False) -> Reply:
         """Run `work`; if it is not done within DEFER_AFTER_S, acknowledge the interaction first."""
         task = asyncio.ensure_future(self._safely(work))
-        done, _ = await asyncio.wait({task}, timeout=DEFER_AFTER_S)
-        if not done:
-            if update:
-                await interaction.response.defer()
-            else:
-                await interaction.response.defer(ephemeral=ephemeral, thinking=True)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=DEFER_AFTER_S)
+            if not done:
+                if update:
+                    await interaction.response.defer()
+                else:
+                    await interaction.response.defer(ephemeral=ephemeral, thinking=True)
+        except BaseException:
+            task.cancel()  # the interaction could not be acknowledged: nobody will read the answer
+            raise
         return await task
 
     @staticmethod
@@ -238,8 +256,8 @@ class DiscordBot(discord.Client):
         try:
             reply = await self._within_deadline(interaction, work, ephemeral=True, update=True)
             if reply.edit and not reply.error:
-                first, *rest = self.renderer.render_reply(reply)
-                kwargs = send_kwargs(first)
+                # The settings message is one message; it is replaced in place.
+                kwargs = send_kwargs(self.renderer.render_reply(reply)[0])
                 kwargs.setdefault("content", None)
                 kwargs.pop("file", None)
                 if interaction.response.is_done():

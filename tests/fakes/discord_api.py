@@ -143,6 +143,7 @@ class FakeDiscord:
         self._changed = asyncio.Condition()
         self._tokens: dict[str, int] = {}
         self._cdn: dict[str, bytes] = {}
+        self._nonces: dict[tuple[int, str], dict[str, Any]] = {}
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -511,8 +512,14 @@ class FakeDiscord:
             return self._error(*self.failures[channel_id])
         if not any(channel_id in g.channels or channel_id in g.threads for g in self.guilds.values()):
             return self._error(404, 10003, "Unknown Channel")
+        nonce = body.get("nonce") if body.get("enforce_nonce") else None
+        if nonce is not None and (channel_id, nonce) in self._nonces:
+            # Discord returns the message created with this nonce (within minutes) instead of a new one.
+            return _json(self._nonces[channel_id, nonce])
         message = self._message(channel_id, body)
         self.messages.setdefault(channel_id, []).append({**body, "_files": files, "id": message["id"]})
+        if nonce is not None:
+            self._nonces[channel_id, nonce] = message
         return _json(message)
 
 
