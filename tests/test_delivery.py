@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import timedelta
 
@@ -150,3 +151,52 @@ def test_pacer_state_stays_bounded() -> None:
         pacer.record(key, False, t)
     pacer.prune(t + 61)
     assert len(pacer) == 0
+
+
+async def test_console_runtime_prints_due_digest_and_digest_cli(sqlite_store: Store) -> None:
+    import io
+    import json
+    from types import SimpleNamespace
+
+    from bot.chat.console import CONSOLE_CHAT, ConsoleSink
+    from bot.chat.digest_cli import print_digest
+    from bot.chat.runtime import ChatRuntime, RuntimeConfig
+    from bot.settings import FeedsFile
+    from tests.fakes.stories import seed
+
+    chats = ChatStore(sqlite_store.engine)
+    now = utcnow()
+    seed(sqlite_store, now, 3)
+    sub, _ = chats.subscribe(CONSOLE_CHAT, DigestDefaults(), now - timedelta(days=1))
+    assert sub.next_due_at is not None and sub.next_due_at <= now + timedelta(days=1)
+    out = io.StringIO()
+    runtime = ChatRuntime(chats, DigestDefaults(), [ConsoleSink(out)],
+                          config=RuntimeConfig(scheduler_tick_s=0.05, claim_interval_s=0.02))
+    # Due now: the runtime's scheduler must pick it up and the sender print it.
+    chats.update_subscription(sub.id, now - timedelta(days=1), max_stories=2)
+    from sqlalchemy import update
+
+    from bot.storage.tables import subscriptions
+    with sqlite_store.engine.begin() as conn:
+        conn.execute(update(subscriptions).values(next_due_at=now))
+    await runtime.start()
+    try:
+        for _ in range(200):
+            if "News digest" in out.getvalue():
+                break
+            await asyncio.sleep(0.02)
+        await runtime.drain(5)
+    finally:
+        await runtime.stop()
+    printed = out.getvalue()
+    assert printed.count("leaders meet") == 2 and "Reuters: https://" in printed
+    assert chats.get_subscription(CONSOLE_CHAT).next_due_at > now
+    app = SimpleNamespace(store=sqlite_store, feeds_file=FeedsFile(path=None))
+    buf = io.StringIO()
+    assert print_digest(app, timedelta(hours=24), as_json=True, out=buf) == 0
+    data = json.loads(buf.getvalue())
+    assert [s["title"] for s in data["stories"]][0] == "Story 2: leaders meet <again> & talk"
+    assert data["stories"][0]["links"][0]["url"].startswith("https://")
+    buf = io.StringIO()
+    print_digest(app, timedelta(minutes=1), as_json=False, out=buf)
+    assert buf.getvalue().startswith("No stories")

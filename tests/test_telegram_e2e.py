@@ -127,6 +127,7 @@ async def test_subscribe_schedule_digest_summary(bot: Bot) -> None:
     bot.clock.offset += timedelta(seconds=31)
     replies = await command(bot, USER, USER, "/summary 12h")
     assert "News digest" in replies[0].plain
+    await api.wait_for(lambda: "4. " in "".join(s.plain for s in api.sent_to(USER)[-3:]))
     (bad,) = await command(bot, USER, USER, "/summary yesterday")
     assert "not a period" in bad.plain
 
