@@ -200,3 +200,21 @@ async def test_console_runtime_prints_due_digest_and_digest_cli(sqlite_store: St
     buf = io.StringIO()
     print_digest(app, timedelta(minutes=1), as_json=False, out=buf)
     assert buf.getvalue().startswith("No stories")
+
+
+def test_wiring_picks_adapters_by_token(sqlite_store: Store) -> None:
+    from types import SimpleNamespace
+
+    from bot.chat.console import CONSOLE_CHAT
+    from bot.chat.wiring import build_chat_runtime
+    from bot.settings import FeedsFile, load_settings
+
+    feeds_file = FeedsFile(path=None)
+    app = SimpleNamespace(store=sqlite_store, feeds_file=feeds_file, settings=load_settings({}))
+    rt = build_chat_runtime(app)
+    assert list(rt.sinks) == ["console"] and rt.services == []
+    sub = ChatStore(sqlite_store.engine).get_subscription(CONSOLE_CHAT)
+    assert sub is not None and sub.active
+    app.settings = load_settings({"TELEGRAM_BOT_TOKEN": "1:x", "TELEGRAM_API_BASE_URL": "http://127.0.0.1:9/"})
+    rt = build_chat_runtime(app)
+    assert list(rt.sinks) == ["telegram"] and rt.sinks["telegram"].bot.base_url == "http://127.0.0.1:9/bot1:x"

@@ -11,6 +11,7 @@ from bot.chat.console import CONSOLE_CHAT, ConsoleSink
 from bot.chat.feed_admin import StoreFeedAdmin
 from bot.chat.runtime import ChatRuntime, RuntimeConfig
 from bot.net import utcnow
+from bot.pipeline.delivery import Limits
 from bot.ports import ChatSink, Summarize
 from bot.storage.chat_store import ChatStore
 
@@ -30,17 +31,23 @@ def build_command_service(app: Any, summarize: Summarize | None = None) -> Comma
 def build_chat_runtime(app: Any, *, summarize: Summarize | None = None,
                        extra_adapters: Sequence[AdapterFactory] = (), config: RuntimeConfig | None = None
                        ) -> ChatRuntime:
-    """Adapters whose token is set (Telegram here; others via `extra_adapters`), else the console sink.
+    """Adapters whose token is set (Telegram, Discord; more via `extra_adapters`), else the console sink.
 
     Each extra adapter factory gets the CommandService and returns an object that is both a ChatSink and a
-    Service (start/stop), e.g. `lambda svc: DiscordChat(settings.discord_bot_token, svc)`.
+    Service (start/stop). SDKs are imported only for the platforms whose token is set.
     """
     service = build_command_service(app, summarize)
     sinks: list[Any] = []
+    limits: dict[str, Limits] = {}
     if app.settings.telegram_bot_token:
         from bot.chat.telegram_chat import TelegramChat
 
         sinks.append(TelegramChat(app.settings.telegram_bot_token, app.settings.telegram_api_base_url, service))
+    if app.settings.discord_bot_token:
+        from bot.chat.discord_chat import DISCORD_LIMITS, DiscordAdapter
+
+        sinks.append(DiscordAdapter(app.settings, service))
+        limits["discord"] = DISCORD_LIMITS
     sinks += [factory(service) for factory in extra_adapters]
     services = list(sinks)
     if not sinks:
@@ -48,4 +55,5 @@ def build_chat_runtime(app: Any, *, summarize: Summarize | None = None,
         service.chats.subscribe(CONSOLE_CHAT, app.feeds_file.digest, utcnow())
         sinks.append(ConsoleSink())
         log.info("no chat token set: digests are printed to the terminal")
-    return ChatRuntime(service.chats, app.feeds_file.digest, sinks, services=services, config=config)
+    return ChatRuntime(service.chats, app.feeds_file.digest, sinks, services=services, limits=limits,
+                       config=config)
