@@ -300,6 +300,84 @@ class Store:
         with self.engine.connect() as conn:
             return conn.execute(select(func.count()).select_from(articles)).scalar_one()
 
+    # processing: topics and stories ---------------------------------------------------------------------------
+
+    def unprocessed_articles(self, limit: int = 256) -> list[dict[str, Any]]:
+        """Articles not yet through topic/story processing whose text is final, oldest first."""
+        q = (select(articles.c.id, articles.c.title, articles.c.text, articles.c.url, articles.c.published_at,
+                    articles.c.fetched_at, articles.c.content_hash, articles.c.feed_id,
+                    func.coalesce(feeds.c.all_world, False).label("all_world"),
+                    func.coalesce(feeds.c.name, feeds.c.title, feeds.c.url, "").label("outlet"))
+             .select_from(articles.outerjoin(feeds, feeds.c.id == articles.c.feed_id))
+             .where(articles.c.processed_at.is_(None), articles.c.text_source != "pending")
+             .order_by(articles.c.id).limit(limit))
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def save_article_outcome(self, article_id: int, *, topic_score: float, topics: dict[str, float],
+                             story_id: int | None, reason: str | None, now: datetime) -> None:
+        """Record an article's topic scores and story; marks it processed."""
+        with self._write() as conn:
+            conn.execute(update(articles).where(articles.c.id == article_id).values(
+                topic_score=topic_score, topics=topics, story_id=story_id, story_reason=reason, processed_at=now))
+
+    def create_story(self, *, title: str, now: datetime, topic_score: float, topics: dict[str, float],
+                     state: bytes) -> int:
+        """A new story; returns its id."""
+        with self._write() as conn:
+            return conn.execute(insert(stories).values(
+                title=title, created_at=now, updated_at=now, major_update_at=now, version=1, article_count=0,
+                outlet_count=0, topic_score=topic_score, topics=topics, state=state).returning(stories.c.id)
+            ).scalar_one()
+
+    def update_story(self, story_id: int, *, now: datetime, state: bytes, topic_score: float,
+                     topics: dict[str, float], major: bool) -> None:
+        """Store a story's new state after an article joined it; a major update bumps its version."""
+        values: dict[str, Any] = dict(updated_at=now, state=state, topic_score=topic_score, topics=topics)
+        if major:
+            values.update(version=stories.c.version + 1, major_update_at=now)
+        with self._write() as conn:
+            conn.execute(update(stories).where(stories.c.id == story_id).values(**values))
+
+    def refresh_story_counts(self, story_ids: Iterable[int]) -> None:
+        """Recount member articles and distinct outlets of these stories."""
+        with self._write() as conn:
+            for sid in set(story_ids):
+                n, outlets = conn.execute(
+                    select(func.count(articles.c.id), func.count(func.distinct(articles.c.feed_id)))
+                    .where(articles.c.story_id == sid)).one()
+                conn.execute(update(stories).where(stories.c.id == sid).values(article_count=n,
+                                                                              outlet_count=max(outlets, 1)))
+
+    def story_states(self, since: datetime) -> list[tuple[int, bytes]]:
+        """(id, state) of stories updated since a time: the window the same-story index covers."""
+        with self.engine.connect() as conn:
+            return [(r.id, r.state) for r in conn.execute(
+                select(stories.c.id, stories.c.state).where(stories.c.updated_at >= since,
+                                                            stories.c.state.is_not(None)))]
+
+    def story_members(self, story_id: int) -> list[dict[str, Any]]:
+        """A story's articles with outlet, link, first seen and text, oldest first."""
+        q = (select(articles.c.id, articles.c.title, articles.c.text, articles.c.url, articles.c.published_at,
+                    articles.c.fetched_at, articles.c.feed_id,
+                    func.coalesce(feeds.c.name, feeds.c.title, feeds.c.url, "").label("outlet"))
+             .select_from(articles.outerjoin(feeds, feeds.c.id == articles.c.feed_id))
+             .where(articles.c.story_id == story_id).order_by(articles.c.fetched_at, articles.c.id))
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def set_story_summary(self, story_id: int, *, title: str, summary: str, key: str, method: str) -> None:
+        """Store a story's headline and summary."""
+        with self._write() as conn:
+            conn.execute(update(stories).where(stories.c.id == story_id).values(
+                title=title, summary=summary, summary_key=key, summary_method=method))
+
+    def get_story(self, story_id: int) -> dict[str, Any] | None:
+        """One story row."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(stories).where(stories.c.id == story_id)).first()
+        return dict(row._mapping) if row else None
+
     # summary cache (implements summarizer's cache protocol) ------------------------------------------------
 
     def summary_get(self, key: str) -> dict[str, Any] | None:
