@@ -23,7 +23,7 @@ from bot.chat.discord_chat import DISCORD_LIMITS, DiscordAdapter
 from bot.chat.feed_admin import StoreFeedAdmin
 from bot.chat.render_discord import DiscordRenderer
 from bot.chat.runtime import ChatRuntime, RuntimeConfig, SystemClock
-from bot.errors import ChatForbiddenError, DeliveryError, RateLimitedError
+from bot.errors import ChatForbiddenError, ConfigError, DeliveryError, RateLimitedError
 from bot.net import utcnow
 from bot.pipeline.digest import build_digest
 from bot.ports import ChatRef, OutgoingMessage
@@ -149,6 +149,27 @@ async def test_real_client_connects_syncs_answers_and_sends(rig: Rig) -> None:
     message_id = await rig.adapter.send(rig.ref("daily"), OutgoingMessage("hello @everyone", "markdown"))
     (posted,) = fake.sent_to(daily)
     assert posted["id"] == message_id and posted["allowed_mentions"] == {"parse": []}
+
+
+async def test_a_rejected_token_is_a_config_error_and_an_unreachable_discord_is_not_fatal(
+        sqlite_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    chats = ChatStore(sqlite_store.engine)
+    commands = CommandService(chats, admins=(), defaults=DEFAULTS)
+    async with FakeDiscord(token="the-real-token") as fake:
+        fake.install(monkeypatch)
+        adapter = DiscordAdapter(load_settings({"DISCORD_BOT_TOKEN": "a-wrong-token"}), commands)
+        with pytest.raises(ConfigError, match="DISCORD_BOT_TOKEN"):
+            await adapter.start()
+        await adapter.stop()
+    # The fake is gone: nothing listens on its port any more.
+    adapter = DiscordAdapter(load_settings({"DISCORD_BOT_TOKEN": TOKEN}), commands)
+    await adapter.start()
+    with pytest.raises(DeliveryError) as info:
+        await adapter.send(ChatRef("discord", "1"), OutgoingMessage("x"))
+    assert not info.value.permanent, "parts wait for the login instead of failing"
+    await adapter.stop()
+    with pytest.raises(ConfigError):
+        DiscordAdapter(load_settings({}), commands)
 
 
 async def test_subscribe_schedule_fires_and_digest_arrives_within_limits(rig: Rig) -> None:

@@ -436,6 +436,7 @@ class DiscordAdapter:
         """Close the gateway and the HTTP session."""
         await self.bot.close()
         if self._task is not None:
+            self._task.cancel()  # a login still being retried; a closed gateway connection has ended already
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None

@@ -113,8 +113,10 @@ class FakeGuild:
 class FakeDiscord:
     """Fake Discord REST (`/api/v10/...`) and gateway (`/gateway`) on one local port."""
 
-    def __init__(self, *, app_id: int = 900_000_000_000_000_001, bot_id: int = 900_000_000_000_000_002) -> None:
+    def __init__(self, *, app_id: int = 900_000_000_000_000_001, bot_id: int = 900_000_000_000_000_002,
+                 token: str | None = None) -> None:
         self.app_id, self.bot_id = app_id, bot_id
+        self.token = token  # when set, other bot tokens get 401 (interaction webhooks need none)
         self.bot_user = {"id": str(bot_id), "username": "newsdigest", "discriminator": "0", "global_name": None,
                          "avatar": None, "bot": True}
         self.guilds: dict[int, FakeGuild] = {}
@@ -386,6 +388,9 @@ class FakeDiscord:
         body, files = await self._body(request)
         path = "/" + request.match_info["tail"]
         self._count_rate(request.method, path)
+        if self.token is not None and request.headers.get("Authorization") != f"Bot {self.token}" \
+                and not path.startswith(("/interactions/", "/webhooks/", "/cdn/")):
+            return self._error(401, 0, "401: Unauthorized")
         self.requests.append(Recorded(request.method, path, dict(request.query), body, files))
         try:
             parts = path.strip("/").split("/")
