@@ -28,6 +28,8 @@ class Embedder:
 
     def __init__(self, model_path: str | Path | None = None, *, device: str | None = None,
                  precision: str = "fp32", batch_size: int = 64) -> None:
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"Embedder precision must be 'fp32' or 'bf16', not {precision!r}")
         self.model_path = Path(model_path) if model_path else default_model_path()
         self.device = device
         self.precision = precision
@@ -38,7 +40,10 @@ class Embedder:
     @property
     def name(self) -> str:
         """Stable identifier used in cache keys."""
-        return f"{self.model_path.name}:{self.precision}"
+        base = self.model_path.name
+        if self.model_path == default_model_path():
+            base = "all-MiniLM-L6-v2"
+        return f"{base}:{self.precision}"
 
     def _load(self):
         with self._lock:
