@@ -101,8 +101,11 @@ class Seq2SeqSummarizer:
         sents = [s.text for d in docs for s in split_sentences(d) if not s.fragment]
         if not sents:
             sents = [clean(d) for d in docs if clean(d)]
-        budget = self.input_limit() - self._tokenizer.num_special_tokens_to_add()
-        lengths = [len(ids) for ids in self._tokenizer(sents, add_special_tokens=False)["input_ids"]]
+        # A leading space tokenizes each sentence as it appears inside the joined chunk; one token spare
+        # covers the chunk's first sentence, which has none.
+        budget = self.input_limit() - self._tokenizer.num_special_tokens_to_add() - 1
+        spaced = [" " + s for s in sents]
+        lengths = [len(ids) for ids in self._tokenizer(spaced, add_special_tokens=False, verbose=False)["input_ids"]]
         out: list[str] = []
         cur: list[str] = []
         used = 0

@@ -19,14 +19,23 @@ from pathlib import Path
 from .text import normalize
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
-_PTB = {"-LRB-": "(", "-RRB-": ")", "-LSB-": "[", "-RSB-": "]", "-LCB-": "{", "-RCB-": "}", "`": "'"}
+_PTB = {"-LRB-": "(", "-RRB-": ")", "-LSB-": "[", "-RSB-": "]", "-LCB-": "{", "-RCB-": "}"}
 
 
 def detokenize_ptb(text: str) -> str:
     """Undo Penn-Treebank tokenization (" 's", "-LRB-", "`` ''", "did n't")."""
     from nltk.tokenize.treebank import TreebankWordDetokenizer
 
-    return TreebankWordDetokenizer().detokenize([_PTB.get(t, t) for t in text.split()])
+    tokens: list[str] = []
+    opening = False
+    for tok in text.split():
+        if tok == "`":  # CNN/DM opens single quotes with a backtick; glue it to the next word
+            opening = True
+            continue
+        tok = _PTB.get(tok, tok)
+        tokens.append("'" + tok if opening else tok)
+        opening = False
+    return TreebankWordDetokenizer().detokenize(tokens)
 
 
 def raw_sentences(text: str) -> list[str]:

@@ -28,8 +28,8 @@ _JUNK_INLINE = [
     re.compile(r"\bScroll\s+down\s+for\s+(?:the\s+)?(?:video|videos|more)\b\.?", re.I),
     re.compile(r"\bMedia playback is unsupported on your device\b\.?", re.I),
     re.compile(r"\bBy \. [A-Z][\w'’. -]{0,60}? \. (?=[A-Z])"),
-    re.compile(r"\bPUBLISHED: \..*?\| \. UPDATED: \. [\d:]+ \w+, \d+ \w+ \d{4} \. ", re.S),
-    re.compile(r"\bLast updated at .*? \d{4} \. "),
+    re.compile(r"\bPUBLISHED: \..*?\| \. UPDATED: \. [\d:]+ \w+, \d+ \w+ \d{4} \.(?=\s|$)", re.S),
+    re.compile(r"\bLast updated at .*? \d{4} \.(?=\s|$)"),
     re.compile(r"(?:^|\s)Click here (?:to|for) [^.!?]*[.!?]", re.I),
     re.compile(r"(?:^|\s)READ MORE:[^.!?]*?(?=[.!?]|$)"),
 ]
@@ -114,7 +114,7 @@ def clean(text: str) -> str:
         for pattern in _JUNK_INLINE:
             para = pattern.sub(" ", para)
         para = _WS.sub(" ", para).strip()
-        if para:
+        if para and not _JUNK_LINE.match(para):
             paragraphs.append(para)
     if paragraphs:
         paragraphs[0] = _LEAD_PREFIX.sub("", paragraphs[0], count=1).lstrip()
