@@ -22,6 +22,7 @@ _warned: set[str] = set()
 _warned_lock = threading.Lock()
 
 Docs = str | Sequence[str]
+_MERGED_SENTENCES = 40  # enough to fill a 1,024-token input
 
 
 def _warn_once(key: str, message: str) -> None:
@@ -145,8 +146,20 @@ class Summarizer:
              max_sentences: int, max_chars: int | None) -> list[Summary]:
         if s2s is not None:
             try:
-                return s2s.summarize_batch(batch, max_sentences=max_sentences, max_chars=max_chars)
+                return s2s.summarize_batch(self._merge_outlets(batch), max_sentences=max_sentences,
+                                           max_chars=max_chars)
             except Exception as exc:  # generation trouble degrades to the extractive default, never fails
                 _warn_once(f"{self.model}:generate", f"summarization model {self.model!r} failed ({exc}); "
                                                      "falling back to the built-in extractive summarizer.")
         return self._extractive.summarize_batch(batch, max_sentences=max_sentences, max_chars=max_chars)
+
+    def _merge_outlets(self, batch: list[tuple[list[str], str | None]]) -> list[tuple[list[str], str | None]]:
+        """Give the seq2seq model one text per multi-outlet story: each fact once, ledes first (extract-then-abstract)."""
+        multi = [i for i, (docs, _) in enumerate(batch) if len(docs) > 1]
+        if not multi:
+            return batch
+        merged = self._extractive.summarize_batch([batch[i] for i in multi], max_sentences=_MERGED_SENTENCES)
+        out = list(batch)
+        for i, summary in zip(multi, merged, strict=True):
+            out[i] = ([summary.text], batch[i][1])
+        return out

@@ -105,7 +105,10 @@ def run(path: Path, methods: list[str], limit: int | None = None) -> dict:
             preds = [raw_sentences(d)[:k] for d in docs]
         else:
             from .core import Summarizer
+            from .models import resolve_model
 
+            if method != "default" and resolve_model(method) is None:
+                raise ValueError(f"model {method!r} is not available locally (download it first)")
             summarizer = Summarizer(None if method == "default" else method)
             preds = [list(s.sentences) for batch in _batches(docs, 32)
                      for s in summarizer.summarize_batch(batch, max_sentences=k)]

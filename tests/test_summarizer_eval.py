@@ -64,3 +64,10 @@ def test_bad_data_file_is_a_clear_error(tmp_path, capsys):
 
 def test_raw_sentences_keeps_paragraphs():
     assert raw_sentences("One. Two.\nThree") == ["One.", "Two.", "Three"]
+
+
+def test_unknown_model_method_is_an_error_not_a_silent_fallback(tmp_path, capsys):
+    path = tmp_path / "x.jsonl"
+    path.write_text(json.dumps({"document": "Rain fell.", "summary": "Rain."}) + "\n")
+    assert main(["--data", str(path), "--methods", "lead", "no-such-org/no-such-model"]) == 2
+    assert "no-such-org/no-such-model" in capsys.readouterr().err

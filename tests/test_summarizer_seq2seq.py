@@ -110,3 +110,28 @@ def test_broken_checkpoint_falls_back(tmp_path, caplog):
     s = Summarizer(str(tmp_path))
     assert s.summarize(_text("wire_style.txt")).method == "extractive"
     assert any("failed to load" in r.getMessage() for r in caplog.records)
+
+
+def test_multi_outlet_story_is_merged_before_generation(tiny_bart):
+    outlet_a = ("Two neighbouring countries signed a ceasefire agreement in Geneva on Monday, ending three years "
+                "of fighting along their shared border. The deal creates a demilitarised zone 20 km wide.")
+    outlet_b = ("A ceasefire agreement ending three years of fighting along the border between the two "
+                "neighbouring countries was signed in Geneva on Monday. Aid agencies hope to reach displaced "
+                "families before winter.")
+    s = Summarizer(str(tiny_bart), generation=GEN)
+    [(docs, _)] = s._merge_outlets([([outlet_a, outlet_b], None)])
+    assert len(docs) == 1 and docs[0].count("ceasefire agreement") == 1
+    assert "demilitarised zone" in docs[0] and "Aid agencies" in docs[0]
+    assert s.summarize([outlet_a, outlet_b]).method == "abstractive"
+
+
+def test_eval_runs_a_seq2seq_model_by_path(tiny_bart, tmp_path, capsys):
+    import json
+
+    from summarizer.eval import main
+
+    path = tmp_path / "xsum.jsonl"
+    path.write_text(json.dumps({"document": _text("wire_style.txt"), "summary": "A ceasefire was signed."}) + "\n")
+    assert main(["--data", str(path), "--methods", "lead", str(tiny_bart)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n"] == 1 and set(result["methods"]) == {"lead", str(tiny_bart)}
