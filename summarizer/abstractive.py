@@ -12,6 +12,7 @@ from .text import clean, normalize, split_sentences
 from .types import Summary
 
 PRECISIONS = ("fp32", "bf16", "int8")
+DEFAULT_MAX_NEW_TOKENS = 128
 
 
 def pick_device(device: str = "auto") -> str:
@@ -84,6 +85,12 @@ class Seq2SeqSummarizer:
                 with warnings.catch_warnings():  # torch flags its eager quantization API as deprecated
                     warnings.simplefilter("ignore")
                     model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            from transformers import GenerationConfig
+
+            if not {"max_new_tokens", "max_length"} & self.generation.keys() and \
+                    model.generation_config.max_length == GenerationConfig().max_length:
+                # The checkpoint sets no summary length; transformers' fallback (about 20 tokens) is too short.
+                self.generation["max_new_tokens"] = DEFAULT_MAX_NEW_TOKENS
             self._model = model.to(device)
             self._tokenizer = tokenizer
 
