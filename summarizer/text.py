@@ -34,13 +34,16 @@ _JUNK_INLINE = [
     re.compile(r"(?:^|\s)READ MORE:[^.!?]*?(?=[.!?]|$)"),
 ]
 
-# Leading dateline / wire / byline prefixes: "LONDON, England (CNN) -- ", "(Reuters) - ", "By Jane Doe, Reporter |".
+# Leading dateline / wire / byline prefixes: "LONDON, England (CNN) -- ", "(Reuters) - ", "(The Hollywood
+# Reporter)Stan Freberg", "By Jane Doe, Reporter |".
 _LEAD_PREFIX = re.compile(
     r"""^\s*(?:
-        (?:[A-Z][A-Za-z.'’-]*(?:[\s,]+[A-Z][A-Za-z.'’-]*){0,4}\s*)?
+        (?:[A-Z][A-Za-z.'’-]+(?:[\s,]+[A-Z][A-Za-z.'’-]*){0,4}\s*)?
         \((?:CNN|Reuters|AP|AFP|Associated\ Press|UPI|dpa|Xinhua|EFE)(?:\s+\w+)?\)\s*(?:--|[-–—:])?\s*
+        (?=[A-Z0-9"'“‘])
+      | \((?:The\ )?[A-Z][\w.&'’-]*(?:\ [A-Z][\w.&'’-]*){0,3}\)(?=[A-Z])
       | [A-Z]{2,}(?:[\s,]+[A-Z][A-Za-z.]*){0,3}\s*(?:--|[–—])\s*
-      | By\s+(?:[A-Z][\w'’.-]*\s*){1,4}(?:,\s*[\w .'’-]{0,40})?\s*(?:\||\.\s|\n|$)
+      | By\s+[A-Z][\w'’.-]*(?:\s+[A-Z][\w'’.-]*){0,3}(?:,\s*[A-Z][\w .'’-]{0,40})?\s*(?:\|\s*|$)
     )""",
     re.X,
 )

@@ -31,6 +31,10 @@ def summarizer() -> Summarizer:
     ("WASHINGTON — Talks resumed on Monday.", "Talks resumed"),
     ("By . Daily Mail Reporter . Talks resumed on Monday.", "Talks resumed"),
     ("By John Smith, Diplomatic Editor | Talks resumed on Monday.", "Talks resumed"),
+    ("By John Smith\nTalks resumed on Monday.", "Talks resumed"),
+    ("(The Hollywood Reporter)Talks resumed on Monday.", "Talks resumed"),
+    ("By Monday, talks had resumed.", "By Monday, talks"),
+    ("A (CNN) reporter said talks resumed.", "A (CNN) reporter"),
 ])
 def test_datelines_and_bylines_are_removed(raw, start):
     assert clean(raw).startswith(start)
