@@ -17,9 +17,11 @@ from bot.chat.render_discord import (
     CONTENT_MAX,
     EMBED_TOTAL_MAX,
     DiscordRenderer,
+    StoryView,
     clip,
     escape,
     safe_url,
+    story_embed,
     units,
 )
 from bot.pipeline.digest import Digest, DigestStory, OutletLink
@@ -184,3 +186,11 @@ def test_embed_round_trips_through_discord_py() -> None:
     (message,) = R.render_digest(digest_of([story]))
     embed = discord.Embed.from_dict(message.extra["embeds"][0])
     assert len(embed) == embeds_total([message.extra["embeds"][0]])
+
+
+def test_a_very_long_source_url_still_fits_its_field() -> None:
+    long_url = "https://news.example/" + "%C2%80" * 300
+    story = StoryView(headline="h", links=(("Outlet", long_url),), outlet_count=1)
+    embed = story_embed(story)
+    assert all(len(f["value"]) <= 1024 for f in embed["fields"])
+    assert embed["fields"][0]["value"] == "Outlet" and embed["url"].startswith("https://news.example/")

@@ -149,7 +149,10 @@ def story_embed(story: StoryView, *, color: int = EMBED_COLOR) -> dict[str, Any]
     fields: list[dict[str, Any]] = []
     if links:
         embed["url"] = safe_url(links[0][1])
-        fields.append({"name": "Source", "value": masked_link(*links[0]), "inline": False})
+        source = masked_link(*links[0])
+        if units(source) > FIELD_VALUE_MAX:
+            source = masked_link(links[0][0], None)  # too long to link here; the embed's title still links it
+        fields.append({"name": "Source", "value": source, "inline": False})
     others = [m for m in (masked_link(n, u) for n, u in links[1:]) if units(m) <= FIELD_VALUE_MAX // 2]
     unlinked = max(0, story.outlet_count - len(links))
     also = _joined(others, " · ", FIELD_VALUE_MAX, " · and {n} more", unlinked) if others else (
