@@ -9,10 +9,16 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
+from hypothesis import HealthCheck, settings
 from sqlalchemy import create_engine, text
 
 from bot.storage.store import Store
 from tests.fakes.feed_server import FeedServer
+
+# CI runs the same examples every time (a failure there is reproducible); local runs keep exploring.
+settings.register_profile("ci", derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 PG_URL = os.environ.get("NEWSDIGEST_TEST_DATABASE_URL", "")
 PG_SKIP = "NEWSDIGEST_TEST_DATABASE_URL is not set (set it to a PostgreSQL URL to run the PostgreSQL variant)"
