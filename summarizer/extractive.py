@@ -35,6 +35,7 @@ class ExtractiveConfig:
     position_decay: float = 10.0  # sentences
     min_words: int = 4  # shorter sentences are never picked while longer ones exist
     lede_min_words: int = 8  # multi-sentence summaries skip shorter sentences while longer ones exist
+    lede_window: int = 8  # multi-sentence summaries look at the first lede_window + 2 * k sentences of each outlet
     redundancy: float = 0.85  # cosine at or above which a sentence repeats an already chosen one
 
 
@@ -86,6 +87,23 @@ class ExtractiveSummarizer:
                         max_chars: int | None = None) -> list[Summary]:
         """Summarize each (docs, title) item; one embedding pass covers the whole batch."""
         cands = [_candidates(docs, self.config.min_words) for docs, _ in items]
+        # Several sentences come from the ledes, so only each outlet's first sentences need embedding; the
+        # rare story whose head is too redundant to fill the budget is redone in full.
+        head = None if max_sentences == 1 else self.config.lede_window + 2 * max_sentences
+        out = self._summarize(items, cands, head, max_sentences, max_chars)
+        redo = [i for i, (summary, cs) in enumerate(zip(out, cands, strict=True))
+                if head is not None and len(summary.sentences) < max_sentences and any(c.pos >= head for c in cs)]
+        if redo:
+            full = self._summarize([items[i] for i in redo], [cands[i] for i in redo], None, max_sentences,
+                                   max_chars)
+            for i, summary in zip(redo, full, strict=True):
+                out[i] = summary
+        return out
+
+    def _summarize(self, items: Sequence[tuple[Sequence[str], str | None]], cands: list[list[_Candidate]],
+                   head: int | None, k: int, max_chars: int | None) -> list[Summary]:
+        if head is not None:
+            cands = [[c for c in cs if c.pos < head] for cs in cands]
         texts = [c.text for cs in cands for c in cs]
         titles = [t for _, t in items if t]
         vecs = self.embedder.encode(texts + titles)
@@ -95,7 +113,7 @@ class ExtractiveSummarizer:
             v = vecs[start:start + len(cs)]
             start += len(cs)
             tv = next(title_vecs) if title else None
-            out.append(self._select(cs, v, tv, max_sentences, max_chars))
+            out.append(self._select(cs, v, tv, k, max_chars))
         return out
 
     def _scores(self, cs: list[_Candidate], v: np.ndarray, title_vec: np.ndarray | None) -> np.ndarray:

@@ -192,3 +192,12 @@ def test_story_is_summarized_once(summarizer):
 def test_summary_round_trips_through_dict():
     s = Summary("a b", ("a", "b"), (0, 1), "extractive", "m", cached=True)
     assert Summary.from_dict(s.to_dict()) == s
+
+
+def test_budget_is_filled_past_a_redundant_head(summarizer):
+    repeated = "The ceasefire was signed in Geneva on Monday by both sides. " * 16
+    doc = repeated + ("Aid agencies plan to reach displaced families before winter arrives. "
+                      "Parliaments in both countries must still ratify the agreement next month.")
+    out = summarizer.summarize(doc, max_sentences=3)
+    assert len(out.sentences) == 3
+    assert out.sentences[0].startswith("The ceasefire") and "Aid agencies" in out.sentences[1]
