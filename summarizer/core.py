@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +121,8 @@ class Summarizer:
         items = [([d for d in _as_docs(s) if d.strip()], t) for s, t in zip(stories, titles, strict=True)]
         s2s = self._abstractive()
         engine = s2s or self._extractive
-        settings = {"max_sentences": max_sentences, "max_chars": max_chars, "generation": self.generation}
+        settings = {"max_sentences": max_sentences, "max_chars": max_chars,
+                    **({"generation": self.generation} if s2s else {"extractive": asdict(self._extractive.config)})}
         keys = [cache_key(docs, title=t, model=engine.name, settings=settings) for docs, t in items]
         results: list[Summary | None] = [None] * len(items)
         todo: list[int] = []

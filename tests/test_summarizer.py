@@ -201,3 +201,13 @@ def test_budget_is_filled_past_a_redundant_head(summarizer):
     out = summarizer.summarize(doc, max_sentences=3)
     assert len(out.sentences) == 3
     assert out.sentences[0].startswith("The ceasefire") and "Aid agencies" in out.sentences[1]
+
+
+def test_scorer_settings_are_part_of_the_cache_key(summarizer):
+    from summarizer import ExtractiveConfig
+
+    cache = LRUCache()
+    emb = summarizer._extractive.embedder
+    Summarizer(cache=cache, embedder=emb).summarize(_text("wire_style.txt"))
+    other = Summarizer(cache=cache, embedder=emb, extractive=ExtractiveConfig(redundancy=0.5))
+    assert not other.summarize(_text("wire_style.txt")).cached
