@@ -57,6 +57,7 @@ class Seq2SeqSummarizer:
         self.generation = dict(generation or {})
         self._model = None
         self._tokenizer = None
+        self._prefix = ""
         self._lock = threading.Lock()
 
     @property
@@ -87,6 +88,11 @@ class Seq2SeqSummarizer:
                     model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
             from transformers import GenerationConfig
 
+            # Checkpoints such as T5 and bart-large-cnn carry their summarization prefix and decoding settings
+            # here; explicit `generation` arguments win.
+            task = dict((getattr(model.config, "task_specific_params", None) or {}).get("summarization", {}))
+            self._prefix = str(task.pop("prefix", "") or "")
+            self.generation = {**task, **self.generation}
             if not {"max_new_tokens", "max_length"} & self.generation.keys() and \
                     model.generation_config.max_length == GenerationConfig().max_length:
                 # The checkpoint sets no summary length; transformers' fallback (about 20 tokens) is too short.
@@ -110,7 +116,8 @@ class Seq2SeqSummarizer:
             sents = [clean(d) for d in docs if clean(d)]
         # A leading space tokenizes each sentence as it appears inside the joined chunk; one token spare
         # covers the chunk's first sentence, which has none.
-        budget = self.input_limit() - self._tokenizer.num_special_tokens_to_add() - 1
+        prefix_len = len(self._tokenizer(self._prefix, add_special_tokens=False)["input_ids"]) if self._prefix else 0
+        budget = self.input_limit() - self._tokenizer.num_special_tokens_to_add() - prefix_len - 1
         spaced = [" " + s for s in sents]
         lengths = [len(ids) for ids in self._tokenizer(spaced, add_special_tokens=False, verbose=False)["input_ids"]]
         out: list[str] = []
@@ -139,7 +146,7 @@ class Seq2SeqSummarizer:
         device = self._model.device
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
-            enc = self._tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=limit,
+            enc = self._tokenizer([self._prefix + texts[i] for i in idx], padding=True, truncation=True, max_length=limit,
                                   return_tensors="pt").to(device)
             enc.pop("token_type_ids", None)
             with torch.inference_mode():

@@ -135,3 +135,22 @@ def test_eval_runs_a_seq2seq_model_by_path(tiny_bart, tmp_path, capsys):
     assert main(["--data", str(path), "--methods", "lead", str(tiny_bart)]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["n"] == 1 and set(result["methods"]) == {"lead", str(tiny_bart)}
+
+
+def test_task_specific_summarization_params_are_applied(tiny_bart, tmp_path):
+    import json
+    import shutil
+
+    path = tmp_path / "tiny-t5-style"
+    shutil.copytree(tiny_bart, path)
+    config = json.loads((path / "config.json").read_text())
+    config["task_specific_params"] = {"summarization": {"prefix": "summarize: ", "max_length": 12, "num_beams": 2}}
+    (path / "config.json").write_text(json.dumps(config))
+    s2s = Seq2SeqSummarizer(path, generation={"num_beams": 1}, max_chunks=50)
+    plain = Seq2SeqSummarizer(tiny_bart, max_chunks=50)
+    article = " ".join([_text("dm_style.txt")] * 2)
+    # the prefix takes room in every chunk
+    assert max(map(len, s2s.chunks([article]))) <= max(map(len, plain.chunks([article])))
+    assert s2s._prefix == "summarize: "
+    assert s2s.generation == {"max_length": 12, "num_beams": 1}
+    assert s2s.summarize_batch([([article], None)])[0].method == "abstractive"
