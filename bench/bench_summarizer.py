@@ -141,7 +141,9 @@ def main() -> None:
     parser.add_argument("--skip-seq2seq", action="store_true")
     args = parser.parse_args()
     import torch
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     bench_extractive(articles(args.n, args.data))
     if not args.skip_seq2seq:
