@@ -195,3 +195,9 @@ def _is_boilerplate(line: str) -> bool:
     if words <= 6 and all(w.strip(":|,.").lower() in _SOCIAL_WORDS for w in core.split()):
         return True
     return any(words <= limit and rule.match(core) for rule, limit in _RULES)
+
+
+def page_title(html: str | bytes) -> str:
+    """The page's headline from its metadata (og:title, <title>), or '' when it has none."""
+    meta = trafilatura.extract_metadata(html)
+    return (meta.title or "").strip() if meta is not None else ""

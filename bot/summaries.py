@@ -1,0 +1,86 @@
+"""Summaries at the core's edge: the database-backed summary cache, story summaries and `/summary <link>`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from bot.net import PAGE_ACCEPT, Fetcher, FetchLimits
+from bot.pipeline import article as article_stage
+from bot.ports import LinkSummary
+from bot.storage.store import Store
+from summarizer import Summarizer, Summary, cache_key
+
+log = logging.getLogger(__name__)
+
+# Digest summaries: a few sentences, short enough for a chat message with several stories.
+STORY_SENTENCES = 3
+STORY_MAX_CHARS = 600
+# Texts given to the summarizer per story: the first outlets' versions are enough to pick from.
+MAX_DOCS_PER_STORY = 6
+
+
+class StoreSummaryCache:
+    """The summarizer's cache protocol over the `summaries` table, so a story is summarized once."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def get(self, key: str) -> Summary | None:
+        payload = self.store.summary_get(key)
+        return Summary.from_dict(payload) if payload else None
+
+    def put(self, key: str, summary: Summary) -> None:
+        self.store.summary_put(key, summary.model, summary.to_dict())
+
+
+def story_documents(members: Sequence[dict[str, Any]]) -> tuple[list[str], str]:
+    """The texts to summarize (one per outlet, first seen first) and the headline (the first article's title)."""
+    docs, seen_feeds = [], set()
+    for m in members:
+        if m["feed_id"] in seen_feeds or not (m["text"] or "").strip():
+            continue
+        seen_feeds.add(m["feed_id"])
+        docs.append(m["text"])
+        if len(docs) >= MAX_DOCS_PER_STORY:
+            break
+    title = members[0]["title"] if members else ""
+    return docs, title
+
+
+def summarize_stories(store: Store, summarizer: Summarizer, story_ids: Sequence[int]) -> int:
+    """Summarize these stories (cached by content, model and settings); returns how many were written."""
+    batch = []
+    for sid in story_ids:
+        members = store.story_members(sid)
+        docs, title = story_documents(members)
+        if docs:
+            batch.append((sid, docs, title))
+    if not batch:
+        return 0
+    results = summarizer.summarize_batch([d for _, d, _ in batch], titles=[t for _, _, t in batch],
+                                         max_sentences=STORY_SENTENCES, max_chars=STORY_MAX_CHARS)
+    for (sid, docs, title), summary in zip(batch, results, strict=True):
+        key = cache_key(docs, title=title, model=summary.model, settings={})
+        store.set_story_summary(sid, title=title, summary=summary.text, key=key[:64], method=summary.model)
+    return len(batch)
+
+
+class LinkSummarizer:
+    """`/summary <link>`: fetch the page (same limits and SSRF rules as feeds), extract, summarize."""
+
+    def __init__(self, summarizer: Summarizer, limits: FetchLimits) -> None:
+        self.summarizer = summarizer
+        self.limits = limits
+
+    async def __call__(self, url: str) -> LinkSummary:
+        async with Fetcher(self.limits) as fetcher:
+            page = await fetcher.get(url, accept=PAGE_ACCEPT)
+        text = await asyncio.to_thread(article_stage.extract_article, page.body, page.final_url)
+        title = await asyncio.to_thread(article_stage.page_title, page.body)
+        summary = await asyncio.to_thread(self.summarizer.summarize, text, title=title or None,
+                                          max_sentences=STORY_SENTENCES, max_chars=STORY_MAX_CHARS)
+        return LinkSummary(url=page.final_url or url, title=title or text.split("\n", 1)[0][:200],
+                           summary=summary.text)
