@@ -1,0 +1,525 @@
+"""Same-story detection: exact copies, near-identical wire copies, and one event written up by many outlets.
+
+Storage-agnostic and online (one article at a time, as a live bot sees them):
+
+    featurize(...)  ─▶ StoryFeatures (title+lead embedding, salient terms, MinHash)
+    index.candidates(features, params) ─▶ stories worth comparing (exact keys, LSH near-copies, nearest centroids)
+    decide(features, candidates, params) ─▶ Decision(story_id | None, score, reason)
+    new_story / join_story ─▶ StoryState (serializable; the caller persists it and calls add_story/update_story)
+    is_substantial_update(state, features) ─▶ whether a joining article brings new information
+
+The same-story score is `embed_weight * cos(title+lead, story centroid) + (1 - embed_weight) * cos(salient terms)`
+where salient terms are capitalised words and numbers (names, places, figures, dates): two earthquakes share
+their vocabulary but not their places and magnitudes. Settings and how they were chosen: docs/story.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Literal
+
+import numpy as np
+from datasketch import LeanMinHash, MinHash, MinHashLSH
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+Reason = Literal["exact", "near_duplicate", "same_story", "new"]
+STATE_VERSION = 1
+DIM = 384
+# Pinned so that signatures stored in story states stay comparable across datasketch upgrades.
+MINHASH_SCHEME = "affine32"
+MINHASH_SEED = 1
+
+
+@dataclass(frozen=True)
+class StoryParams:
+    """Tunable settings of same-story detection (defaults chosen on ECB+ dev, see docs/story.md)."""
+
+    embed_weight: float = 0.2
+    join_threshold: float = 0.325
+    near_duplicate_jaccard: float = 0.8
+    num_perm: int = 128
+    shingle_words: int = 3
+    lead_sentences: int = 3
+    k: int = 20
+    window: timedelta | None = None
+    ann_min_size: int = 2048
+    max_terms: int = 256
+    max_tracked_members: int = 64
+    update_min_new_terms: int = 2
+
+
+DEFAULT_PARAMS = StoryParams()
+
+
+# ---- features -----------------------------------------------------------------------------------------------
+
+# Capitalised words (names, places, organisations) and numbers: a cheap stand-in for named entities that needs
+# no NER model; stop words and newsroom shouting ("BREAKING", "JUST IN") are dropped.
+_SALIENT = re.compile(r"\b(?:[A-Z][\w'’\-]*\w|[A-Z]|\d[\d,.:]*\d|\d)\b")
+_NOISE = frozenset({"breaking", "just", "update", "updated", "live", "watch", "exclusive", "video", "photos",
+                    "read", "more", "advertisement", "reuters", "ap", "afp"})
+_WORD = re.compile(r"\w+")
+
+
+def salient_terms(text: str) -> Counter[str]:
+    """Counts of capitalised words and numbers in a text, lower-cased, stop words dropped."""
+    out: Counter[str] = Counter()
+    for m in _SALIENT.finditer(text):
+        w = m.group(0).lower().replace("’", "'").strip(".,:")
+        if w and w not in ENGLISH_STOP_WORDS and w not in _NOISE:
+            out[w] += 1
+    return out
+
+
+@lru_cache(maxsize=1)
+def _segmenter():  # noqa: ANN202
+    import pysbd
+
+    return pysbd.Segmenter(language="en", clean=False)
+
+
+def sentences(text: str, limit: int | None = None) -> list[str]:
+    """Sentences of a text (paragraph breaks always end one), at most `limit` of them."""
+    out: list[str] = []
+    for para in text.split("\n"):
+        para = para.strip()
+        if not para:
+            continue
+        out.extend(s.strip() for s in _segmenter().segment(para) if s.strip())
+        if limit is not None and len(out) >= limit:
+            return out[:limit]
+    return out
+
+
+def lead_text(title: str, text: str, n_sentences: int = 3) -> str:
+    """Title plus the first sentences of the text: what the story embedding is computed from."""
+    title = " ".join(title.split())
+    lead = " ".join(sentences(text, n_sentences))
+    if title and not lead.startswith(title):
+        return f"{title}. {lead}" if lead else title
+    return lead or title
+
+
+def minhash_of(text: str, num_perm: int = 128, shingle_words: int = 3) -> np.ndarray:
+    """MinHash signature (uint64 array) of a text's word shingles, for near-identical copy detection."""
+    words = _WORD.findall(text.lower())
+    n = shingle_words if len(words) >= shingle_words else max(len(words), 1)
+    shingles = {" ".join(words[i:i + n]).encode() for i in range(max(len(words) - n + 1, 1))}
+    m = MinHash(num_perm=num_perm, seed=MINHASH_SEED, scheme=MINHASH_SCHEME)
+    m.update_batch(list(shingles))
+    return m.hashvalues.copy()
+
+
+@dataclass(frozen=True)
+class StoryFeatures:
+    """What same-story detection needs of one article."""
+
+    key: str
+    embedding: np.ndarray
+    terms: dict[str, int]
+    lead_terms: dict[str, int]
+    minhash: np.ndarray
+    published: datetime | None = None
+    canonical_url: str | None = None
+    content_hash: str = ""
+    outlet: str = ""
+    link: str | None = None
+    title: str = ""
+
+
+def featurize(articles: Sequence[dict], encode: Callable[[list[str]], np.ndarray],
+              params: StoryParams = DEFAULT_PARAMS) -> list[StoryFeatures]:
+    """Features of articles given as dicts with `key`, `title`, `text` and optionally `published`,
+    `canonical_url`, `content_hash`, `outlet`, `link`; `encode` is e.g. `Embedder().encode` (unit vectors)."""
+    leads = [lead_text(a.get("title") or "", a.get("text") or "", params.lead_sentences) for a in articles]
+    vecs = encode(leads) if leads else np.zeros((0, DIM), np.float32)
+    out = []
+    for a, lead, vec in zip(articles, leads, vecs, strict=True):
+        title, text = a.get("title") or "", a.get("text") or ""
+        body = f"{title}\n{text}" if title and not text.startswith(title) else text or title
+        out.append(StoryFeatures(
+            key=str(a["key"]), embedding=np.asarray(vec, dtype=np.float32),
+            terms=dict(salient_terms(body)), lead_terms=dict(salient_terms(lead)),
+            minhash=minhash_of(body, params.num_perm, params.shingle_words),
+            published=a.get("published"), canonical_url=a.get("canonical_url"),
+            content_hash=a.get("content_hash") or "", outlet=a.get("outlet") or "", link=a.get("link"),
+            title=title))
+    return out
+
+
+def term_cosine(a: dict[str, int], b: dict[str, int]) -> float:
+    """Cosine of sublinear term-count vectors (1 + log tf); 0 when either is empty."""
+    if not a or not b:
+        return 0.0
+    wa = {t: 1.0 + math.log(c) for t, c in a.items() if c > 0}
+    wb = {t: 1.0 + math.log(c) for t, c in b.items() if c > 0}
+    dot = sum(w * wb[t] for t, w in wa.items() if t in wb)
+    na, nb = math.sqrt(sum(w * w for w in wa.values())), math.sqrt(sum(w * w for w in wb.values()))
+    return dot / (na * nb) if na and nb else 0.0
+
+
+# ---- story state --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StoryMember:
+    """One article of a story."""
+
+    key: str
+    outlet: str = ""
+    link: str | None = None
+    canonical_url: str | None = None
+    content_hash: str = ""
+    first_seen: datetime | None = None
+    minhash: np.ndarray | None = None
+
+
+@dataclass
+class StoryState:
+    """Everything the index needs about one story; persist it with `to_bytes` and rebuild with `from_bytes`."""
+
+    centroid: np.ndarray
+    n_members: int
+    terms: dict[str, int]
+    first_seen: datetime | None = None
+    last_updated: datetime | None = None
+    members: list[StoryMember] = field(default_factory=list)
+
+    @property
+    def unit_centroid(self) -> np.ndarray:
+        """The centroid scaled to unit length (cosine against it is a dot product)."""
+        n = float(np.linalg.norm(self.centroid))
+        return (self.centroid / n).astype(np.float32) if n else self.centroid.astype(np.float32)
+
+    def to_bytes(self) -> bytes:
+        """Compact JSON (arrays base64) for a database column."""
+        def b64(a: np.ndarray | None) -> str | None:
+            return None if a is None else base64.b64encode(np.ascontiguousarray(a).tobytes()).decode()
+
+        def iso(d: datetime | None) -> str | None:
+            return d.isoformat() if d else None
+
+        doc = {"v": STATE_VERSION, "centroid": b64(self.centroid.astype(np.float32)), "n": self.n_members,
+               "terms": self.terms, "first_seen": iso(self.first_seen), "last_updated": iso(self.last_updated),
+               "members": [{"key": m.key, "outlet": m.outlet, "link": m.link, "canonical_url": m.canonical_url,
+                            "content_hash": m.content_hash, "first_seen": iso(m.first_seen),
+                            "minhash": b64(m.minhash)} for m in self.members]}
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> StoryState:
+        """Inverse of `to_bytes`; raises ValueError on a state this version cannot read."""
+        try:
+            doc = json.loads(data)
+            if doc.get("v") != STATE_VERSION:
+                raise ValueError(f"unsupported story state version {doc.get('v')!r}")
+
+            def arr(s: str | None, dtype: type) -> np.ndarray | None:
+                return None if s is None else np.frombuffer(base64.b64decode(s), dtype=dtype).copy()
+
+            def dt(s: str | None) -> datetime | None:
+                return datetime.fromisoformat(s) if s else None
+
+            centroid = arr(doc["centroid"], np.float32)
+            if centroid is None or centroid.shape != (DIM,):
+                raise ValueError("story state centroid has the wrong shape")
+            members = [StoryMember(key=m["key"], outlet=m.get("outlet", ""), link=m.get("link"),
+                                   canonical_url=m.get("canonical_url"), content_hash=m.get("content_hash", ""),
+                                   first_seen=dt(m.get("first_seen")), minhash=arr(m.get("minhash"), np.uint64))
+                       for m in doc.get("members", [])]
+            return cls(centroid=centroid, n_members=int(doc["n"]), terms={str(k): int(v) for k, v in
+                                                                          doc["terms"].items()},
+                       first_seen=dt(doc.get("first_seen")), last_updated=dt(doc.get("last_updated")),
+                       members=members)
+        except (KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError, base64.binascii.Error) as e:
+            raise ValueError(f"unreadable story state: {e}") from e
+
+
+def _member(f: StoryFeatures, now: datetime | None) -> StoryMember:
+    return StoryMember(key=f.key, outlet=f.outlet, link=f.link, canonical_url=f.canonical_url,
+                       content_hash=f.content_hash, first_seen=now or f.published, minhash=f.minhash)
+
+
+def new_story(features: StoryFeatures, now: datetime | None = None) -> StoryState:
+    """The state of a story that starts with this article."""
+    seen = now or features.published
+    return StoryState(centroid=features.embedding.astype(np.float32).copy(), n_members=1,
+                      terms=dict(features.terms), first_seen=seen, last_updated=seen,
+                      members=[_member(features, now)])
+
+
+def join_story(state: StoryState, features: StoryFeatures, now: datetime | None = None,
+               params: StoryParams = DEFAULT_PARAMS) -> StoryState:
+    """A new state with the article added (the old one is left unchanged); terms and tracked members are capped."""
+    terms = Counter(state.terms)
+    terms.update(features.terms)
+    seen = now or features.published
+    last = max((d for d in (state.last_updated, seen) if d is not None), default=None)
+    members = [*state.members, _member(features, now)][-params.max_tracked_members:]
+    return StoryState(centroid=(state.centroid + features.embedding).astype(np.float32),
+                      n_members=state.n_members + 1, terms=dict(terms.most_common(params.max_terms)),
+                      first_seen=state.first_seen or seen, last_updated=last, members=members)
+
+
+# ---- decisions ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Candidate:
+    """A stored story worth comparing to a new article, with how it was found."""
+
+    story_id: int
+    state: StoryState
+    cosine: float
+    exact: bool = False
+    jaccard: float = 0.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Which story an article belongs to (None: a new one), the score and why."""
+
+    story_id: int | None
+    score: float
+    reason: Reason
+
+
+def same_story_score(features: StoryFeatures, cand: Candidate, params: StoryParams = DEFAULT_PARAMS) -> float:
+    """Blend of lead-embedding cosine to the story centroid and salient-term cosine to the story's terms."""
+    w = params.embed_weight
+    return w * cand.cosine + (1.0 - w) * term_cosine(features.terms, cand.state.terms)
+
+
+def decide(features: StoryFeatures, candidates: Iterable[Candidate],
+           params: StoryParams = DEFAULT_PARAMS) -> Decision:
+    """Exact match, else the nearest near-identical copy, else the best same-story score above the threshold."""
+    cands = list(candidates)
+    for c in cands:
+        if c.exact:
+            return Decision(c.story_id, 1.0, "exact")
+    near = [c for c in cands if c.jaccard >= params.near_duplicate_jaccard]
+    if near:
+        best = max(near, key=lambda c: c.jaccard)
+        return Decision(best.story_id, best.jaccard, "near_duplicate")
+    scored = [(same_story_score(features, c, params), c) for c in cands]
+    if not scored:
+        return Decision(None, 0.0, "new")
+    score, best = max(scored, key=lambda sc: sc[0])
+    if score >= params.join_threshold:
+        return Decision(best.story_id, score, "same_story")
+    return Decision(None, score, "new")
+
+
+@dataclass(frozen=True)
+class UpdateCheck:
+    """Whether an article that joined a story brings new information, and which."""
+
+    substantial: bool
+    new_terms: tuple[str, ...]
+    reason: str
+
+
+def is_substantial_update(state: StoryState, features: StoryFeatures, decision: Decision | None = None,
+                          params: StoryParams = DEFAULT_PARAMS) -> UpdateCheck:
+    """Substantial when the article's headline and lead name things (people, places, figures) the story so far
+    never mentioned; copies and rewrites of what is known are not. `state` is the story before the article."""
+    if decision is not None and decision.reason in ("exact", "near_duplicate"):
+        return UpdateCheck(False, (), f"{decision.reason.replace('_', ' ')} of an article already in the story")
+    new = tuple(sorted(t for t in features.lead_terms if t not in state.terms))
+    if len(new) >= params.update_min_new_terms:
+        return UpdateCheck(True, new, f"headline/lead adds {len(new)} new names or figures")
+    return UpdateCheck(False, new, "nothing new in headline/lead")
+
+
+# ---- index --------------------------------------------------------------------------------------------------
+
+class StoryIndex:
+    """In-memory index of active stories: exact keys, MinHash LSH over tracked members, and nearest centroids
+    (numpy brute force below `ann_min_size` stories, a usearch HNSW graph from there on)."""
+
+    def __init__(self, params: StoryParams = DEFAULT_PARAMS) -> None:
+        self.params = params
+        self._states: dict[int, StoryState] = {}
+        self._exact: dict[str, int] = {}
+        self._exact_keys_of: dict[int, list[str]] = {}
+        self._lsh = MinHashLSH(threshold=params.near_duplicate_jaccard, num_perm=params.num_perm)
+        self._lsh_keys: dict[int, list[str]] = {}
+        self._lsh_story: dict[str, int] = {}
+        self._lsh_hash: dict[str, np.ndarray] = {}
+        self._ids: list[int] = []
+        self._row: dict[int, int] = {}
+        self._mat = np.zeros((0, DIM), np.float32)
+        self._ann = None
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def __contains__(self, story_id: object) -> bool:
+        return story_id in self._states
+
+    def get(self, story_id: int) -> StoryState:
+        """The state of a story in the index."""
+        return self._states[story_id]
+
+    @property
+    def uses_ann(self) -> bool:
+        """Whether nearest-centroid search goes through the HNSW graph."""
+        return self._ann is not None
+
+    # maintenance
+
+    def add_story(self, story_id: int, state: StoryState) -> None:
+        """Insert a story (or replace it if present)."""
+        if story_id in self._states:
+            self.remove_story(story_id)
+        self._states[story_id] = state
+        for m in state.members:
+            for k in self._exact_keys(m.key, m.canonical_url, m.content_hash):
+                self._exact[k] = story_id
+                self._exact_keys_of.setdefault(story_id, []).append(k)
+            if m.minhash is not None and len(m.minhash) == self.params.num_perm:
+                lkey = f"{story_id}:{m.key}"
+                if lkey not in self._lsh_story:
+                    self._lsh.insert(lkey, LeanMinHash(seed=MINHASH_SEED, hashvalues=m.minhash, scheme=MINHASH_SCHEME))
+                    self._lsh_story[lkey] = story_id
+                    self._lsh_hash[lkey] = m.minhash
+                    self._lsh_keys.setdefault(story_id, []).append(lkey)
+        self._put_vector(story_id, state.unit_centroid)
+
+    def update_story(self, story_id: int, state: StoryState) -> None:
+        """Replace a story's state after an article joined it."""
+        self.add_story(story_id, state)
+
+    def remove_story(self, story_id: int) -> None:
+        """Drop a story (e.g. when it leaves the time window)."""
+        if self._states.pop(story_id, None) is None:
+            return
+        for k in self._exact_keys_of.pop(story_id, []):
+            if self._exact.get(k) == story_id:
+                del self._exact[k]
+        for lkey in self._lsh_keys.pop(story_id, []):
+            self._lsh.remove(lkey)
+            del self._lsh_story[lkey], self._lsh_hash[lkey]
+        self._drop_vector(story_id)
+
+    def evict_before(self, cutoff: datetime) -> list[int]:
+        """Remove stories last updated before a time; returns their ids."""
+        old = [sid for sid, s in self._states.items() if s.last_updated is not None and s.last_updated < cutoff]
+        for sid in old:
+            self.remove_story(sid)
+        return old
+
+    @staticmethod
+    def _exact_keys(key: str, canonical_url: str | None, content_hash: str) -> list[str]:
+        return [k for k in (f"k:{key}", f"u:{canonical_url}" if canonical_url else "",
+                            f"h:{content_hash}" if content_hash else "") if k]
+
+    def _put_vector(self, story_id: int, vec: np.ndarray) -> None:
+        if self._ann is not None:
+            if story_id in self._ann:
+                self._ann.remove(story_id)
+            self._ann.add(story_id, vec)
+            return
+        row = self._row.get(story_id)
+        if row is None:
+            row = len(self._ids)
+            if row == len(self._mat):
+                grown = np.zeros((max(64, 2 * len(self._mat)), DIM), np.float32)
+                grown[:row] = self._mat[:row]
+                self._mat = grown
+            self._ids.append(story_id)
+            self._row[story_id] = row
+        self._mat[row] = vec
+        if len(self._ids) >= self.params.ann_min_size:
+            self._switch_to_ann()
+
+    def _drop_vector(self, story_id: int) -> None:
+        if self._ann is not None:
+            self._ann.remove(story_id)
+            return
+        row = self._row.pop(story_id)
+        last = len(self._ids) - 1
+        if row != last:
+            moved = self._ids[last]
+            self._mat[row] = self._mat[last]
+            self._ids[row] = moved
+            self._row[moved] = row
+        self._ids.pop()
+
+    def _switch_to_ann(self) -> None:
+        from usearch.index import Index
+
+        n = len(self._ids)
+        self._ann = Index(ndim=DIM, metric="cos", dtype="f16")
+        self._ann.add(np.asarray(self._ids, dtype=np.uint64), self._mat[:n])
+        self._ids, self._row, self._mat = [], {}, np.zeros((0, DIM), np.float32)
+
+    # lookups
+
+    def nearest(self, vec: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """(story id, cosine to its unit centroid) of up to k nearest stories."""
+        if not self._states or k <= 0:
+            return []
+        if self._ann is not None:
+            m = self._ann.search(vec.astype(np.float32), k)
+            ids = [int(i) for i in m.keys]
+            # Re-score exactly: the graph stores half-precision vectors.
+            return sorted(((i, float(self._states[i].unit_centroid @ vec)) for i in ids), key=lambda t: -t[1])
+        n = len(self._ids)
+        sims = self._mat[:n] @ vec
+        top = np.argpartition(-sims, k - 1)[:k] if n > k else np.arange(n)
+        return [(self._ids[i], float(sims[i])) for i in sorted(top, key=lambda i: -sims[i])]
+
+    def candidates(self, features: StoryFeatures, k: int | None = None) -> list[Candidate]:
+        """Stories to compare the article with: exact key/URL/hash matches, LSH near-copies, k nearest centroids;
+        stories outside the optional time window are left out."""
+        p = self.params
+        found: dict[int, Candidate] = {}
+        for key in self._exact_keys(features.key, features.canonical_url, features.content_hash):
+            sid = self._exact.get(key)
+            if sid is not None and sid in self._states:
+                found[sid] = Candidate(sid, self._states[sid], 1.0, exact=True)
+        if not found and len(features.minhash) == p.num_perm:
+            query = LeanMinHash(seed=MINHASH_SEED, hashvalues=features.minhash, scheme=MINHASH_SCHEME)
+            for lkey in self._lsh.query(query):
+                sid = self._lsh_story[lkey]
+                j = float(np.mean(self._lsh_hash[lkey] == features.minhash))
+                if sid not in found or j > found[sid].jaccard:
+                    found[sid] = Candidate(sid, self._states[sid], self._cos(sid, features), jaccard=j)
+        for sid, cos in self.nearest(features.embedding, k or p.k):
+            if sid not in found:
+                found[sid] = Candidate(sid, self._states[sid], cos)
+        return [c for c in found.values() if c.exact or self._in_window(c.state, features.published)]
+
+    def _cos(self, sid: int, features: StoryFeatures) -> float:
+        return float(self._states[sid].unit_centroid @ features.embedding)
+
+    def _in_window(self, state: StoryState, published: datetime | None) -> bool:
+        w = self.params.window
+        if w is None or published is None or state.last_updated is None:
+            return True
+        try:
+            return abs(published - state.last_updated) <= w
+        except TypeError:  # naive vs aware datetimes: do not drop a story over a timezone slip
+            return True
+
+
+def place(index: StoryIndex, features: StoryFeatures, now: datetime | None = None) -> tuple[Decision, StoryState]:
+    """Decide for one article and return the story's new state (story_id None: a new story to be stored and
+    then added with `index.add_story(new_id, state)`). Does not modify the index."""
+    decision = decide(features, index.candidates(features), index.params)
+    if decision.story_id is None:
+        return decision, new_story(features, now)
+    return decision, join_story(index.get(decision.story_id), features, now, index.params)
+
+
+__all__ = ["Candidate", "DEFAULT_PARAMS", "Decision", "StoryFeatures", "StoryIndex", "StoryMember", "StoryParams",
+           "StoryState", "UpdateCheck", "decide", "featurize", "is_substantial_update", "join_story", "lead_text",
+           "minhash_of", "new_story", "place", "salient_terms", "same_story_score", "sentences",
+           "term_cosine"]
