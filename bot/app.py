@@ -87,10 +87,12 @@ class App:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         from bot.chat.runtime import build_chat_runtime
+        from bot.summaries import LinkSummarizer
 
         async with Fetcher(self.fetch_limits()) as fetcher:
             runner = self.runner(fetcher)
-            chat = build_chat_runtime(self)
+            chat = build_chat_runtime(
+                self, summarize=LinkSummarizer(self.processor().summarizer, self.fetch_limits()))
             await chat.start()
             try:
                 await runner.run_forever(stop)

@@ -304,8 +304,9 @@ class Store:
 
     def unprocessed_articles(self, limit: int = 256) -> list[dict[str, Any]]:
         """Articles not yet through topic/story processing whose text is final, oldest first."""
-        q = (select(articles.c.id, articles.c.title, articles.c.text, articles.c.url, articles.c.published_at,
-                    articles.c.fetched_at, articles.c.content_hash, articles.c.feed_id,
+        q = (select(articles.c.id, articles.c.key, articles.c.title, articles.c.text, articles.c.url,
+                    articles.c.canonical_url, articles.c.published_at, articles.c.fetched_at,
+                    articles.c.content_hash, articles.c.feed_id,
                     func.coalesce(feeds.c.all_world, False).label("all_world"),
                     func.coalesce(feeds.c.name, feeds.c.title, feeds.c.url, "").label("outlet"))
              .select_from(articles.outerjoin(feeds, feeds.c.id == articles.c.feed_id))

@@ -1,0 +1,151 @@
+"""After storage: score topics, merge the same story across outlets, summarize stories (one idempotent step).
+
+    unprocessed articles ─▶ topic scores ─▶ same-story decision (index of recent stories) ─▶ story rows
+        ─▶ summaries of the stories that changed
+
+`process()` takes the oldest unprocessed articles in batches; every article is marked processed with its outcome
+in the same write, so a crash or a rerun never processes an article twice. The same-story index is rebuilt from
+the database at start, so a restart loses nothing. On PostgreSQL an advisory lock lets only one worker process
+at a time (story assignment must see the previous article's story).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import text as sql
+
+from bot.net import utcnow
+from bot.pipeline import story as story_stage
+from bot.pipeline import topic as topic_stage
+from bot.settings import FeedsFile, Settings
+from bot.storage.store import Store
+from bot.summaries import StoreSummaryCache, summarize_stories
+from summarizer import Summarizer
+
+log = logging.getLogger("newsdigest.processing")
+
+STORY_WINDOW = timedelta(days=3)
+BATCH = 128
+_PG_LOCK_ID = 0x6E657773  # "news"
+
+
+class Processor:
+    """Runs topic, story and summary stages over stored articles."""
+
+    def __init__(self, store: Store, classifier: topic_stage.TopicClassifier,
+                 encode: Callable[[list[str]], np.ndarray], summarizer: Summarizer, *,
+                 min_topic_score: float = 0.5, window: timedelta = STORY_WINDOW) -> None:
+        self.store = store
+        self.classifier = classifier
+        self.encode = encode
+        self.summarizer = summarizer
+        self.min_topic_score = min_topic_score
+        self.window = window
+        self._lock = threading.Lock()
+        self.index: story_stage.StoryIndex | None = None
+
+    @classmethod
+    def build(cls, store: Store, settings: Settings, feeds_file: FeedsFile) -> Processor:
+        """Load the shared encoder once and build every stage on it; rebuild the story index from the database."""
+        from summarizer import Summarizer
+        from summarizer.embedding import Embedder
+
+        embedder = Embedder()
+        topics = [topic_stage.TopicSpec(name=t.name, description=t.description, examples=t.examples,
+                                        keywords=t.keywords) for t in feeds_file.topics]
+        summarizer = Summarizer(model=settings.summarizer_model, cache=StoreSummaryCache(store), embedder=embedder)
+        return cls(store, topic_stage.TopicClassifier(embedder, topics=topics), embedder.encode, summarizer,
+                   min_topic_score=feeds_file.digest.min_topic_score)
+
+    def _load_index(self) -> story_stage.StoryIndex:
+        index = story_stage.StoryIndex()
+        for story_id, state in self.store.story_states(utcnow() - self.window):
+            index.add_story(story_id, story_stage.StoryState.from_bytes(state))
+        log.info("same-story index: %d recent stories", len(index))
+        return index
+
+    @contextmanager
+    def _exclusive(self):  # noqa: ANN202
+        with self._lock:
+            if self.store.dialect != "postgresql":
+                yield True
+                return
+            with self.store.engine.connect() as conn:
+                got = conn.execute(sql("SELECT pg_try_advisory_lock(:k)"), {"k": _PG_LOCK_ID}).scalar()
+                try:
+                    yield bool(got)
+                finally:
+                    if got:
+                        conn.execute(sql("SELECT pg_advisory_unlock(:k)"), {"k": _PG_LOCK_ID})
+                        conn.commit()
+
+    def process(self, article_ids: Sequence[int] = ()) -> int:
+        """Process every unprocessed article (the ids are a hint; all pending ones are taken). Returns the count."""
+        done = 0
+        with self._exclusive() as mine:
+            if not mine:
+                log.debug("another worker is processing; skipping")
+                return 0
+            if self.index is None:
+                self.index = self._load_index()
+            self.index.evict_before(utcnow() - self.window)
+            while True:
+                batch = self.store.unprocessed_articles(BATCH)
+                if not batch:
+                    break
+                touched = self._process_batch(batch)
+                summarize_stories(self.store, self.summarizer, sorted(touched))
+                done += len(batch)
+        if done:
+            log.info("processed %d article%s", done, "" if done == 1 else "s")
+        return done
+
+    def _process_batch(self, batch: list[dict[str, Any]]) -> set[int]:
+        now = utcnow()
+        scores = self.classifier.score_many([topic_stage.article_text_for_topic(a["title"], a["text"])
+                                             for a in batch])
+        scores = [topic_stage.with_feed_override(sc, a["all_world"]) for a, sc in zip(batch, scores, strict=True)]
+        relevant = [i for i, sc in enumerate(scores) if max(sc.values(), default=0.0) >= self.min_topic_score]
+        features = story_stage.featurize(
+            [dict(key=batch[i]["key"], title=batch[i]["title"], text=batch[i]["text"],
+                  published=batch[i]["published_at"] or batch[i]["fetched_at"],
+                  canonical_url=batch[i]["canonical_url"], content_hash=batch[i]["content_hash"],
+                  outlet=batch[i]["outlet"], link=batch[i]["url"]) for i in relevant], self.encode)
+        placed = dict(zip(relevant, features, strict=True))
+        touched: set[int] = set()
+        for i, a in enumerate(batch):
+            topics = scores[i]
+            best = max(topics.values(), default=0.0)
+            story_id = reason = None
+            if i in placed:
+                story_id, reason = self._place(a, placed[i], topics, best, now)
+                touched.add(story_id)
+            self.store.save_article_outcome(a["id"], topic_score=best, topics=topics, story_id=story_id,
+                                            reason=reason, now=now)
+        self.store.refresh_story_counts(touched)
+        return touched
+
+    def _place(self, a: dict[str, Any], features: story_stage.StoryFeatures, topics: dict[str, float],
+               best: float, now: datetime) -> tuple[int, str]:
+        """Put one article in its story (new or existing), store the story and keep the index in step."""
+        decision, state = story_stage.place(self.index, features, now)
+        if decision.story_id is None:
+            sid = self.store.create_story(title=a["title"], now=now, topic_score=best, topics=topics,
+                                          state=state.to_bytes())
+            self.index.add_story(sid, state)
+            return sid, decision.reason
+        sid = decision.story_id
+        update = story_stage.is_substantial_update(self.index.get(sid), features, decision)
+        old = self.store.get_story(sid) or {}
+        merged = {k: max(v, (old.get("topics") or {}).get(k, 0.0)) for k, v in topics.items()}
+        self.store.update_story(sid, now=now, state=state.to_bytes(), topic_score=max(best, old.get("topic_score") or 0),
+                                topics=merged, major=update.substantial)
+        self.index.update_story(sid, state)
+        return sid, decision.reason
