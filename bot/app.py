@@ -86,6 +86,7 @@ class App:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        from bot.chat.console import CONSOLE_CHAT
         from bot.chat.runtime import build_chat_runtime
         from bot.summaries import LinkSummarizer
 
@@ -94,8 +95,14 @@ class App:
             chat = build_chat_runtime(
                 self, summarize=LinkSummarizer(self.processor().summarizer, self.fetch_limits()))
             await chat.start()
+
+            def after_cycle(report: PollReport) -> None:
+                # On the terminal there is no schedule to wait for: show new stories as soon as they are in.
+                if report.new_articles and CONSOLE_CHAT.platform in chat.sinks:
+                    chat.digest_now(CONSOLE_CHAT)
+
             try:
-                await runner.run_forever(stop)
+                await runner.run_forever(stop, on_cycle=after_cycle)
             finally:
                 await chat.stop()
         log.info("stopped cleanly")

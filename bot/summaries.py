@@ -36,14 +36,23 @@ class StoreSummaryCache:
         self.store.summary_put(key, summary.model, summary.to_dict())
 
 
+def _norm(line: str) -> str:
+    return " ".join(line.casefold().split())
+
+
 def story_documents(members: Sequence[dict[str, Any]]) -> tuple[list[str], str]:
-    """The texts to summarize (one per outlet, first seen first) and the headline (the first article's title)."""
+    """The texts to summarize (one per outlet, first seen first) and the headline (the first article's title).
+
+    Lines that repeat a member's headline are dropped: the digest shows the headline already.
+    """
+    titles = {_norm(m["title"]) for m in members if m["title"]}
     docs, seen_feeds = [], set()
     for m in members:
-        if m["feed_id"] in seen_feeds or not (m["text"] or "").strip():
+        text = "\n".join(line for line in (m["text"] or "").splitlines() if _norm(line) not in titles)
+        if m["feed_id"] in seen_feeds or not text.strip():
             continue
         seen_feeds.add(m["feed_id"])
-        docs.append(m["text"])
+        docs.append(text)
         if len(docs) >= MAX_DOCS_PER_STORY:
             break
     title = members[0]["title"] if members else ""

@@ -50,6 +50,9 @@ class Embedder:
             if self._model is None:
                 import torch
                 from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()  # a service's logs are no place for progress bars
 
                 device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
                 model = SentenceTransformer(str(self.model_path), device=device, local_files_only=True)

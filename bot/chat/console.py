@@ -21,7 +21,8 @@ def plain_block(block: Block) -> str:
 def plain_digest(digest: Digest) -> str:
     """A digest as plain text for a terminal."""
     hours = max(1, round((digest.until - digest.since).total_seconds() / 3600))
-    lines = [f"== {digest.title}: {len(digest.stories)} top stories of the last {hours} h =="]
+    n = len(digest.stories)
+    lines = [f"== {digest.title}: {n} top {'story' if n == 1 else 'stories'} of the last {hours} h =="]
     for i, s in enumerate(digest.stories, 1):
         lines.append("")
         lines.append(f"{i}. {' '.join(s.title.split())}" + (" (updated)" if s.updated else ""))

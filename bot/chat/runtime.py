@@ -133,6 +133,13 @@ class ChatRuntime:
             except Exception:
                 log.exception("stopping %r failed", svc)
 
+    def digest_now(self, ref: ChatRef) -> bool:
+        """Make a chat's digest due now and wake the scheduler (the console shows news as soon as it arrives)."""
+        if not self.chats.request_digest(ref, self.clock.now()):
+            return False
+        self._wake.set()
+        return True
+
     async def run(self, stop: asyncio.Event) -> None:
         """start(), wait for `stop`, stop()."""
         await self.start()

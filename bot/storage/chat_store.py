@@ -181,6 +181,18 @@ class ChatStore:
         assert sub is not None
         return sub
 
+    def request_digest(self, ref: ChatRef, now: datetime) -> bool:
+        """Make an active subscription due now (its regular schedule resumes after this digest)."""
+        with self.engine.begin() as conn:
+            chat_id = conn.execute(select(chats.c.id).where(
+                chats.c.platform == ref.platform, chats.c.chat_ref == ref.chat_id,
+                chats.c.thread_ref == ref.thread_id)).scalar()
+            if chat_id is None:
+                return False
+            return conn.execute(update(subscriptions).where(
+                subscriptions.c.chat_id == chat_id, subscriptions.c.active.is_(True)).values(
+                next_due_at=now, updated_at=now)).rowcount > 0
+
     def migrate_chat(self, platform: str, old_chat_id: str, new_chat_id: str) -> None:
         """Follow a chat that moved (Telegram group -> supergroup): its rows now point at the new id."""
         with self.engine.begin() as conn:

@@ -1,0 +1,46 @@
+"""`newsdigest run` without chat tokens: polls, processes and prints a digest to the terminal; SIGTERM stops it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.test_processing import FIRST, SECOND, SPORT, rss
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_run_prints_digest_to_terminal_and_stops_cleanly(tmp_path: Path, feed_server) -> None:  # noqa: ANN001
+    feed_server.files["/a.xml"] = rss([("Breaking: Russia Warns NATO – No Troops in Ukraine Allowed!",
+                                        "https://a.example/lavrov", FIRST),
+                                       ("City beat Arsenal to go top", "https://a.example/football", SPORT)])
+    feed_server.files["/b.xml"] = rss([("JUST IN – Russia will not tolerate any NATO troops in Ukraine — Lavrov",
+                                        "https://b.example/lavrov-nato", SECOND)])
+    feeds = tmp_path / "feeds.yaml"
+    feeds.write_text(f"feeds:\n  - {{url: '{feed_server.url('/a.xml')}', name: Outlet A}}\n"
+                     f"  - {{url: '{feed_server.url('/b.xml')}', name: Outlet B}}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSDIGEST_", "TELEGRAM_", "DISCORD_"))}
+    env.update(NEWSDIGEST_DATABASE_URL=f"sqlite:///{tmp_path / 'nd.db'}", NEWSDIGEST_FEEDS_FILE=str(feeds),
+               NEWSDIGEST_ALLOW_PRIVATE_URLS="1", PYTHONPATH=str(ROOT))
+    out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    with out.open("w") as o, err.open("w") as e:
+        proc = subprocess.Popen([sys.executable, "-m", "bot", "run"], env=env, cwd=tmp_path, stdout=o, stderr=e)
+        try:
+            deadline = time.monotonic() + 150
+            while time.monotonic() < deadline and "Outlet B" not in out.read_text():
+                assert proc.poll() is None, err.read_text()
+                time.sleep(0.5)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=60) == 0, err.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    text = out.read_text()
+    assert "1 top story of the last" in text, text
+    assert "Outlet A: https://a.example/lavrov" in text and "Outlet B: https://b.example/lavrov-nato" in text
+    assert "Arsenal" not in text, "sport is not geopolitics"
+    assert "stopped cleanly" in err.read_text()
