@@ -33,10 +33,9 @@ def rss(items: list[tuple[str, str, str]]) -> bytes:
 @pytest.fixture(scope="module")
 def processor_parts():
     """Models loaded once for the module."""
+    from bot.pipeline.topic import TopicClassifier
     from summarizer import Summarizer
     from summarizer.embedding import Embedder
-
-    from bot.pipeline.topic import TopicClassifier
 
     embedder = Embedder()
     return embedder, TopicClassifier(embedder), Summarizer(embedder=embedder)

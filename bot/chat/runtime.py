@@ -20,7 +20,7 @@ from bot.errors import DeliveryError
 from bot.net import utcnow
 from bot.pipeline.delivery import TELEGRAM_LIMITS, Limits, Pacer, on_failure
 from bot.pipeline.digest import StoryCandidate, build_digest, digest_key, digest_since, next_due
-from bot.ports import ChatSink, OutgoingMessage
+from bot.ports import ChatRef, ChatSink, OutgoingMessage
 from bot.settings import DigestDefaults
 from bot.storage.chat_store import ChatStore, OutboxItem, Subscription
 

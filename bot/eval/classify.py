@@ -27,9 +27,9 @@ def run(data_path: str | Path, head: TopicHead | None = None, embedder=None, pos
     X = embedder.encode(data.texts)
     if training.sha256_of(data_path) == head.meta.get("data_sha256"):
         print(f"{Path(data_path).name} is the file the shipped head was trained on: reporting {folds}-fold nested "
-              "cross-validation on it instead (k and C chosen inside each training fold)", file=sys.stderr)
+              "cross-validation on it instead (k, C and threshold chosen inside each training fold)", file=sys.stderr)
         return training.cross_validate(X, data.labels, positive, folds)
-    return {"n": len(data.texts), **training.metrics(data.labels == positive, head.proba(X) >= 0.5)}
+    return {"n": len(data.texts), **training.metrics(data.labels == positive, head.score(X) >= 0.5)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,8 @@
 
 The world head works on all-MiniLM-L6-v2 embeddings of title + lead: the average of a distance-weighted cosine
 k-nearest-neighbour vote over the labelled examples and a multinomial logistic regression, both over all classes
-of the training file (World, Sports, Business, Sci/Tech for AG News), scored as P(World). It is trained by
+of the training file (World, Sports, Business, Sci/Tech for AG News), scored as P(World) with its log-odds
+shifted so the cross-validated decision threshold sits at 0.5. It is trained by
 `python -m bot.train.topic_head` and shipped in bot/resources (see PROVENANCE.md there); docs/story.md has numbers.
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from scipy.special import softmax
+from scipy.special import expit, logit, softmax
 
 WORLD = "world"
 HEAD_NPZ = "topic_head.npz"
@@ -96,10 +97,13 @@ class TopicHead:
     coef: np.ndarray
     intercept: np.ndarray
     k: int = 10
+    threshold: float = 0.5
     meta: dict[str, Any] = field(default_factory=dict)
     _knn: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be strictly between 0 and 1, not {self.threshold}")
         if self.positive not in self.classes:
             raise ValueError(f"positive class {self.positive!r} is not among {self.classes}")
         if self.embeddings.shape[0] != self.labels.shape[0] or self.coef.shape != (len(self.classes),
@@ -130,12 +134,18 @@ class TopicHead:
         """P(positive class) per row of X."""
         return self.proba_all(X)[:, self.classes.index(self.positive)]
 
+    def score(self, X: np.ndarray) -> np.ndarray:
+        """P(positive) with its log-odds shifted so that the head's decision threshold lands on 0.5."""
+        p = np.clip(self.proba(X), 1e-6, 1 - 1e-6)
+        return expit(logit(p) - logit(self.threshold))
+
     def save(self, npz_path: str | Path, json_path: str | Path) -> None:
         """Arrays to a compressed .npz (embeddings as float16), settings and provenance to JSON."""
         np.savez_compressed(npz_path, embeddings=self.embeddings.astype(np.float16),
                             labels=self.labels.astype(np.int16), coef=self.coef.astype(np.float32),
                             intercept=self.intercept.astype(np.float32))
-        doc = {"classes": list(self.classes), "positive": self.positive, "k": self.k, **self.meta}
+        doc = {"classes": list(self.classes), "positive": self.positive, "k": self.k, "threshold": self.threshold,
+               **self.meta}
         Path(json_path).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
     @classmethod
@@ -144,10 +154,11 @@ class TopicHead:
         doc = json.loads(Path(json_path).read_text(encoding="utf-8"))
         with np.load(npz_path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in ("embeddings", "labels", "coef", "intercept")}
-        meta = {k: v for k, v in doc.items() if k not in ("classes", "positive", "k")}
+        meta = {k: v for k, v in doc.items() if k not in ("classes", "positive", "k", "threshold")}
         return cls(embeddings=arrays["embeddings"].astype(np.float32), labels=arrays["labels"].astype(np.int64),
                    classes=tuple(doc["classes"]), positive=doc["positive"], coef=arrays["coef"],
-                   intercept=arrays["intercept"], k=int(doc["k"]), meta=meta)
+                   intercept=arrays["intercept"], k=int(doc["k"]), threshold=float(doc.get("threshold", 0.5)),
+                   meta=meta)
 
 
 def load_default_head() -> TopicHead:
@@ -217,7 +228,7 @@ class TopicClassifier:
         if not texts:
             return []
         X = self.embedder.encode([clean_text(t) for t in texts])
-        world = self.head.proba(X)
+        world = self.head.score(X)
         out = [{WORLD: round(float(w), 4)} for w in world]
         for i, (t, protos) in enumerate(zip(self.topics, self._prototypes(), strict=True)):
             sims = (X @ protos.T).max(axis=1) if len(protos) else np.zeros(len(X))

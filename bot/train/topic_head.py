@@ -2,9 +2,10 @@
 
     python -m bot.train.topic_head --data ag_news_dev.csv.gz [--positive 1] [--out-dir bot/resources]
 
-Embeds title + description with all-MiniLM-L6-v2, picks k (nearest neighbours) and C (logistic regression) by
-5-fold cross-validation on the file, fits on all of it and writes topic_head.npz + topic_head.json (with the
-file's sha256, row count and the cross-validated scores). The result depends only on this script and the file.
+Embeds title + description with all-MiniLM-L6-v2, picks k (nearest neighbours), C (logistic regression) and
+the decision threshold by 5-fold cross-validation on the file, fits on all of it and writes topic_head.npz +
+topic_head.json (with the file's sha256, row count and nested cross-validated scores). The result depends only
+on this script and the file.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from bot.pipeline.topic import HEAD_JSON, HEAD_NPZ, TopicHead, article_text_for_
 
 GRID_C = (1.0, 3.0, 10.0)
 GRID_K = (5, 10, 20)
+GRID_THRESHOLD = (0.35, 0.4, 0.45, 0.5)
 FOLDS = 5
 SEED = 0
 
@@ -70,7 +72,7 @@ def load_labelled_csv(path: str | Path) -> Labelled:
     return Labelled(texts, np.asarray(labels))
 
 
-def fit_head(X: np.ndarray, labels: np.ndarray, positive: str, *, k: int, C: float,
+def fit_head(X: np.ndarray, labels: np.ndarray, positive: str, *, k: int, C: float, threshold: float = 0.5,
              meta: dict | None = None) -> TopicHead:
     """Fit the logistic regression on all classes and keep the examples for the kNN vote."""
     classes = tuple(sorted(set(labels.tolist())))
@@ -84,7 +86,8 @@ def fit_head(X: np.ndarray, labels: np.ndarray, positive: str, *, k: int, C: flo
     if len(classes) == 2:  # binary LR keeps one row; spell out both so the head is always softmax over classes
         coef, intercept = np.vstack([-coef[0] / 2, coef[0] / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
     return TopicHead(embeddings=X.astype(np.float32), labels=y, classes=classes, positive=positive,
-                     coef=coef.astype(np.float32), intercept=intercept.astype(np.float32), k=k, meta=meta or {})
+                     coef=coef.astype(np.float32), intercept=intercept.astype(np.float32), k=k,
+                     threshold=threshold, meta=meta or {})
 
 
 def metrics(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
@@ -95,34 +98,35 @@ def metrics(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
 
 
 def select_params(X: np.ndarray, labels: np.ndarray, positive: str, folds: int = FOLDS,
-                  seed: int = SEED) -> tuple[int, float, float]:
-    """(k, C, mean F1) with the best cross-validated F1 of the positive class over the grid."""
+                  seed: int = SEED) -> tuple[int, float, float, float]:
+    """(k, C, threshold, mean F1) with the best cross-validated F1 of the positive class over the grid."""
     skf = StratifiedKFold(folds, shuffle=True, random_state=seed)
     splits = list(skf.split(X, labels))
-    best: tuple[float, int, float] | None = None
-    f1s: dict[tuple[int, float], list[float]] = {}
+    best: tuple[float, int, float, float] | None = None
+    f1s: dict[tuple[int, float, float], list[float]] = {}
     for tr, te in splits:
         for C in GRID_C:
             head = fit_head(X[tr], labels[tr], positive, k=GRID_K[0], C=C)
             for k in GRID_K:
                 p = replace(head, k=k).proba(X[te])
-                f1s.setdefault((k, C), []).append(metrics(labels[te] == positive, p >= 0.5)["f1"])
-    for (k, C), scores in f1s.items():
+                for t in GRID_THRESHOLD:
+                    f1s.setdefault((k, C, t), []).append(metrics(labels[te] == positive, p >= t)["f1"])
+    for (k, C, t), scores in f1s.items():
         score = float(np.mean(scores))
         if best is None or score > best[0] + 1e-9:
-            best = (score, k, C)
+            best = (score, k, C, t)
     assert best is not None
-    return best[1], best[2], best[0]
+    return best[1], best[2], best[3], best[0]
 
 
 def cross_validate(X: np.ndarray, labels: np.ndarray, positive: str, folds: int = FOLDS,
                    seed: int = SEED) -> dict[str, float]:
-    """Nested cross-validation: k and C are chosen inside each training fold, scores pooled over test folds."""
+    """Nested cross-validation: k, C and threshold are chosen inside each training fold; test folds pooled."""
     pred = np.zeros(len(labels), dtype=bool)
     skf = StratifiedKFold(folds, shuffle=True, random_state=seed)
     for tr, te in skf.split(X, labels):
-        k, C, _ = select_params(X[tr], labels[tr], positive, folds, seed)
-        pred[te] = fit_head(X[tr], labels[tr], positive, k=k, C=C).proba(X[te]) >= 0.5
+        k, C, t, _ = select_params(X[tr], labels[tr], positive, folds, seed)
+        pred[te] = fit_head(X[tr], labels[tr], positive, k=k, C=C, threshold=t).score(X[te]) >= 0.5
     return {"n": len(labels), **metrics(labels == positive, pred)}
 
 
@@ -130,13 +134,13 @@ def train(data_path: str | Path, embedder, positive: str = "1", *, evaluate: boo
     """Train a head on a labelled CSV; with `evaluate`, nested-CV scores go into its provenance."""
     data = load_labelled_csv(data_path)
     X = embedder.encode(data.texts)
-    k, C, inner_f1 = select_params(X, data.labels, positive)
+    k, C, t, inner_f1 = select_params(X, data.labels, positive)
     meta = {"data_file": Path(data_path).name, "data_sha256": sha256_of(data_path), "n": len(data.texts),
             "C": C, "selection_cv_f1": round(inner_f1, 4), "encoder": "all-MiniLM-L6-v2",
-            "trained_by": "python -m bot.train.topic_head", "threshold": 0.5}
+            "trained_by": "python -m bot.train.topic_head"}
     if evaluate:
         meta["nested_cv"] = cross_validate(X, data.labels, positive)
-    return fit_head(X, data.labels, positive, k=k, C=C, meta=meta)
+    return fit_head(X, data.labels, positive, k=k, C=C, threshold=t, meta=meta)
 
 
 def main(argv: list[str] | None = None) -> int:
