@@ -36,6 +36,7 @@ DIM = 384
 # Pinned so that signatures stored in story states stay comparable across datasketch upgrades.
 MINHASH_SCHEME = "affine32"
 MINHASH_SEED = 1
+MINHASH_DTYPE = np.uint32  # the affine32 scheme's hash values
 
 
 @dataclass(frozen=True)
@@ -109,13 +110,13 @@ def lead_text(title: str, text: str, n_sentences: int = 3) -> str:
 
 
 def minhash_of(text: str, num_perm: int = 128, shingle_words: int = 3) -> np.ndarray:
-    """MinHash signature (uint64 array) of a text's word shingles, for near-identical copy detection."""
+    """MinHash signature (uint32 array) of a text's word shingles, for near-identical copy detection."""
     words = _WORD.findall(text.lower())
     n = shingle_words if len(words) >= shingle_words else max(len(words), 1)
     shingles = {" ".join(words[i:i + n]).encode() for i in range(max(len(words) - n + 1, 1))}
     m = MinHash(num_perm=num_perm, seed=MINHASH_SEED, scheme=MINHASH_SCHEME)
     m.update_batch(list(shingles))
-    return m.hashvalues.copy()
+    return m.hashvalues.astype(MINHASH_DTYPE)
 
 
 @dataclass(frozen=True)
@@ -232,13 +233,13 @@ class StoryState:
                 raise ValueError("story state centroid has the wrong shape")
             members = [StoryMember(key=m["key"], outlet=m.get("outlet", ""), link=m.get("link"),
                                    canonical_url=m.get("canonical_url"), content_hash=m.get("content_hash", ""),
-                                   first_seen=dt(m.get("first_seen")), minhash=arr(m.get("minhash"), np.uint64))
+                                   first_seen=dt(m.get("first_seen")), minhash=arr(m.get("minhash"), MINHASH_DTYPE))
                        for m in doc.get("members", [])]
             return cls(centroid=centroid, n_members=int(doc["n"]), terms={str(k): int(v) for k, v in
                                                                           doc["terms"].items()},
                        first_seen=dt(doc.get("first_seen")), last_updated=dt(doc.get("last_updated")),
                        members=members)
-        except (KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError, base64.binascii.Error) as e:
+        except (KeyError, TypeError, AttributeError, ValueError) as e:  # JSON, base64 and buffer errors included
             raise ValueError(f"unreadable story state: {e}") from e
 
 

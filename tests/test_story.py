@@ -1,0 +1,264 @@
+"""Same-story detection: features, decisions, the index (numpy and HNSW paths), state round trips, evaluation."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.eval import dedup
+from bot.pipeline import story
+from bot.pipeline.story import StoryIndex, StoryParams
+
+DATA = Path(__file__).parent / "data"
+T0 = datetime(2025, 3, 6, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def embedder():  # noqa: ANN201
+    from summarizer.embedding import Embedder
+
+    return Embedder()
+
+
+def seed_writeups() -> list[dict]:
+    """The two write-ups of the seed page, split at the line starting 'JUST IN –'."""
+    text = (DATA / "seed_article.txt").read_text(encoding="utf-8")
+    at = text.index("\nJUST IN –") + 1
+    out = []
+    for i, part in enumerate((text[:at], text[at:])):
+        lines = [ln for ln in part.splitlines() if ln.strip()]
+        out.append({"key": f"seed-{i}", "title": lines[0].strip(), "text": "\n".join(lines[1:]),
+                    "outlet": f"outlet{i}", "link": f"https://example.org/{i}", "published": T0 + timedelta(hours=i)})
+    return out
+
+
+def stream(index: StoryIndex, feats: list[story.StoryFeatures]) -> list[tuple[int, story.Decision]]:
+    """Place articles one at a time, the way the runner does; returns (story id, decision) per article."""
+    out = []
+    for f in feats:
+        decision, state = story.place(index, f)
+        sid = decision.story_id if decision.story_id is not None else len(index) + 1
+        index.add_story(sid, state)
+        out.append((sid, decision))
+    return out
+
+
+def unit(rng: np.random.Generator, n: int) -> np.ndarray:
+    v = rng.standard_normal((n, story.DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def synthetic(key: str, vec: np.ndarray, terms: dict[str, int] | None = None, published=None,  # noqa: ANN001
+              text: str | None = None) -> story.StoryFeatures:
+    return story.StoryFeatures(key=key, embedding=vec, terms=terms or {}, lead_terms=terms or {},
+                               minhash=story.minhash_of(text or key), published=published)
+
+
+# ---- features --------------------------------------------------------------------------------------------------
+
+def test_salient_terms_keep_names_and_figures_not_stopwords():
+    terms = story.salient_terms("BREAKING: The quake of magnitude 6.1 hit Qeshm Island on Sunday, killing 13. It was")
+    assert {"6.1", "qeshm", "island", "sunday", "13"} <= set(terms)
+    assert not {"the", "it", "breaking"} & set(terms)
+
+
+def test_lead_text_is_title_plus_first_sentences():
+    lead = story.lead_text("Quake hits Iran", "First one. Second one.\n\nThird one. Fourth one.", 3)
+    assert lead == "Quake hits Iran. First one. Second one. Third one."
+    assert story.lead_text("", "Only text.", 3) == "Only text."
+
+
+def test_minhash_similar_texts_share_more_slots():
+    a = "Police said three people died when a fire broke out in the bank branch on the main street of Athens"
+    b = a.replace("three", "four")
+    c = "The central bank left interest rates unchanged on Thursday citing slowing inflation across the region"
+    ja = np.mean(story.minhash_of(a) == story.minhash_of(b))
+    jc = np.mean(story.minhash_of(a) == story.minhash_of(c))
+    assert ja > 0.6 > 0.2 > jc
+
+
+# ---- decisions on real text ------------------------------------------------------------------------------------
+
+def test_seed_writeups_are_one_story(embedder):
+    first, second = story.featurize(seed_writeups(), embedder.encode)
+    index = StoryIndex()
+    (sid1, d1), (sid2, d2) = stream(index, [first, second])
+    assert d1.reason == "new"
+    assert d2.reason == "same_story" and sid2 == sid1
+    state = index.get(sid1)
+    assert state.n_members == 2 and [m.outlet for m in state.members] == ["outlet0", "outlet1"]
+    assert state.first_seen == T0 and state.last_updated == T0 + timedelta(hours=1)
+
+
+def test_two_similar_events_stay_separate(embedder):
+    """ECB+ topics 12 and 14: two pirate captures and two store fires; each event must be its own story."""
+    docs = [json.loads(line) for line in (DATA / "ecbplus_sample.jsonl").read_text().splitlines()]
+    pred = dedup.cluster_online(docs, embedder.encode)
+    gold = [d["cluster_id"] for d in docs]
+    assert dedup.bcubed(pred, gold)["f1"] == 1.0
+    assert len(set(pred)) == 4
+
+
+def test_exact_and_near_duplicate_copies(embedder):
+    base = seed_writeups()[0]
+    wire_copy = {**base, "key": "copy", "link": "https://other.example/x",
+                 "text": base["text"].replace("significant announcement", "major announcement")}
+    same_url = {**base, "key": "again", "canonical_url": "https://example.org/canonical"}
+    first = {**base, "canonical_url": "https://example.org/canonical"}
+    f_first, f_copy, f_again = story.featurize([first, wire_copy, same_url], embedder.encode)
+    index = StoryIndex()
+    (sid, _), (sid_copy, d_copy), (sid_again, d_again) = stream(index, [f_first, f_copy, f_again])
+    assert d_copy.reason == "near_duplicate" and sid_copy == sid and d_copy.score >= 0.8
+    assert d_again.reason == "exact" and sid_again == sid
+
+
+def test_substantial_update_needs_new_names_or_figures(embedder):
+    first, second = story.featurize(seed_writeups(), embedder.encode)
+    state = story.new_story(first)
+    update = {"key": "u", "title": "Russia and NATO agree talks in Geneva; Stoltenberg and Rubio to meet Lavrov",
+              "text": "Officials said 40 delegates will attend the talks on Friday."}
+    rewrite = {"key": "r", "title": "Lavrov: Russia will not tolerate NATO troops in Ukraine",
+               "text": "Russia will not tolerate any NATO troops in Ukraine, Lavrov said."}
+    f_update, f_rewrite = story.featurize([update, rewrite], embedder.encode)
+    check = story.is_substantial_update(state, f_update)
+    assert check.substantial and {"geneva", "stoltenberg", "rubio"} <= set(check.new_terms)
+    assert not story.is_substantial_update(state, f_rewrite).substantial
+    near = story.Decision(1, 0.95, "near_duplicate")
+    assert not story.is_substantial_update(state, f_update, near).substantial
+
+
+# ---- index mechanics (synthetic vectors) -------------------------------------------------------------------------
+
+def test_decide_prefers_exact_then_near_duplicate_then_score():
+    rng = np.random.default_rng(0)
+    v = unit(rng, 3)
+    f = synthetic("a", v[0], {"x": 1})
+    st = story.new_story(synthetic("s", v[0], {"x": 1}))
+    cands = [story.Candidate(1, st, 0.99), story.Candidate(2, st, 0.5, jaccard=0.9),
+             story.Candidate(3, st, 0.1, exact=True)]
+    assert story.decide(f, cands).reason == "exact"
+    assert story.decide(f, cands[:2]) == story.Decision(2, 0.9, "near_duplicate")
+    assert story.decide(f, cands[:1]).reason == "same_story"
+    far = story.new_story(synthetic("t", v[1], {"y": 1}))
+    low = story.decide(f, [story.Candidate(4, far, float(v[1] @ v[0]))])
+    assert low.story_id is None and low.reason == "new"
+    assert story.decide(f, []) == story.Decision(None, 0.0, "new")
+
+
+@pytest.mark.parametrize("ann_min_size", [10_000, 64])
+def test_nearest_matches_brute_force(ann_min_size):
+    rng = np.random.default_rng(1)
+    vecs = unit(rng, 300)
+    index = StoryIndex(StoryParams(ann_min_size=ann_min_size))
+    for i, v in enumerate(vecs):
+        index.add_story(i + 1, story.new_story(synthetic(f"k{i}", v)))
+    assert index.uses_ann is (ann_min_size == 64)
+    hits = 0
+    for i in range(0, 300, 10):
+        q = vecs[i] + 0.02 * rng.standard_normal(story.DIM).astype(np.float32)
+        q /= np.linalg.norm(q)
+        got = index.nearest(q, 5)
+        assert all(abs(c - float(vecs[sid - 1] @ q)) < 1e-4 for sid, c in got)  # cosines are exact
+        hits += got[0][0] == i + 1
+    assert hits == 30
+
+
+@pytest.mark.parametrize("ann_min_size", [10_000, 8])
+def test_update_and_remove_keep_index_consistent(ann_min_size):
+    rng = np.random.default_rng(2)
+    vecs = unit(rng, 20)
+    index = StoryIndex(StoryParams(ann_min_size=ann_min_size))
+    for i in range(10):
+        index.add_story(i, story.new_story(synthetic(f"k{i}", vecs[i], text=f"text number {i} " * 10)))
+    moved = story.join_story(index.get(3), synthetic("k3b", vecs[15]))
+    moved.centroid = vecs[15] * 2  # as if every member sat on vecs[15]
+    index.update_story(3, moved)
+    assert index.nearest(vecs[15], 1)[0][0] == 3
+    index.remove_story(4)
+    assert 4 not in index and len(index) == 9
+    assert all(sid != 4 for sid, _ in index.nearest(vecs[4], 9))
+    f = synthetic("k4", vecs[4], text="text number 4 " * 10)  # key and text of the removed story's article
+    assert all(c.story_id != 4 for c in index.candidates(f))
+
+
+def test_time_window_and_eviction():
+    rng = np.random.default_rng(3)
+    v = unit(rng, 1)[0]
+    params = StoryParams(window=timedelta(days=2))
+    index = StoryIndex(params)
+    index.add_story(1, story.new_story(synthetic("old", v, {"x": 2}, published=T0)))
+    later = synthetic("new", v, {"x": 2}, published=T0 + timedelta(days=3))
+    assert index.candidates(later) == []
+    assert [c.story_id for c in index.candidates(synthetic("n2", v, {"x": 2}, published=T0 + timedelta(days=1)))] \
+        == [1]
+    assert index.evict_before(T0 + timedelta(hours=1)) == [1] and len(index) == 0
+
+
+def test_state_round_trip_and_rebuild():
+    rng = np.random.default_rng(4)
+    v = unit(rng, 2)
+    f1 = story.StoryFeatures(key="a", embedding=v[0], terms={"kyiv": 2, "nato": 1}, lead_terms={"nato": 1},
+                             minhash=story.minhash_of("some wire text about kyiv and nato"), published=T0,
+                             canonical_url="https://x.example/a", content_hash="h1", outlet="X", link="https://x/a")
+    f2 = synthetic("b", v[1], {"kyiv": 1}, published=T0 + timedelta(hours=2))
+    state = story.join_story(story.new_story(f1), f2)
+    back = story.StoryState.from_bytes(state.to_bytes())
+    assert np.array_equal(back.centroid, state.centroid) and back.terms == {"kyiv": 3, "nato": 1}
+    assert back.n_members == 2 and back.first_seen == T0 and back.last_updated == T0 + timedelta(hours=2)
+    assert [m.key for m in back.members] == ["a", "b"] and np.array_equal(back.members[0].minhash, f1.minhash)
+    index = StoryIndex()
+    index.add_story(7, back)  # the runner rebuilds the index from stored states at start
+    assert story.decide(f1, index.candidates(f1)) == story.Decision(7, 1.0, "exact")
+
+
+@pytest.mark.parametrize("blob", [b"", b"not json", b"5", b'{"v": 99}',
+                                  b'{"v": 1, "centroid": "AAAA", "n": 1, "terms": {}}'])
+def test_bad_state_is_a_clear_error(blob):
+    with pytest.raises(ValueError, match="story state"):
+        story.StoryState.from_bytes(blob)
+
+
+def test_join_story_caps_terms_and_members():
+    rng = np.random.default_rng(5)
+    params = StoryParams(max_terms=5, max_tracked_members=3)
+    state = story.new_story(synthetic("m0", unit(rng, 1)[0], {f"t{i}": 1 for i in range(4)}))
+    for j in range(1, 6):
+        state = story.join_story(state, synthetic(f"m{j}", unit(rng, 1)[0], {f"u{j}": 3}), params=params)
+    assert len(state.terms) == 5 and state.n_members == 6
+    assert [m.key for m in state.members] == ["m3", "m4", "m5"]
+
+
+# ---- evaluation ------------------------------------------------------------------------------------------------
+
+def test_bcubed_and_pairwise_on_a_hand_computed_case():
+    pred, gold = [1, 1, 2, 2, 2], ["a", "a", "a", "b", "b"]
+    # B-cubed precision: (1 + 1 + 1/3 + 2/3 + 2/3) / 5; recall: (2/3 + 2/3 + 1/3 + 1 + 1) / 5
+    assert dedup.bcubed(pred, gold) == {"precision": 0.7333, "recall": 0.7333, "f1": 0.7333}
+    # predicted pairs {01, 23, 24, 34}; gold pairs {01, 02, 12, 34}: tp = 2
+    assert dedup.pairwise(pred, gold) == {"precision": 0.5, "recall": 0.5, "f1": 0.5}
+
+
+def test_eval_dedup_contract(tmp_path, embedder):
+    lines = (DATA / "ecbplus_sample.jsonl").read_text().splitlines()
+    path = tmp_path / "docs.jsonl.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        fh.write("\n".join(lines[:8]) + "\n")
+    result = dedup.run(path, embedder=embedder)
+    assert result["n"] == 8 and set(result) == {"n", "bcubed", "pairwise", "clusters", "baseline"}
+    for block in (result, result["baseline"]):
+        for name in ("bcubed", "pairwise"):
+            assert set(block[name]) == {"precision", "recall", "f1"}
+            assert all(0.0 <= x <= 1.0 for x in block[name].values())
+        assert block["clusters"]["gold"] == len({json.loads(x)["cluster_id"] for x in lines[:8]})
+
+
+def test_eval_dedup_rejects_bad_files(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"doc_id": "x", "text": "no cluster"}\n')
+    assert dedup.main(["--data", str(bad)]) == 2
+    assert "missing field(s) cluster_id" in capsys.readouterr().err
