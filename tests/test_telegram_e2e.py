@@ -54,9 +54,8 @@ class Bot:
     clock: ShiftClock
 
     def produce_stories(self, n: int = 6, summary_chars: int = 300, at: datetime | None = None) -> list[int]:
-        """HOOK(lead): stands for local feeds -> poll -> process -> stories. Replace with the runner's poll +
-        processing step over tests/fakes/feed_server.py once that is wired; the rest of the scenario is the same.
-        """
+        """Stories with hostile titles, URLs and long summaries, inserted directly to test rendering and
+        ranking; tests/test_scenario.py runs the same flow from real feeds through the real pipeline."""
         return seed(self.store, at or self.clock.now(), n, summary_chars)
 
     def due_offset(self, ref: ChatRef) -> tuple[datetime, timedelta]:
