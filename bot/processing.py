@@ -57,10 +57,12 @@ class Processor:
         from summarizer import Summarizer
         from summarizer.embedding import Embedder
 
+        # fp32 whatever the summarizer precision: topic and same-story thresholds were chosen on fp32 vectors.
         embedder = Embedder()
         topics = [topic_stage.TopicSpec(name=t.name, description=t.description, examples=t.examples,
                                         keywords=t.keywords) for t in feeds_file.topics]
-        summarizer = Summarizer(model=settings.summarizer_model, cache=StoreSummaryCache(store), embedder=embedder)
+        summarizer = Summarizer(model=settings.summarizer_model, precision=settings.summarizer_precision,
+                                cache=StoreSummaryCache(store), embedder=embedder)
         return cls(store, topic_stage.TopicClassifier(embedder, topics=topics), embedder.encode, summarizer,
                    min_topic_score=feeds_file.digest.min_topic_score)
 

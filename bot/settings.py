@@ -34,6 +34,8 @@ ENV_SETTINGS: dict[str, tuple[str | None, str]] = {
     "NEWSDIGEST_PAUSE_AFTER_FAILURES": ("10", "consecutive failures after which a feed is paused"),
     "NEWSDIGEST_ADMINS": ("", "bot owners, e.g. telegram:123456,discord:987654"),
     "NEWSDIGEST_SUMMARIZER_MODEL": ("", "HF seq2seq model id or path; empty = extractive default"),
+    "NEWSDIGEST_SUMMARIZER_PRECISION": ("fp32", "fp32, bf16 or int8 (int8: seq2seq model on CPU)"),
+    "NEWSDIGEST_MODELS_DIR": ("", "where `models download` puts models (default ~/.cache/newsdigest/models)"),
     "NEWSDIGEST_LOG_LEVEL": ("INFO", "DEBUG, INFO, WARNING or ERROR"),
     "TELEGRAM_BOT_TOKEN": ("", "starts the Telegram adapter when set"),
     "TELEGRAM_API_BASE_URL": ("https://api.telegram.org", "root of the Bot API server"),
@@ -106,6 +108,7 @@ class Settings:
     pause_after_failures: int
     admins: frozenset[str]
     summarizer_model: str | None
+    summarizer_precision: str
     log_level: str
     telegram_bot_token: str | None
     telegram_api_base_url: str
@@ -168,6 +171,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     level = get("NEWSDIGEST_LOG_LEVEL").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("NEWSDIGEST_LOG_LEVEL", "NEWSDIGEST_LOG_LEVEL", f"unknown level {level!r}")
+    precision = get("NEWSDIGEST_SUMMARIZER_PRECISION").strip().lower() or "fp32"
+    if precision not in ("fp32", "bf16", "int8"):
+        raise ConfigError("NEWSDIGEST_SUMMARIZER_PRECISION", "NEWSDIGEST_SUMMARIZER_PRECISION",
+                          f"expected fp32, bf16 or int8, got {precision!r}")
     base = get("TELEGRAM_API_BASE_URL").strip().rstrip("/") or "https://api.telegram.org"
     if not base.startswith(("http://", "https://")):
         raise ConfigError("TELEGRAM_API_BASE_URL", "TELEGRAM_API_BASE_URL", f"{base!r} is not an http(s) URL")
@@ -182,6 +189,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         pause_after_failures=_int("NEWSDIGEST_PAUSE_AFTER_FAILURES", get("NEWSDIGEST_PAUSE_AFTER_FAILURES")),
         admins=parse_admins(get("NEWSDIGEST_ADMINS")),
         summarizer_model=get("NEWSDIGEST_SUMMARIZER_MODEL").strip() or None,
+        summarizer_precision=precision,
         log_level=level,
         telegram_bot_token=get("TELEGRAM_BOT_TOKEN").strip() or None,
         telegram_api_base_url=base,

@@ -32,6 +32,7 @@ def test_empty_feeds_file_variable_means_no_file() -> None:
     ({"NEWSDIGEST_ADMINS": "telegram:abc"}, "NEWSDIGEST_ADMINS"),
     ({"NEWSDIGEST_ADMINS": "slack:1"}, "NEWSDIGEST_ADMINS"),
     ({"TELEGRAM_API_BASE_URL": "ftp://x"}, "TELEGRAM_API_BASE_URL"),
+    ({"NEWSDIGEST_SUMMARIZER_PRECISION": "fp8"}, "NEWSDIGEST_SUMMARIZER_PRECISION"),
 ])
 def test_bad_environment_names_the_variable(env: dict, key: str) -> None:
     with pytest.raises(ConfigError) as info:
