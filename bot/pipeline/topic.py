@@ -168,6 +168,14 @@ def load_default_head() -> TopicHead:
         return TopicHead.load(npz, js)
 
 
+def load_head(directory: str | Path | None = None) -> TopicHead:
+    """A head written by the training command into `directory` (topic_head.npz + .json); None: the shipped one."""
+    if directory is None:
+        return load_default_head()
+    d = Path(directory)
+    return TopicHead.load(d / HEAD_NPZ, d / HEAD_JSON)
+
+
 # ---- operator topics (zero-shot) ------------------------------------------------------------------------------
 
 # Cosine of MiniLM embeddings between a news text and a topic description rarely exceeds ~0.6; these bounds map

@@ -1,0 +1,152 @@
+"""Topic classification: text cleaning, the shipped world head, operator topics, training and evaluation."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.eval import classify
+from bot.pipeline import topic
+from bot.pipeline.topic import TopicClassifier, TopicHead, TopicSpec
+from bot.train import topic_head as training
+
+DATA = Path(__file__).parent / "data"
+SAMPLE = DATA / "topic_sample.csv"
+
+
+@pytest.fixture(scope="session")
+def embedder():  # noqa: ANN201
+    from summarizer.embedding import Embedder
+
+    return Embedder()
+
+
+@pytest.fixture(scope="session")
+def sample_head(embedder) -> TopicHead:  # noqa: ANN001
+    """A head trained on the hand-written sample (no nested CV: it is only 25 rows)."""
+    return training.train(SAMPLE, embedder, "1", evaluate=False)
+
+
+def test_clean_text_undoes_corpus_artefacts():
+    raw = r"Oil Tops \$50\\Prices rose past #36;50 as Dubai #39;s output fell &amp; stocks slipped"
+    assert topic.clean_text(raw) == "Oil Tops $50 Prices rose past $50 as Dubai's output fell & stocks slipped"
+
+
+def test_article_text_for_topic_is_title_and_a_short_lead():
+    body = "Kyiv, Ukraine. " + "The talks went on for hours. " * 40
+    text = topic.article_text_for_topic("Talks in Kyiv", "Talks in Kyiv\n" + body, max_chars=120)
+    assert text.startswith("Talks in Kyiv. Kyiv, Ukraine.") and len(text) <= len("Talks in Kyiv. ") + 120
+    assert text.endswith(".")
+    assert topic.article_text_for_topic("", "Only a body.") == "Only a body."
+    assert topic.article_text_for_topic("Only a title?", "") == "Only a title?"
+
+
+def test_feed_override_sets_world_to_one():
+    assert topic.with_feed_override({"world": 0.2, "energy": 0.7}, True) == {"world": 1.0, "energy": 0.7}
+    scores = {"world": 0.2}
+    assert topic.with_feed_override(scores, False) == scores and topic.with_feed_override(scores, False) is not scores
+
+
+def test_shipped_head_loads_with_provenance():
+    head = topic.load_default_head()
+    assert head.positive == "1" and head.classes == ("1", "2", "3", "4")
+    assert head.meta["data_file"] == "ag_news_dev.csv.gz" and len(head.meta["data_sha256"]) == 64
+    assert head.embeddings.shape == (head.meta["n"], 384) and 0 < head.threshold < 1
+    resources = Path(topic.__file__).parent.parent / "resources"
+    assert "research and non-commercial" in (resources / "PROVENANCE.md").read_text(encoding="utf-8")
+
+
+def test_world_head_separates_world_news_from_the_rest(embedder):
+    clf = TopicClassifier(embedder)
+    texts = [topic.article_text_for_topic(t, d) for t, d in [
+        ("Russia warns NATO against sending troops to Ukraine", "Foreign Minister Lavrov said Moscow would not "
+         "tolerate any NATO military presence in Ukraine."),
+        ("UN envoy arrives in Khartoum for ceasefire talks", "The envoy will meet army and paramilitary leaders."),
+        ("Striker's hat-trick sinks league leaders", "The visitors were beaten 3-1 in a rain-soaked match."),
+        ("Chipmaker beats quarterly earnings forecasts", "Shares rose 8% after revenue topped expectations."),
+    ]]
+    scores = [s["world"] for s in clf.score_many(texts)]
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    assert min(scores[:2]) > 0.5 > max(scores[2:])
+    assert clf.score_many([]) == []
+
+
+def test_operator_topic_is_zero_shot_with_keywords(embedder):
+    energy = TopicSpec("energy", "Energy markets: oil, gas, electricity prices, OPEC output, power grids.",
+                       examples=("OPEC+ agrees to cut oil output",), keywords=("OPEC", "LNG"))
+    clf = TopicClassifier(embedder, topics=[energy, TopicSpec("world", "ignored: the head scores world")])
+    assert clf.names == ["world", "energy"]
+    oil, lng, sport = clf.score_many(["Oil prices jump as OPEC ministers agree deeper production cuts",
+                                      "Qatar signs a long-term LNG supply deal",
+                                      "Striker's hat-trick sinks league leaders"])
+    assert oil["energy"] > 0.5 > sport["energy"]
+    assert lng["energy"] >= topic.KEYWORD_BONUS
+    assert topic.zero_shot_score(0.0, 0) == 0.0 and topic.zero_shot_score(0.9, 3) == 1.0
+
+
+def test_head_save_load_round_trip(tmp_path, sample_head, embedder):
+    sample_head.save(tmp_path / "h.npz", tmp_path / "h.json")
+    back = TopicHead.load(tmp_path / "h.npz", tmp_path / "h.json")
+    X = embedder.encode(["Rebels seize border town", "Quarterly profit doubles"])
+    assert back.meta == sample_head.meta and back.threshold == sample_head.threshold
+    assert np.allclose(back.proba(X), sample_head.proba(X), atol=1e-3)  # embeddings stored as float16
+
+
+def test_sample_head_generalises_to_unseen_headlines(sample_head, embedder):
+    X = embedder.encode(["Peace talks between the two countries collapse over border dispute",
+                         "Goalkeeper saves two penalties in cup final shootout"])
+    world, sport = sample_head.score(X)
+    assert world > 0.5 > sport
+
+
+def test_training_rejects_bad_csv(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("label,text\n1,hello\n")
+    with pytest.raises(ValueError, match="class,title,description"):
+        training.load_labelled_csv(bad)
+    one_class = tmp_path / "one.csv"
+    one_class.write_text("class,title,description\n2,a,b\n2,c,d\n")
+    with pytest.raises(ValueError, match="positive class"):
+        training.fit_head(np.eye(2, 384, dtype=np.float32), np.array(["2", "2"]), "1", k=1, C=1.0)
+
+
+def test_eval_classify_scores_unseen_file_with_the_head(tmp_path, sample_head, embedder):
+    rows = SAMPLE.read_text().splitlines()
+    unseen = tmp_path / "unseen.csv.gz"
+    with gzip.open(unseen, "wt", encoding="utf-8") as fh:
+        fh.write("\n".join([rows[0],
+                            "1,Troops fire on protesters in capital as crisis deepens,The army imposed a curfew.",
+                            "1,Prime minister survives no-confidence vote in parliament abroad,Coalition partners "
+                            "backed the foreign government.",
+                            "2,Champions crash out of the cup,The holders lost on penalties.",
+                            "3,Bank raises rates by half a point,Markets had expected a smaller move."]) + "\n")
+    result = classify.run(unseen, head=sample_head, embedder=embedder)
+    assert set(result) == {"n", "precision", "recall", "f1", "accuracy"} and result["n"] == 4
+    assert all(0.0 <= result[k] <= 1.0 for k in ("precision", "recall", "f1", "accuracy"))
+
+
+def test_eval_classify_cross_validates_the_training_file(tmp_path, sample_head, embedder, capsys):
+    copy = tmp_path / "same.csv"
+    shutil.copy(SAMPLE, copy)  # same bytes, same sha256, other name
+    result = classify.run(copy, head=sample_head, embedder=embedder, folds=3)
+    assert "cross-validation" in capsys.readouterr().err
+    assert result["n"] == 25 and 0.0 <= result["f1"] <= 1.0
+
+
+def test_eval_classify_main_reports_bad_input(tmp_path, capsys):
+    missing = tmp_path / "nope.csv"
+    assert classify.main(["--data", str(missing)]) == 2
+    assert "newsdigest eval classify" in capsys.readouterr().err
+
+
+def test_training_command_writes_a_loadable_head(tmp_path, capsys):
+    assert training.main(["--data", str(SAMPLE), "--out-dir", str(tmp_path), "--no-eval"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    head = topic.load_head(tmp_path)
+    assert printed["data_sha256"] == training.sha256_of(SAMPLE) == head.meta["data_sha256"]
+    assert head.embeddings.shape == (25, 384)
