@@ -80,7 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     tsub = tr.add_subparsers(dest="train_cmd", required=True, metavar="WHAT")
     tc = tsub.add_parser("classify", help="train the world-news head from a labelled CSV (AG News format)")
     tc.add_argument("--data", type=Path, required=True)
-    tc.add_argument("--out", type=Path, default=None, help="where to write the head (default: the shipped one)")
+    tc.add_argument("--out-dir", type=Path, default=None,
+                    help="where to write topic_head.npz/.json (default: replace the shipped head); point "
+                         "NEWSDIGEST_TOPIC_HEAD_DIR at it to use it")
+    tc.add_argument("--positive", default="1", help="class value of the topic (AG News World: 1)")
+    tc.add_argument("--no-eval", action="store_true", help="skip the cross-validation report")
 
     models = sub.add_parser("models", help="manage summarization models")
     msub = models.add_subparsers(dest="models_cmd", required=True, metavar="ACTION")
@@ -102,7 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cmd == "train":
             from bot.train import topic_head
 
-            return topic_head.main(["--data", str(args.data)] + (["--out", str(args.out)] if args.out else []))
+            return topic_head.main(["--data", str(args.data), "--positive", args.positive]
+                                   + (["--out-dir", str(args.out_dir)] if args.out_dir else [])
+                                   + (["--no-eval"] if args.no_eval else []))
         if args.cmd == "models":
             from summarizer.models import download_model
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import text as sql
 
+from bot.errors import ConfigError
 from bot.net import utcnow
 from bot.pipeline import story as story_stage
 from bot.pipeline import topic as topic_stage
@@ -63,7 +64,12 @@ class Processor:
                                         keywords=t.keywords) for t in feeds_file.topics]
         summarizer = Summarizer(model=settings.summarizer_model, precision=settings.summarizer_precision,
                                 cache=StoreSummaryCache(store), embedder=embedder)
-        return cls(store, topic_stage.TopicClassifier(embedder, topics=topics), embedder.encode, summarizer,
+        try:
+            head = topic_stage.load_head(settings.topic_head_dir)
+        except OSError as exc:
+            raise ConfigError("NEWSDIGEST_TOPIC_HEAD_DIR", "NEWSDIGEST_TOPIC_HEAD_DIR",
+                              f"cannot load a topic head from {settings.topic_head_dir}: {exc}") from None
+        return cls(store, topic_stage.TopicClassifier(embedder, head=head, topics=topics), embedder.encode, summarizer,
                    min_topic_score=feeds_file.digest.min_topic_score)
 
     def _load_index(self) -> story_stage.StoryIndex:

@@ -36,6 +36,7 @@ ENV_SETTINGS: dict[str, tuple[str | None, str]] = {
     "NEWSDIGEST_SUMMARIZER_MODEL": ("", "HF seq2seq model id or path; empty = extractive default"),
     "NEWSDIGEST_SUMMARIZER_PRECISION": ("fp32", "fp32, bf16 or int8 (int8: seq2seq model on CPU)"),
     "NEWSDIGEST_MODELS_DIR": ("", "where `models download` puts models (default ~/.cache/newsdigest/models)"),
+    "NEWSDIGEST_TOPIC_HEAD_DIR": ("", "a world-news head from `train classify --out-dir`; empty = the shipped one"),
     "NEWSDIGEST_LOG_LEVEL": ("INFO", "DEBUG, INFO, WARNING or ERROR"),
     "TELEGRAM_BOT_TOKEN": ("", "starts the Telegram adapter when set"),
     "TELEGRAM_API_BASE_URL": ("https://api.telegram.org", "root of the Bot API server"),
@@ -109,6 +110,7 @@ class Settings:
     admins: frozenset[str]
     summarizer_model: str | None
     summarizer_precision: str
+    topic_head_dir: Path | None
     log_level: str
     telegram_bot_token: str | None
     telegram_api_base_url: str
@@ -190,6 +192,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         admins=parse_admins(get("NEWSDIGEST_ADMINS")),
         summarizer_model=get("NEWSDIGEST_SUMMARIZER_MODEL").strip() or None,
         summarizer_precision=precision,
+        topic_head_dir=Path(get("NEWSDIGEST_TOPIC_HEAD_DIR").strip()) if get("NEWSDIGEST_TOPIC_HEAD_DIR").strip() else None,
         log_level=level,
         telegram_bot_token=get("TELEGRAM_BOT_TOKEN").strip() or None,
         telegram_api_base_url=base,

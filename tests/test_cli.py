@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,3 +93,17 @@ def test_bad_config_exits_nonzero_without_touching_database(tmp_path: Path) -> N
 def test_bad_command_line_is_a_usage_error(tmp_path: Path) -> None:
     p = run_cli(["feeds", "frobnicate"], {}, tmp_path)
     assert p.returncode == 2 and b"invalid choice" in p.stderr
+
+
+def test_train_classify_writes_a_head_the_service_can_use(tmp_path: Path) -> None:
+    data = ROOT / "tests" / "data" / "topic" / "ag_news_sample.csv"
+    out = tmp_path / "head"
+    p = run_cli(["train", "classify", "--data", str(data), "--out-dir", str(out), "--no-eval"], {}, tmp_path)
+    assert p.returncode == 0, p.stderr.decode()
+    meta = json.loads(p.stdout)
+    assert meta["n"] == 60 and (out / "topic_head.npz").exists()
+    from bot.pipeline.topic import load_head
+
+    assert load_head(out).proba(np.zeros((1, 384), "float32")).shape == (1,)
+    bad = run_cli(["train", "classify", "--data", str(tmp_path / "missing.csv")], {}, tmp_path)
+    assert bad.returncode != 0 and b"missing.csv" in bad.stderr
