@@ -37,6 +37,13 @@ DIM = 384
 MINHASH_SCHEME = "affine32"
 MINHASH_SEED = 1
 MINHASH_DTYPE = np.uint32  # the affine32 scheme's hash values
+# HNSW settings (bench/bench_story.py measures them): half-precision vectors, a cheaper build than usearch's
+# default (expansion_add 128) since every hit list is re-scored exactly; 0 threads = all cores for batch adds.
+ANN_DTYPE = "f16"
+ANN_CONNECTIVITY = 16
+ANN_EXPANSION_ADD = 40
+ANN_EXPANSION_SEARCH = 64
+ANN_THREADS = 0
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,7 @@ class StoryParams:
     lead_sentences: int = 3
     k: int = 20
     window: timedelta | None = None
-    ann_min_size: int = 2048
+    ann_min_size: int = 3000
     max_terms: int = 256
     max_tracked_members: int = 64
     update_min_new_terms: int = 2
@@ -377,9 +384,25 @@ class StoryIndex:
 
     def add_story(self, story_id: int, state: StoryState) -> None:
         """Insert a story (or replace it if present)."""
-        if story_id in self._states:
-            self.remove_story(story_id)
-        self._states[story_id] = state
+        self.add_stories([(story_id, state)])
+
+    def add_stories(self, items: Iterable[tuple[int, StoryState]]) -> None:
+        """Insert many stories at once (rebuilding at start): vectors go into the search structure in one batch."""
+        items = list(items)
+        ids = np.empty(len(items), np.int64)
+        vecs = np.empty((len(items), DIM), np.float32)  # filled in place: no per-story temporaries
+        for i, (story_id, state) in enumerate(items):
+            if story_id in self._states:
+                self.remove_story(story_id)
+            self._states[story_id] = state
+            self._register_members(story_id, state)
+            ids[i] = story_id
+            vecs[i] = state.centroid
+        if len(items):
+            vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+            self._put_vectors(ids, vecs)
+
+    def _register_members(self, story_id: int, state: StoryState) -> None:
         for m in state.members:
             for k in self._exact_keys(m.key, m.canonical_url, m.content_hash):
                 self._exact[k] = story_id
@@ -387,11 +410,11 @@ class StoryIndex:
             if m.minhash is not None and len(m.minhash) == self.params.num_perm:
                 lkey = f"{story_id}:{m.key}"
                 if lkey not in self._lsh_story:
-                    self._lsh.insert(lkey, LeanMinHash(seed=MINHASH_SEED, hashvalues=m.minhash, scheme=MINHASH_SCHEME))
+                    self._lsh.insert(lkey, LeanMinHash(seed=MINHASH_SEED, hashvalues=m.minhash,
+                                                       scheme=MINHASH_SCHEME))
                     self._lsh_story[lkey] = story_id
                     self._lsh_hash[lkey] = m.minhash
                     self._lsh_keys.setdefault(story_id, []).append(lkey)
-        self._put_vector(story_id, state.unit_centroid)
 
     def update_story(self, story_id: int, state: StoryState) -> None:
         """Replace a story's state after an article joined it."""
@@ -421,23 +444,21 @@ class StoryIndex:
         return [k for k in (f"k:{key}", f"u:{canonical_url}" if canonical_url else "",
                             f"h:{content_hash}" if content_hash else "") if k]
 
-    def _put_vector(self, story_id: int, vec: np.ndarray) -> None:
+    def _put_vectors(self, ids: np.ndarray, vecs: np.ndarray) -> None:
+        # Callers removed these ids first, so every id is new to the search structure.
         if self._ann is not None:
-            if story_id in self._ann:
-                self._ann.remove(story_id)
-            self._ann.add(story_id, vec)
+            self._ann.add(ids.astype(np.uint64), vecs, threads=ANN_THREADS)
             return
-        row = self._row.get(story_id)
-        if row is None:
-            row = len(self._ids)
-            if row == len(self._mat):
-                grown = np.zeros((max(64, 2 * len(self._mat)), DIM), np.float32)
-                grown[:row] = self._mat[:row]
-                self._mat = grown
-            self._ids.append(story_id)
-            self._row[story_id] = row
-        self._mat[row] = vec
-        if len(self._ids) >= self.params.ann_min_size:
+        start, end = len(self._ids), len(self._ids) + len(ids)
+        if end > len(self._mat):
+            grown = np.zeros((max(64, end, 2 * len(self._mat)), DIM), np.float32)
+            grown[:start] = self._mat[:start]
+            self._mat = grown
+        self._mat[start:end] = vecs
+        for row, sid in enumerate(ids.tolist(), start):
+            self._ids.append(sid)
+            self._row[sid] = row
+        if end >= self.params.ann_min_size:
             self._switch_to_ann()
 
     def _drop_vector(self, story_id: int) -> None:
@@ -457,8 +478,9 @@ class StoryIndex:
         from usearch.index import Index
 
         n = len(self._ids)
-        self._ann = Index(ndim=DIM, metric="cos", dtype="f16")
-        self._ann.add(np.asarray(self._ids, dtype=np.uint64), self._mat[:n])
+        self._ann = Index(ndim=DIM, metric="cos", dtype=ANN_DTYPE, connectivity=ANN_CONNECTIVITY,
+                          expansion_add=ANN_EXPANSION_ADD, expansion_search=ANN_EXPANSION_SEARCH)
+        self._ann.add(np.asarray(self._ids, dtype=np.uint64), self._mat[:n], threads=ANN_THREADS)
         self._ids, self._row, self._mat = [], {}, np.zeros((0, DIM), np.float32)
 
     # lookups
