@@ -107,3 +107,43 @@ def test_train_classify_writes_a_head_the_service_can_use(tmp_path: Path) -> Non
     assert load_head(out).proba(np.zeros((1, 384), "float32")).shape == (1,)
     bad = run_cli(["train", "classify", "--data", str(tmp_path / "missing.csv")], {}, tmp_path)
     assert bad.returncode != 0 and b"missing.csv" in bad.stderr
+
+
+def test_poll_killed_midway_loses_and_duplicates_nothing(tmp_path: Path, feed_server) -> None:  # noqa: ANN001
+    names = ["bbc_2020-04-27T2107Z.xml", "nytimes_2020-04-27T2107Z.xml", "smh_2020-04-27T2107Z.xml",
+             "fox_2020-04-27T2107Z.xml", "wsj_2020-04-27T2107Z.xml"]
+    feeds = tmp_path / "feeds.yaml"
+    feeds.write_text("feeds:\n" + "".join(f"  - {{url: '{feed_server.url('/feeds/' + n)}'}}\n" for n in names)
+                     + f"  - {{url: '{feed_server.url('/slow?s=30')}'}}\n")
+    env = {"NEWSDIGEST_DATABASE_URL": f"sqlite:///{tmp_path / 'nd.db'}", "NEWSDIGEST_FEEDS_FILE": str(feeds),
+           "NEWSDIGEST_ALLOW_PRIVATE_URLS": "1"}
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSDIGEST_", "TELEGRAM_", "DISCORD_"))}
+    proc = subprocess.Popen([sys.executable, "-m", "bot", "poll", "--once", "--no-process"],
+                            env={**full, **env, "PYTHONPATH": str(ROOT)}, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + 60
+    stored = 0
+    while time.monotonic() < deadline and stored == 0:
+        time.sleep(0.2)
+        if (tmp_path / "nd.db").exists():
+            try:
+                with sqlite3.connect(tmp_path / "nd.db") as conn:
+                    stored = conn.execute("SELECT count(*) FROM articles").fetchone()[0]
+            except sqlite3.OperationalError:
+                pass  # the schema is still being created
+    proc.kill()  # in the middle of the poll: the slow feed is still being fetched
+    proc.wait()
+    assert stored > 0
+    again = json.loads(run_cli(["poll", "--once", "--force", "--json", "--no-process"],
+                               {**env, "NEWSDIGEST_REQUEST_TIMEOUT": "2"},
+                               tmp_path).stdout)
+    arts = json.loads(run_cli(["articles", "--limit", "10000", "--json"], env, tmp_path).stdout)
+    from bot.pipeline.entry import parse_feed
+
+    expected = {e.key for n in names for e in parse_feed((ROOT / "tests" / "data" / "feeds" / n).read_bytes(),
+                                                         url=feed_server.url("/feeds/" + n)).entries}
+    assert len(arts) == len(expected) and {a["key"] for a in arts} == expected, "nothing lost, nothing twice"
+    assert again["new_articles"] == len(expected) - stored
