@@ -11,7 +11,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import discord
@@ -22,7 +22,7 @@ from bot.chat.commands import CommandService
 from bot.chat.discord_chat import DISCORD_LIMITS, DiscordAdapter
 from bot.chat.feed_admin import StoreFeedAdmin
 from bot.chat.render_discord import DiscordRenderer
-from bot.chat.runtime import ChatRuntime, RuntimeConfig, SystemClock
+from bot.chat.runtime import ChatRuntime, RuntimeConfig
 from bot.errors import ChatForbiddenError, ConfigError, DeliveryError, RateLimitedError
 from bot.net import utcnow
 from bot.pipeline.digest import build_digest
@@ -31,6 +31,7 @@ from bot.settings import DigestDefaults, load_settings
 from bot.storage.chat_store import ChatStore
 from bot.storage.store import Store
 from bot.storage.tables import subscriptions
+from tests.fakes.clock import ShiftClock
 from tests.fakes.discord_api import (
     EVERYONE_PERMISSIONS,
     MANAGE_GUILD,
@@ -48,16 +49,6 @@ OPML = (b'<?xml version="1.0"?><opml version="2.0"><head/><body>'
         b'<outline type="rss" text="A" xmlUrl="https://a.example/feed"/></body></opml>')
 ROOT = Path(__file__).resolve().parents[1]
 
-
-class ShiftClock(SystemClock):
-    """Real time, except that wall time can jump ahead (the schedule firing without waiting hours)."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta(0)
-
-    def now(self) -> datetime:
-        """utcnow() plus the offset."""
-        return utcnow() + self.offset
 
 
 @dataclass

@@ -3,14 +3,14 @@ and a Discord channel subscribe -> the schedule fires -> both get the digest; `/
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from bot.chat.commands import CommandService
 from bot.chat.discord_chat import DISCORD_LIMITS, DiscordAdapter
 from bot.chat.feed_admin import StoreFeedAdmin
-from bot.chat.runtime import ChatRuntime, RuntimeConfig, SystemClock
+from bot.chat.runtime import ChatRuntime, RuntimeConfig
 from bot.chat.telegram_chat import TelegramChat
 from bot.models import FeedSpec
 from bot.net import Fetcher, FetchLimits, utcnow
@@ -19,6 +19,7 @@ from bot.runner import Runner
 from bot.settings import DigestDefaults, load_settings
 from bot.storage.chat_store import ChatStore
 from bot.storage.store import Store
+from tests.fakes.clock import ShiftClock
 from tests.fakes.discord_api import EVERYONE_PERMISSIONS, MANAGE_GUILD, FakeDiscord
 from tests.fakes.discord_api import TOKEN as DISCORD_TOKEN
 from tests.fakes.telegram_api import TOKEN as TELEGRAM_TOKEN
@@ -30,15 +31,6 @@ DEFAULTS = DigestDefaults(times=("08:00",), timezone="UTC", max_stories=5, min_t
 LAVROV_A = "Breaking: Russia Warns NATO – No Troops in Ukraine Allowed!"
 LAVROV_B = "JUST IN – Russia will not tolerate any NATO troops in Ukraine — Lavrov"
 
-
-class ShiftClock(SystemClock):
-    """Real time whose wall clock can jump ahead, so the schedule fires without waiting hours."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta(0)
-
-    def now(self) -> datetime:
-        return utcnow() + self.offset
 
 
 async def test_feeds_to_digests_in_telegram_and_discord(store: Store, feed_server, processor_parts,  # noqa: ANN001, F811

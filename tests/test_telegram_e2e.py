@@ -17,7 +17,7 @@ from sqlalchemy import update
 
 from bot.chat.commands import CommandService
 from bot.chat.feed_admin import StoreFeedAdmin
-from bot.chat.runtime import ChatRuntime, RuntimeConfig, SystemClock
+from bot.chat.runtime import ChatRuntime, RuntimeConfig
 from bot.chat.telegram_chat import TelegramChat
 from bot.net import utcnow
 from bot.ports import ChatRef
@@ -25,6 +25,7 @@ from bot.settings import DigestDefaults
 from bot.storage.chat_store import ChatStore
 from bot.storage.store import Store
 from bot.storage.tables import subscriptions
+from tests.fakes.clock import ShiftClock
 from tests.fakes.stories import seed
 from tests.fakes.telegram_api import TOKEN, FakeTelegramAPI, Sent
 
@@ -33,16 +34,6 @@ DEFAULTS = DigestDefaults(times=("08:00",), timezone="UTC", max_stories=4, min_t
                           topics=("world",), summary_cooldown_s=30)
 ROOT = Path(__file__).resolve().parents[1]
 
-
-class ShiftClock(SystemClock):
-    """Real time, except that wall time can jump ahead (the schedule firing without waiting hours)."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta(0)
-
-    def now(self) -> datetime:
-        """utcnow() plus the offset."""
-        return utcnow() + self.offset
 
 
 @dataclass
