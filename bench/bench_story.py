@@ -42,7 +42,8 @@ def synthetic_centroids(n: int, rng: np.random.Generator, chunk: int = 100_000) 
     for s in range(0, n, chunk):
         e = min(n, s + chunk)
         topic = rng.integers(0, len(centres), e - s)
-        out[s:e] = unit(centres[topic] + 0.9 * rng.standard_normal((e - s, DIM)).astype(np.float32) / np.sqrt(DIM))
+        noise = rng.standard_normal((e - s, DIM)).astype(np.float32) / np.sqrt(DIM)
+        out[s:e] = unit(centres[topic] + 0.9 * noise)
     return out
 
 
@@ -60,7 +61,8 @@ def queries_for(vecs: np.ndarray, rng: np.random.Generator, q: int) -> list[stor
     pick = rng.integers(0, len(vecs), q)
     noisy = unit(vecs[pick] + 0.6 * rng.standard_normal((q, DIM)).astype(np.float32) / np.sqrt(DIM))
     return [story.StoryFeatures(key=f"q{i}", embedding=noisy[i], terms={"t1": 1, "t2": 1}, lead_terms={},
-                                minhash=rng.integers(0, 2**32, 128, dtype=np.uint64).astype(story.MINHASH_DTYPE))
+                                minhash=rng.integers(0, 2**32, 128, dtype=np.uint64)
+                                .astype(story.MINHASH_DTYPE))
             for i in range(q)], pick
 
 
@@ -125,7 +127,8 @@ def crossover(q: int = 300) -> None:
         for v in qs:
             idx.search(v, 20, threads=1)
         tu = (time.perf_counter() - t) / q
-        print(f"  n={n:6d}  numpy {tn * 1e6:7.0f} us   HNSW {tu * 1e6:7.0f} us   ratio {tn / tu:5.2f}", flush=True)
+        print(f"  n={n:6d}  numpy {tn * 1e6:7.0f} us   HNSW {tu * 1e6:7.0f} us   ratio {tn / tu:5.2f}",
+              flush=True)
 
 
 def main() -> None:
@@ -135,7 +138,8 @@ def main() -> None:
     parser.add_argument("--no-crossover", action="store_true")
     args = parser.parse_args()
     print(f"cpus: {os.cpu_count()}  HNSW: dtype={story.ANN_DTYPE} M={story.ANN_CONNECTIVITY} "
-          f"ef_add={story.ANN_EXPANSION_ADD} ef_search={story.ANN_EXPANSION_SEARCH}  k={story.DEFAULT_PARAMS.k}  "
+          f"ef_add={story.ANN_EXPANSION_ADD} ef_search={story.ANN_EXPANSION_SEARCH}  "
+          f"k={story.DEFAULT_PARAMS.k}  "
           f"ann_min_size={story.DEFAULT_PARAMS.ann_min_size}")
     if not args.no_crossover:
         crossover()

@@ -1,8 +1,8 @@
 """Evaluate online same-story detection on ECB+-format documents (B-cubed and pairwise P/R/F1 vs gold events).
 
-Documents are fed one at a time in file order, as a live bot would see them. The baseline of the same run is the
-rule two peer projects use: join the nearest story if the cosine of MiniLM embeddings of the first 3 sentences
-to its centroid is >= 0.75, else start a new one.
+Documents are fed one at a time in file order, as a live bot would see them. The baseline of the same run is
+the rule two peer projects use: join the nearest story if the cosine of MiniLM embeddings of the first 3
+sentences to its centroid is >= 0.75, else start a new one.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import sys
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -68,7 +69,8 @@ def pairwise(pred: Sequence[Hashable], gold: Sequence[Hashable]) -> dict[str, fl
 
 
 def _prf(p: float, r: float) -> dict[str, float]:
-    return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(2 * p * r / (p + r) if p + r else 0.0, 4)}
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4)}
 
 
 def scores(pred: Sequence[Hashable], gold: Sequence[Hashable]) -> dict:
@@ -80,7 +82,8 @@ def scores(pred: Sequence[Hashable], gold: Sequence[Hashable]) -> dict:
 def cluster_online(docs: Sequence[dict], encode: Callable[[list[str]], np.ndarray],
                    params: story.StoryParams = story.DEFAULT_PARAMS) -> list[int]:
     """Story id of each document, placing them one at a time with the StoryIndex (what the bot does)."""
-    feats = story.featurize([{"key": d["doc_id"], "title": "", "text": d["text"]} for d in docs], encode, params)
+    articles = [{"key": d["doc_id"], "title": "", "text": d["text"]} for d in docs]
+    feats = story.featurize(articles, encode, params)
     index = story.StoryIndex(params)
     new_ids = itertools.count(1)
     out = []
@@ -112,7 +115,8 @@ def cluster_baseline(docs: Sequence[dict], encode: Callable[[list[str]], np.ndar
     return out
 
 
-def run(data_path: str | Path, params: story.StoryParams = story.DEFAULT_PARAMS, embedder=None) -> dict:  # noqa: ANN001
+def run(data_path: str | Path, params: story.StoryParams = story.DEFAULT_PARAMS,
+        embedder: Any = None) -> dict:
     """Score online same-story detection and the peer baseline on one ECB+-format file."""
     docs = load_documents(data_path)
     if embedder is None:

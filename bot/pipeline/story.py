@@ -3,12 +3,12 @@
 Storage-agnostic and online (one article at a time, as a live bot sees them):
 
     featurize(...)  ─▶ StoryFeatures (title+lead embedding, salient terms, MinHash)
-    index.candidates(features, params) ─▶ stories worth comparing (exact keys, LSH near-copies, nearest centroids)
+    index.candidates(features) ─▶ stories worth comparing (exact keys, LSH near-copies, nearest centroids)
     decide(features, candidates, params) ─▶ Decision(story_id | None, score, reason)
-    new_story / join_story ─▶ StoryState (serializable; the caller persists it and calls add_story/update_story)
+    new_story / join_story ─▶ StoryState (serializable: the caller persists it, then add_story/update_story)
     is_substantial_update(state, features) ─▶ whether a joining article brings new information
 
-The same-story score is `embed_weight * cos(title+lead, story centroid) + (1 - embed_weight) * cos(salient terms)`
+The same-story score is `w * cos(title+lead, story centroid) + (1 - w) * cos(salient terms)` (w: embed_weight)
 where salient terms are capitalised words and numbers (names, places, figures, dates): two earthquakes share
 their vocabulary but not their places and magnitudes. Settings and how they were chosen: docs/story.md.
 """
@@ -37,12 +37,13 @@ DIM = 384
 MINHASH_SCHEME = "affine32"
 MINHASH_SEED = 1
 MINHASH_DTYPE = np.uint32  # the affine32 scheme's hash values
-# HNSW settings (bench/bench_story.py measures them): half-precision vectors, a cheaper build than usearch's
-# default (expansion_add 128) since every hit list is re-scored exactly; 0 threads = all cores for batch adds.
-ANN_DTYPE = "f16"
+# HNSW settings, measured by bench/bench_story.py: int8 vectors (half the build time of float16 at about the
+# same recall), a cheaper build than usearch's default expansion_add of 128 with a wider search to make up for
+# it; hits are re-scored exactly against the float32 centroids. 0 threads = all cores for batch adds.
+ANN_DTYPE = "i8"
 ANN_CONNECTIVITY = 16
 ANN_EXPANSION_ADD = 40
-ANN_EXPANSION_SEARCH = 64
+ANN_EXPANSION_SEARCH = 128
 ANN_THREADS = 0
 
 
@@ -67,7 +68,7 @@ class StoryParams:
 DEFAULT_PARAMS = StoryParams()
 
 
-# ---- features -----------------------------------------------------------------------------------------------
+# ---- features ----------------------------------------------------------------------------------------------
 
 # Capitalised words (names, places, organisations) and numbers: a cheap stand-in for named entities that needs
 # no NER model; stop words and newsroom shouting ("BREAKING", "JUST IN") are dropped.
@@ -174,7 +175,7 @@ def term_cosine(a: dict[str, int], b: dict[str, int]) -> float:
     return dot / (na * nb) if na and nb else 0.0
 
 
-# ---- story state --------------------------------------------------------------------------------------------
+# ---- story state -------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class StoryMember:
@@ -191,7 +192,7 @@ class StoryMember:
 
 @dataclass
 class StoryState:
-    """Everything the index needs about one story; persist it with `to_bytes` and rebuild with `from_bytes`."""
+    """Everything the index needs about one story; persist with `to_bytes`, rebuild with `from_bytes`."""
 
     centroid: np.ndarray
     n_members: int
@@ -214,11 +215,12 @@ class StoryState:
         def iso(d: datetime | None) -> str | None:
             return d.isoformat() if d else None
 
+        members = [{"key": m.key, "outlet": m.outlet, "link": m.link, "canonical_url": m.canonical_url,
+                    "content_hash": m.content_hash, "first_seen": iso(m.first_seen),
+                    "minhash": b64(m.minhash)} for m in self.members]
         doc = {"v": STATE_VERSION, "centroid": b64(self.centroid.astype(np.float32)), "n": self.n_members,
-               "terms": self.terms, "first_seen": iso(self.first_seen), "last_updated": iso(self.last_updated),
-               "members": [{"key": m.key, "outlet": m.outlet, "link": m.link, "canonical_url": m.canonical_url,
-                            "content_hash": m.content_hash, "first_seen": iso(m.first_seen),
-                            "minhash": b64(m.minhash)} for m in self.members]}
+               "terms": self.terms, "first_seen": iso(self.first_seen),
+               "last_updated": iso(self.last_updated), "members": members}
         return json.dumps(doc, separators=(",", ":")).encode()
 
     @classmethod
@@ -239,14 +241,15 @@ class StoryState:
             if centroid is None or centroid.shape != (DIM,):
                 raise ValueError("story state centroid has the wrong shape")
             members = [StoryMember(key=m["key"], outlet=m.get("outlet", ""), link=m.get("link"),
-                                   canonical_url=m.get("canonical_url"), content_hash=m.get("content_hash", ""),
-                                   first_seen=dt(m.get("first_seen")), minhash=arr(m.get("minhash"), MINHASH_DTYPE))
+                                   canonical_url=m.get("canonical_url"),
+                                   content_hash=m.get("content_hash", ""), first_seen=dt(m.get("first_seen")),
+                                   minhash=arr(m.get("minhash"), MINHASH_DTYPE))
                        for m in doc.get("members", [])]
             return cls(centroid=centroid, n_members=int(doc["n"]), terms={str(k): int(v) for k, v in
                                                                           doc["terms"].items()},
                        first_seen=dt(doc.get("first_seen")), last_updated=dt(doc.get("last_updated")),
                        members=members)
-        except (KeyError, TypeError, AttributeError, ValueError) as e:  # JSON, base64 and buffer errors included
+        except (KeyError, TypeError, AttributeError, ValueError) as e:  # JSON, base64, buffer errors too
             raise ValueError(f"unreadable story state: {e}") from e
 
 
@@ -265,7 +268,7 @@ def new_story(features: StoryFeatures, now: datetime | None = None) -> StoryStat
 
 def join_story(state: StoryState, features: StoryFeatures, now: datetime | None = None,
                params: StoryParams = DEFAULT_PARAMS) -> StoryState:
-    """A new state with the article added (the old one is left unchanged); terms and tracked members are capped."""
+    """A new state with the article added (the old one is unchanged); terms and tracked members are capped."""
     terms = Counter(state.terms)
     terms.update(features.terms)
     seen = now or features.published
@@ -276,7 +279,7 @@ def join_story(state: StoryState, features: StoryFeatures, now: datetime | None 
                       first_seen=state.first_seen or seen, last_updated=last, members=members)
 
 
-# ---- decisions ----------------------------------------------------------------------------------------------
+# ---- decisions ---------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Candidate:
@@ -306,7 +309,7 @@ def same_story_score(features: StoryFeatures, cand: Candidate, params: StoryPara
 
 def decide(features: StoryFeatures, candidates: Iterable[Candidate],
            params: StoryParams = DEFAULT_PARAMS) -> Decision:
-    """Exact match, else the nearest near-identical copy, else the best same-story score above the threshold."""
+    """Exact match, else the closest near-identical copy, else the best same-story score over threshold."""
     cands = list(candidates)
     for c in cands:
         if c.exact:
@@ -338,14 +341,15 @@ def is_substantial_update(state: StoryState, features: StoryFeatures, decision: 
     """Substantial when the article's headline and lead name things (people, places, figures) the story so far
     never mentioned; copies and rewrites of what is known are not. `state` is the story before the article."""
     if decision is not None and decision.reason in ("exact", "near_duplicate"):
-        return UpdateCheck(False, (), f"{decision.reason.replace('_', ' ')} of an article already in the story")
+        what = decision.reason.replace("_", " ")
+        return UpdateCheck(False, (), f"{what} of an article already in the story")
     new = tuple(sorted(t for t in features.lead_terms if t not in state.terms))
     if len(new) >= params.update_min_new_terms:
         return UpdateCheck(True, new, f"headline/lead adds {len(new)} new names or figures")
     return UpdateCheck(False, new, "nothing new in headline/lead")
 
 
-# ---- index --------------------------------------------------------------------------------------------------
+# ---- index -------------------------------------------------------------------------------------------------
 
 class StoryIndex:
     """In-memory index of active stories: exact keys, MinHash LSH over tracked members, and nearest centroids
@@ -387,7 +391,7 @@ class StoryIndex:
         self.add_stories([(story_id, state)])
 
     def add_stories(self, items: Iterable[tuple[int, StoryState]]) -> None:
-        """Insert many stories at once (rebuilding at start): vectors go into the search structure in one batch."""
+        """Insert many stories at once (rebuilding at start): vectors go into the search in one batch."""
         items = list(items)
         ids = np.empty(len(items), np.int64)
         vecs = np.empty((len(items), DIM), np.float32)  # filled in place: no per-story temporaries
@@ -434,7 +438,8 @@ class StoryIndex:
 
     def evict_before(self, cutoff: datetime) -> list[int]:
         """Remove stories last updated before a time; returns their ids."""
-        old = [sid for sid, s in self._states.items() if s.last_updated is not None and s.last_updated < cutoff]
+        old = [sid for sid, s in self._states.items()
+               if s.last_updated is not None and s.last_updated < cutoff]
         for sid in old:
             self.remove_story(sid)
         return old
@@ -500,7 +505,8 @@ class StoryIndex:
         return [(self._ids[i], float(sims[i])) for i in sorted(top, key=lambda i: -sims[i])]
 
     def candidates(self, features: StoryFeatures, k: int | None = None) -> list[Candidate]:
-        """Stories to compare the article with: exact key/URL/hash matches, LSH near-copies, k nearest centroids;
+        """Stories to compare the article with: exact key/URL/hash matches, LSH near-copies, k nearest
+        centroids;
         stories outside the optional time window are left out."""
         p = self.params
         found: dict[int, Candidate] = {}
@@ -533,7 +539,8 @@ class StoryIndex:
             return True
 
 
-def place(index: StoryIndex, features: StoryFeatures, now: datetime | None = None) -> tuple[Decision, StoryState]:
+def place(index: StoryIndex, features: StoryFeatures,
+          now: datetime | None = None) -> tuple[Decision, StoryState]:
     """Decide for one article and return the story's new state (story_id None: a new story to be stored and
     then added with `index.add_story(new_id, state)`). Does not modify the index."""
     decision = decide(features, index.candidates(features), index.params)
@@ -542,7 +549,8 @@ def place(index: StoryIndex, features: StoryFeatures, now: datetime | None = Non
     return decision, join_story(index.get(decision.story_id), features, now, index.params)
 
 
-__all__ = ["Candidate", "DEFAULT_PARAMS", "Decision", "StoryFeatures", "StoryIndex", "StoryMember", "StoryParams",
-           "StoryState", "UpdateCheck", "decide", "featurize", "is_substantial_update", "join_story", "lead_text",
+__all__ = ["Candidate", "DEFAULT_PARAMS", "Decision", "StoryFeatures", "StoryIndex", "StoryMember",
+           "StoryParams", "StoryState", "UpdateCheck", "decide", "featurize", "is_substantial_update",
+           "join_story", "lead_text",
            "minhash_of", "new_story", "place", "salient_terms", "same_story_score", "sentences",
            "term_cosine"]

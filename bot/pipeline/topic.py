@@ -1,11 +1,11 @@
 """Topic scores of articles: the built-in "world" topic from a head trained on labelled news, operator topics
 (feeds.yaml) zero-shot from their description, example headlines and keywords.
 
-The world head works on all-MiniLM-L6-v2 embeddings of title + lead: the average of a distance-weighted cosine
-k-nearest-neighbour vote over the labelled examples and a multinomial logistic regression, both over all classes
-of the training file (World, Sports, Business, Sci/Tech for AG News), scored as P(World) with its log-odds
-shifted so the cross-validated decision threshold sits at 0.5. It is trained by
-`python -m bot.train.topic_head` and shipped in bot/resources (see PROVENANCE.md there); docs/story.md has numbers.
+The world head works on all-MiniLM-L6-v2 embeddings of title + lead: the average of a distance-weighted
+cosine k-nearest-neighbour vote over the labelled examples and a multinomial logistic regression, both over
+all classes of the training file (World, Sports, Business, Sci/Tech for AG News), scored as P(World) with its
+log-odds shifted so the cross-validated decision threshold sits at 0.5. It is trained by
+`python -m bot.train.topic_head` and shipped in bot/resources (PROVENANCE.md there); numbers in docs/story.md.
 """
 
 from __future__ import annotations
@@ -43,20 +43,15 @@ class TopicSpec:
     keywords: tuple[str, ...] = ()
 
 
-WORLD_SPEC = TopicSpec(
-    name=WORLD,
-    description="World news and geopolitics: international relations, war and conflict, diplomacy, sanctions, "
-                "security and defence, foreign elections and governments, migration, international organisations.",
-)
 
-# ---- text -----------------------------------------------------------------------------------------------------
+# ---- text --------------------------------------------------------------------------------------------------
 
 _NUMERIC_REF = re.compile(r"&?#(\d{2,5});")
 _SPACED_APOSTROPHE = re.compile(r"\s+(?=&?#39;[a-z])")  # "Dubai #39;s" is "Dubai's"
 
 
 def clean_text(s: str) -> str:
-    """Undo common feed/corpus artefacts (`#36;` for `$`, HTML entities, backslash escapes), squeeze spaces."""
+    """Undo feed/corpus artefacts (`#36;` for `$`, HTML entities, backslash escapes), squeeze spaces."""
     s = _SPACED_APOSTROPHE.sub("", s)
     s = _NUMERIC_REF.sub(lambda m: chr(int(m.group(1))) if int(m.group(1)) < 0x110000 else "", s)
     s = html.unescape(s)
@@ -84,7 +79,7 @@ def with_feed_override(scores: dict[str, float], all_world: bool) -> dict[str, f
     return {**scores, WORLD: 1.0} if all_world else dict(scores)
 
 
-# ---- the trained head -----------------------------------------------------------------------------------------
+# ---- the trained head --------------------------------------------------------------------------------------
 
 @dataclass
 class TopicHead:
@@ -144,8 +139,8 @@ class TopicHead:
         np.savez_compressed(npz_path, embeddings=self.embeddings.astype(np.float16),
                             labels=self.labels.astype(np.int16), coef=self.coef.astype(np.float32),
                             intercept=self.intercept.astype(np.float32))
-        doc = {"classes": list(self.classes), "positive": self.positive, "k": self.k, "threshold": self.threshold,
-               **self.meta}
+        doc = {"classes": list(self.classes), "positive": self.positive, "k": self.k,
+               "threshold": self.threshold, **self.meta}
         Path(json_path).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
     @classmethod
@@ -155,7 +150,8 @@ class TopicHead:
         with np.load(npz_path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in ("embeddings", "labels", "coef", "intercept")}
         meta = {k: v for k, v in doc.items() if k not in ("classes", "positive", "k", "threshold")}
-        return cls(embeddings=arrays["embeddings"].astype(np.float32), labels=arrays["labels"].astype(np.int64),
+        return cls(embeddings=arrays["embeddings"].astype(np.float32),
+                   labels=arrays["labels"].astype(np.int64),
                    classes=tuple(doc["classes"]), positive=doc["positive"], coef=arrays["coef"],
                    intercept=arrays["intercept"], k=int(doc["k"]), threshold=float(doc.get("threshold", 0.5)),
                    meta=meta)
@@ -169,17 +165,17 @@ def load_default_head() -> TopicHead:
 
 
 def load_head(directory: str | Path | None = None) -> TopicHead:
-    """A head written by the training command into `directory` (topic_head.npz + .json); None: the shipped one."""
+    """A head the training command wrote into `directory` (topic_head.npz + .json); None: the shipped one."""
     if directory is None:
         return load_default_head()
     d = Path(directory)
     return TopicHead.load(d / HEAD_NPZ, d / HEAD_JSON)
 
 
-# ---- operator topics (zero-shot) ------------------------------------------------------------------------------
+# ---- operator topics (zero-shot) ---------------------------------------------------------------------------
 
-# Cosine of MiniLM embeddings between a news text and a topic description rarely exceeds ~0.6; these bounds map
-# the useful range onto [0, 1] so that 0.5 is "clearly about it" (an uncalibrated score, unlike the world head).
+# Cosine of MiniLM embeddings between a news text and a topic description rarely exceeds ~0.6; these bounds
+# map the useful range onto [0, 1] so that 0.5 is "clearly about it" (uncalibrated, unlike the world head).
 ZS_LOW, ZS_HIGH = 0.15, 0.55
 KEYWORD_BONUS = 0.25
 

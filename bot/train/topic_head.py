@@ -19,6 +19,7 @@ import json
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -59,7 +60,8 @@ def load_labelled_csv(path: str | Path) -> Labelled:
     reader = csv.DictReader(io.StringIO(raw.decode("utf-8-sig")))
     missing = {"class", "title", "description"} - set(reader.fieldnames or ())
     if missing:
-        raise ValueError(f"{path}: header must have class,title,description (missing {', '.join(sorted(missing))})")
+        raise ValueError(f"{path}: header must have class,title,description "
+                         f"(missing {', '.join(sorted(missing))})")
     texts, labels = [], []
     for n, row in enumerate(reader, 2):
         label = (row.get("class") or "").strip()
@@ -83,8 +85,9 @@ def fit_head(X: np.ndarray, labels: np.ndarray, positive: str, *, k: int, C: flo
     y = np.array([classes.index(c) for c in labels])
     lr = LogisticRegression(C=C, max_iter=5000).fit(X, y)
     coef, intercept = lr.coef_, lr.intercept_
-    if len(classes) == 2:  # binary LR keeps one row; spell out both so the head is always softmax over classes
-        coef, intercept = np.vstack([-coef[0] / 2, coef[0] / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
+    if len(classes) == 2:  # binary LR keeps one row; spell out both so the head is always a softmax
+        coef = np.vstack([-coef[0] / 2, coef[0] / 2])
+        intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
     return TopicHead(embeddings=X.astype(np.float32), labels=y, classes=classes, positive=positive,
                      coef=coef.astype(np.float32), intercept=intercept.astype(np.float32), k=k,
                      threshold=threshold, meta=meta or {})
@@ -130,7 +133,7 @@ def cross_validate(X: np.ndarray, labels: np.ndarray, positive: str, folds: int 
     return {"n": len(labels), **metrics(labels == positive, pred)}
 
 
-def train(data_path: str | Path, embedder, positive: str = "1", *, evaluate: bool = True) -> TopicHead:  # noqa: ANN001
+def train(data_path: str | Path, embedder: Any, positive: str = "1", *, evaluate: bool = True) -> TopicHead:
     """Train a head on a labelled CSV; with `evaluate`, nested-CV scores go into its provenance."""
     data = load_labelled_csv(data_path)
     X = embedder.encode(data.texts)
@@ -146,7 +149,8 @@ def train(data_path: str | Path, embedder, positive: str = "1", *, evaluate: boo
 def main(argv: list[str] | None = None) -> int:
     """CLI: train and write topic_head.npz/topic_head.json."""
     parser = argparse.ArgumentParser(prog="newsdigest train classify", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="CSV (optionally gzipped) with header class,title,description")
+    parser.add_argument("--data", required=True,
+                        help="CSV (optionally gzipped) with header class,title,description")
     parser.add_argument("--positive", default="1", help="class value of the topic (AG News World: 1)")
     parser.add_argument("--out-dir", default=str(Path(__file__).resolve().parent.parent / "resources"),
                         help="where to write topic_head.npz and topic_head.json (default: the package's)")
