@@ -34,7 +34,8 @@ def sample_head(embedder) -> TopicHead:  # noqa: ANN001
 
 def test_clean_text_undoes_corpus_artefacts():
     raw = r"Oil Tops \$50\\Prices rose past #36;50 as Dubai #39;s output fell &amp; stocks slipped"
-    assert topic.clean_text(raw) == "Oil Tops $50 Prices rose past $50 as Dubai's output fell & stocks slipped"
+    want = "Oil Tops $50 Prices rose past $50 as Dubai's output fell & stocks slipped"
+    assert topic.clean_text(raw) == want
 
 
 def test_article_text_for_topic_is_title_and_a_short_lead():
@@ -49,7 +50,8 @@ def test_article_text_for_topic_is_title_and_a_short_lead():
 def test_feed_override_sets_world_to_one():
     assert topic.with_feed_override({"world": 0.2, "energy": 0.7}, True) == {"world": 1.0, "energy": 0.7}
     scores = {"world": 0.2}
-    assert topic.with_feed_override(scores, False) == scores and topic.with_feed_override(scores, False) is not scores
+    same = topic.with_feed_override(scores, False)
+    assert same == scores and same is not scores
 
 
 def test_shipped_head_loads_with_provenance():
@@ -64,9 +66,10 @@ def test_shipped_head_loads_with_provenance():
 def test_world_head_separates_world_news_from_the_rest(embedder):
     clf = TopicClassifier(embedder)
     texts = [topic.article_text_for_topic(t, d) for t, d in [
-        ("Russia warns NATO against sending troops to Ukraine", "Foreign Minister Lavrov said Moscow would not "
-         "tolerate any NATO military presence in Ukraine."),
-        ("UN envoy arrives in Khartoum for ceasefire talks", "The envoy will meet army and paramilitary leaders."),
+        ("Russia warns NATO against sending troops to Ukraine",
+         "Foreign Minister Lavrov said Moscow would not tolerate any NATO military presence in Ukraine."),
+        ("UN envoy arrives in Khartoum for ceasefire talks",
+         "The envoy will meet army and paramilitary leaders."),
         ("Striker's hat-trick sinks league leaders", "The visitors were beaten 3-1 in a rain-soaked match."),
         ("Chipmaker beats quarterly earnings forecasts", "Shares rose 8% after revenue topped expectations."),
     ]]
@@ -119,12 +122,13 @@ def test_eval_classify_scores_unseen_file_with_the_head(tmp_path, sample_head, e
     rows = SAMPLE.read_text().splitlines()
     unseen = tmp_path / "unseen.csv.gz"
     with gzip.open(unseen, "wt", encoding="utf-8") as fh:
-        fh.write("\n".join([rows[0],
-                            "1,Troops fire on protesters in capital as crisis deepens,The army imposed a curfew.",
-                            "1,Prime minister survives no-confidence vote in parliament abroad,Coalition partners "
-                            "backed the foreign government.",
-                            "2,Champions crash out of the cup,The holders lost on penalties.",
-                            "3,Bank raises rates by half a point,Markets had expected a smaller move."]) + "\n")
+        fh.write("\n".join([
+            rows[0],
+            "1,Troops fire on protesters in capital as crisis deepens,The army imposed a curfew.",
+            "1,Prime minister survives no-confidence vote in parliament abroad,Coalition partners "
+            "backed the foreign government.",
+            "2,Champions crash out of the cup,The holders lost on penalties.",
+            "3,Bank raises rates by half a point,Markets had expected a smaller move."]) + "\n")
     result = classify.run(unseen, head=sample_head, embedder=embedder)
     assert set(result) == {"n", "precision", "recall", "f1", "accuracy"} and result["n"] == 4
     assert all(0.0 <= result[k] <= 1.0 for k in ("precision", "recall", "f1", "accuracy"))
