@@ -106,6 +106,15 @@ def test_two_similar_events_stay_separate(embedder):
     assert len(set(pred)) == 4
 
 
+def test_placing_the_same_article_again_changes_nothing(embedder):
+    f = story.featurize(seed_writeups()[:1], embedder.encode)[0]
+    index = StoryIndex()
+    [(sid, _)] = stream(index, [f])
+    before = index.get(sid).to_bytes()
+    decision, state = story.place(index, f)
+    assert decision == story.Decision(sid, 1.0, "exact") and state.to_bytes() == before
+
+
 def test_exact_and_near_duplicate_copies(embedder):
     base = seed_writeups()[0]
     wire_copy = {**base, "key": "copy", "link": "https://other.example/x",

@@ -542,11 +542,15 @@ class StoryIndex:
 def place(index: StoryIndex, features: StoryFeatures,
           now: datetime | None = None) -> tuple[Decision, StoryState]:
     """Decide for one article and return the story's new state (story_id None: a new story to be stored and
-    then added with `index.add_story(new_id, state)`). Does not modify the index."""
+    then added with `index.add_story(new_id, state)`). Does not modify the index; placing an article that is
+    already a member returns the story's state unchanged, so reruns are idempotent."""
     decision = decide(features, index.candidates(features), index.params)
     if decision.story_id is None:
         return decision, new_story(features, now)
-    return decision, join_story(index.get(decision.story_id), features, now, index.params)
+    state = index.get(decision.story_id)
+    if decision.reason == "exact" and any(m.key == features.key for m in state.members):
+        return decision, state  # the same article again (a rerun): nothing changes
+    return decision, join_story(state, features, now, index.params)
 
 
 __all__ = ["Candidate", "DEFAULT_PARAMS", "Decision", "StoryFeatures", "StoryIndex", "StoryMember",
