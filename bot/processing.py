@@ -74,8 +74,8 @@ class Processor:
 
     def _load_index(self) -> story_stage.StoryIndex:
         index = story_stage.StoryIndex()
-        for story_id, state in self.store.story_states(utcnow() - self.window):
-            index.add_story(story_id, story_stage.StoryState.from_bytes(state))
+        index.add_stories((sid, story_stage.StoryState.from_bytes(state))
+                          for sid, state in self.store.story_states(utcnow() - self.window))
         log.info("same-story index: %d recent stories", len(index))
         return index
 
