@@ -82,6 +82,7 @@ def test_minhash_similar_texts_share_more_slots():
     ja = np.mean(story.minhash_of(a) == story.minhash_of(b))
     jc = np.mean(story.minhash_of(a) == story.minhash_of(c))
     assert ja > 0.6 > 0.2 > jc
+    assert len(story.minhash_of(" -- ")) == 0  # no words: no signature, so never a near-duplicate
 
 
 # ---- decisions on real text --------------------------------------------------------------------------------

@@ -118,8 +118,11 @@ def lead_text(title: str, text: str, n_sentences: int = 3) -> str:
 
 
 def minhash_of(text: str, num_perm: int = 128, shingle_words: int = 3) -> np.ndarray:
-    """MinHash signature (uint32 array) of a text's word shingles, for near-identical copy detection."""
+    """MinHash signature (uint32 array) of a text's word shingles, for near-identical copy detection; empty
+    for a text without words (it is then nobody's near-duplicate)."""
     words = _WORD.findall(text.lower())
+    if not words:
+        return np.zeros(0, MINHASH_DTYPE)
     n = shingle_words if len(words) >= shingle_words else max(len(words), 1)
     shingles = {" ".join(words[i:i + n]).encode() for i in range(max(len(words) - n + 1, 1))}
     m = MinHash(num_perm=num_perm, seed=MINHASH_SEED, scheme=MINHASH_SCHEME)
