@@ -138,7 +138,8 @@ def main() -> None:
     parser.add_argument("--no-crossover", action="store_true")
     args = parser.parse_args()
     print(f"cpus: {os.cpu_count()}  HNSW: dtype={story.ANN_DTYPE} M={story.ANN_CONNECTIVITY} "
-          f"ef_add={story.ANN_EXPANSION_ADD} ef_search={story.ANN_EXPANSION_SEARCH}  "
+          f"ef_add={story.ANN_EXPANSION_ADD} ef_search={story.ANN_EXPANSION_SEARCH} "
+          f"({story.ANN_EXPANSION_SEARCH_LARGE} from {story.ANN_LARGE:,})  "
           f"k={story.DEFAULT_PARAMS.k}  "
           f"ann_min_size={story.DEFAULT_PARAMS.ann_min_size}")
     if not args.no_crossover:

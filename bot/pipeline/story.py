@@ -44,6 +44,10 @@ ANN_DTYPE = "i8"
 ANN_CONNECTIVITY = 16
 ANN_EXPANSION_ADD = 40
 ANN_EXPANSION_SEARCH = 128
+# Graph search loses recall as the graph grows (measured on 1M synthetic stories: the true nearest story is among
+# the 20 hits for 70 / 82 / 89 / 93 % of queries at ef_search 128 / 256 / 512 / 1024): search wider when large.
+ANN_LARGE = 300_000
+ANN_EXPANSION_SEARCH_LARGE = 512
 ANN_THREADS = 0
 
 
@@ -498,6 +502,8 @@ class StoryIndex:
         if not self._states or k <= 0:
             return []
         if self._ann is not None:
+            self._ann.expansion_search = ANN_EXPANSION_SEARCH_LARGE if len(self._ann) >= ANN_LARGE \
+                else ANN_EXPANSION_SEARCH
             m = self._ann.search(vec.astype(np.float32), k)
             ids = [int(i) for i in m.keys]
             # Re-score exactly: the graph stores half-precision vectors.
