@@ -73,7 +73,7 @@ class Processor:
                    min_topic_score=feeds_file.digest.min_topic_score)
 
     def _load_index(self) -> story_stage.StoryIndex:
-        index = story_stage.StoryIndex()
+        index = story_stage.StoryIndex(story_stage.StoryParams(window=self.window))
         index.add_stories((sid, story_stage.StoryState.from_bytes(state))
                           for sid, state in self.store.story_states(utcnow() - self.window))
         log.info("same-story index: %d recent stories", len(index))
