@@ -117,7 +117,7 @@ async def test_subscribe_settings_and_buttons(world: World) -> None:
     assert sub is not None and sub.max_stories == 5 and sub.schedule.times == ("07:30", "19:00")
     # Anyone can press a button; only Manage Server members change anything.
     refused = await world.member.click(edited, custom_id="st:m:3")
-    assert refused.ephemeral and "administrators" in refused.response.content
+    assert refused.ephemeral and "Manage Server" in refused.response.content
     assert world.channel.last_message.content == edited.content
     assert world.chats.get_subscription(world.ref()).max_stories == 5
 
@@ -132,7 +132,7 @@ async def test_manage_server_is_checked_again_at_run_time(world: World) -> None:
     world.guild.set_command_permissions(world.command_id("subscribe"), {world.guild.default_role: True})
     assert "subscribe" in world.member.available_commands(world.channel)
     r = await world.member.slash(world.channel, "subscribe")
-    assert r.ephemeral and "only this group's administrators" in r.response.content
+    assert r.ephemeral and "only members with the Manage Server permission" in r.response.content
     assert world.chats.get_subscription(world.ref()) is None
 
 

@@ -73,6 +73,12 @@ _BY_NAME = {c.name: c for c in COMMANDS}
 _CHAT_ADMIN_COMMANDS = frozenset({"subscribe", "unsubscribe", "settings", "callback"})
 
 
+def _admins_of(inv: Invocation) -> str:
+    """Who may change a chat's subscription, in the platform's own words."""
+    return "members with the Manage Server permission" if inv.platform == "discord" else \
+        "this group's administrators"
+
+
 def needs_chat_admin(command: str) -> bool:
     """True when the command changes the chat's subscription (so a group member must be a chat admin)."""
     return command in _CHAT_ADMIN_COMMANDS
@@ -143,7 +149,7 @@ class CommandService:
 
     def _require_chat_admin(self, inv: Invocation, what: str) -> None:
         if inv.chat.is_group and not inv.user_is_chat_admin:
-            raise PermissionDenied(f"Sorry, only this group's administrators can {what}.")
+            raise PermissionDenied(f"Sorry, only {_admins_of(inv)} can {what}.")
 
     # users --------------------------------------------------------------------------------------------------
 
@@ -285,7 +291,7 @@ class CommandService:
         if not data.startswith("st:"):
             raise CommandError("That button is no longer valid. Send /settings again.")
         if inv.chat.is_group and not inv.user_is_chat_admin:
-            raise PermissionDenied("Only this group's administrators can change the settings.")
+            raise PermissionDenied(f"Only {_admins_of(inv)} can change the settings.")
         sub = self._subscription_for_settings(inv)
         _, key, value = (data.split(":", 2) + ["", ""])[:3]
         if key == "t":
@@ -389,7 +395,8 @@ class CommandService:
 
     def _cmd_importopml(self, inv: Invocation) -> Reply:
         if inv.attachment is None:
-            raise CommandError("Send the OPML file as a document with the caption /importopml.")
+            raise CommandError("Attach the OPML file to /importopml." if inv.platform == "discord" else
+                               "Send the OPML file as a document with the caption /importopml.")
         return Reply(blocks=(para("OPML import: ", self._feeds().import_opml(inv.attachment), "."),))
 
     def _cmd_exportopml(self, inv: Invocation) -> Reply:
