@@ -19,20 +19,27 @@ from bot.storage.store import Store
 from tests.fakes.telegram_api import TOKEN
 
 
+def worker_config(lease_s: float) -> RuntimeConfig:
+    """Fast ticks, so a killed-and-restarted worker test runs in seconds."""
+    return RuntimeConfig(scheduler_tick_s=0.2, claim_interval_s=0.05, lease_s=lease_s, shutdown_grace_s=5)
+
+
+async def run_until_signalled(runtime: ChatRuntime) -> None:
+    """Run a chat runtime until SIGINT or SIGTERM, then stop it cleanly."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await runtime.run(stop)
+
+
 async def main(db: str, api: str, lease_s: float) -> int:
     """Deliver until a signal; exit 0 after a clean stop."""
     store = Store.open(db)
     chats = ChatStore(store.engine)
     defaults = DigestDefaults()
     tg = TelegramChat(TOKEN, api, CommandService(chats, admins=(), defaults=defaults), receive=False)
-    runtime = ChatRuntime(chats, defaults, [tg], services=[tg],
-                          config=RuntimeConfig(scheduler_tick_s=0.2, claim_interval_s=0.05, lease_s=lease_s,
-                                               shutdown_grace_s=5))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await runtime.run(stop)
+    await run_until_signalled(ChatRuntime(chats, defaults, [tg], services=[tg], config=worker_config(lease_s)))
     store.close()
     return 0
 

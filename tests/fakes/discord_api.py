@@ -535,17 +535,17 @@ TOKEN = "fake-discord-token"
 
 
 async def _deliver(db: str, api_base: str, gateway: str, lease_s: float) -> int:
-    import signal
 
     import discord.gateway
     import discord.http
 
     from bot.chat.commands import CommandService
     from bot.chat.discord_chat import DISCORD_LIMITS, DiscordAdapter
-    from bot.chat.runtime import ChatRuntime, RuntimeConfig
+    from bot.chat.runtime import ChatRuntime
     from bot.settings import DigestDefaults, load_settings
     from bot.storage.chat_store import ChatStore
     from bot.storage.store import Store
+    from tests.fakes.chat_worker import run_until_signalled, worker_config
 
     discord.http.Route.BASE = api_base
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway)
@@ -554,14 +554,8 @@ async def _deliver(db: str, api_base: str, gateway: str, lease_s: float) -> int:
     defaults = DigestDefaults()
     adapter = DiscordAdapter(load_settings({"DISCORD_BOT_TOKEN": TOKEN}),
                              CommandService(chats, admins=(), defaults=defaults))
-    runtime = ChatRuntime(chats, defaults, [adapter], services=[adapter], limits={"discord": DISCORD_LIMITS},
-                          config=RuntimeConfig(scheduler_tick_s=0.2, claim_interval_s=0.05, lease_s=lease_s,
-                                               shutdown_grace_s=5))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await runtime.run(stop)
+    await run_until_signalled(ChatRuntime(chats, defaults, [adapter], services=[adapter],
+                                          limits={"discord": DISCORD_LIMITS}, config=worker_config(lease_s)))
     store.close()
     return 0
 
