@@ -132,7 +132,7 @@ async def test_real_client_connects_syncs_answers_and_sends(rig: Rig) -> None:
     sub = rig.chats.get_subscription(rig.ref("daily"))
     assert sub is not None and sub.active and sub.chat.thread_id == str(daily)
     body = await rig.slash(daily, "subscribe", permissions=EVERYONE_PERMISSIONS)
-    assert body["data"]["flags"] & 64 and "administrators" in body["data"]["content"]
+    assert body["data"]["flags"] & 64 and "Manage Server" in body["data"]["content"]
     body = await rig.slash(daily, "importopml", user_id=OWNER, attachments={"file": ("feeds.opml", OPML)})
     assert body["data"]["flags"] & 64 and "1 added" in body["data"]["content"]
     assert [f.url for f in rig.store.list_feeds()] == ["https://a.example/feed"]
