@@ -394,4 +394,4 @@ class Store:
                                                         created_at=utcnow()).on_conflict_do_nothing())
 
 
-__all__ = ["FeedRow", "NewArticle", "Store", "stories"]
+__all__ = ["FeedRow", "NewArticle", "Store"]
