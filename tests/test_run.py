@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -44,3 +45,10 @@ def test_run_prints_digest_to_terminal_and_stops_cleanly(tmp_path: Path, feed_se
     assert "Outlet A: https://a.example/lavrov" in text and "Outlet B: https://b.example/lavrov-nato" in text
     assert "Arsenal" not in text, "sport is not geopolitics"
     assert "stopped cleanly" in err.read_text()
+    # `newsdigest digest --json` shows what /summary would send now, from the same database.
+    digest = subprocess.run([sys.executable, "-m", "bot", "digest", "--since", "24h", "--json"], env=env,
+                            cwd=tmp_path, capture_output=True, timeout=120)
+    assert digest.returncode == 0, digest.stderr.decode()
+    (story,) = json.loads(digest.stdout)["stories"]
+    assert story["title"].startswith("Breaking: Russia Warns NATO") and story["outlet_count"] == 2
+    assert {lk["outlet"] for lk in story["links"]} == {"Outlet A", "Outlet B"}
