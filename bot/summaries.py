@@ -11,7 +11,7 @@ from bot.net import PAGE_ACCEPT, Fetcher, FetchLimits
 from bot.pipeline import article as article_stage
 from bot.ports import LinkSummary
 from bot.storage.store import Store
-from summarizer import Summarizer, Summary, cache_key
+from summarizer import Summarizer, Summary
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +71,8 @@ def summarize_stories(store: Store, summarizer: Summarizer, story_ids: Sequence[
         return 0
     results = summarizer.summarize_batch([d for _, d, _ in batch], titles=[t for _, _, t in batch],
                                          max_sentences=STORY_SENTENCES, max_chars=STORY_MAX_CHARS)
-    for (sid, docs, title), summary in zip(batch, results, strict=True):
-        key = cache_key(docs, title=title, model=summary.model, settings={})
-        store.set_story_summary(sid, title=title, summary=summary.text, key=key[:64], method=summary.model)
+    for (sid, _, title), summary in zip(batch, results, strict=True):
+        store.set_story_summary(sid, title=title, summary=summary.text, method=summary.model)
     return len(batch)
 
 

@@ -76,3 +76,14 @@ def test_summary_cache_first_writer_wins(store: Store) -> None:
     store.summary_put("k", "m", {"text": "a"})
     store.summary_put("k", "m", {"text": "b"})
     assert store.summary_get("k") == {"text": "a"} and store.summary_get("nope") is None
+
+
+def test_migrations_build_exactly_the_declared_schema(store: Store) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from bot.storage.tables import metadata
+
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == [], diff

@@ -367,11 +367,11 @@ class Store:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
 
-    def set_story_summary(self, story_id: int, *, title: str, summary: str, key: str, method: str) -> None:
+    def set_story_summary(self, story_id: int, *, title: str, summary: str, method: str) -> None:
         """Store a story's headline and summary."""
         with self._write() as conn:
             conn.execute(update(stories).where(stories.c.id == story_id).values(
-                title=title, summary=summary, summary_key=key, summary_method=method))
+                title=title, summary=summary, summary_method=method))
 
     def get_story(self, story_id: int) -> dict[str, Any] | None:
         """One story row."""

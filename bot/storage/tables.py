@@ -125,7 +125,6 @@ stories = Table(
     Column("topics", JSON),
     Column("state", LargeBinary),
     Column("summary", Text),
-    Column("summary_key", String(64)),
     Column("summary_method", String(100)),
 )
 

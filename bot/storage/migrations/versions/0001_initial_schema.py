@@ -68,7 +68,6 @@ def upgrade() -> None:
     sa.Column('topics', sa.JSON(), nullable=True),
     sa.Column('state', sa.LargeBinary(), nullable=True),
     sa.Column('summary', sa.Text(), nullable=True),
-    sa.Column('summary_key', sa.String(length=64), nullable=True),
     sa.Column('summary_method', sa.String(length=100), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_stories'))
     )
