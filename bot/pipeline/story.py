@@ -67,6 +67,9 @@ class StoryParams:
     max_terms: int = 256
     max_tracked_members: int = 64
     update_min_new_terms: int = 2
+    # A member that joined with at least this score (or as an exact/near copy, or as the story's first
+    # article) is core: digest ranking counts only core members' outlets, and summaries use only them.
+    core_threshold: float = 0.5
 
 
 DEFAULT_PARAMS = StoryParams()
@@ -334,6 +337,14 @@ def decide(features: StoryFeatures, candidates: Iterable[Candidate],
     return Decision(None, score, "new")
 
 
+def is_core_member(reason: str | None, score: float | None, params: StoryParams = DEFAULT_PARAMS) -> bool:
+    """Whether an article placed with this reason and score surely belongs to its story (a weak join may be
+    a wrong one: it must not raise the story's rank nor feed its summary)."""
+    if reason in ("new", "exact", "near_duplicate"):
+        return True
+    return reason == "same_story" and score is not None and score >= params.core_threshold
+
+
 @dataclass(frozen=True)
 class UpdateCheck:
     """Whether an article that joined a story brings new information, and which."""
@@ -564,6 +575,6 @@ def place(index: StoryIndex, features: StoryFeatures,
 
 __all__ = ["Candidate", "DEFAULT_PARAMS", "Decision", "StoryFeatures", "StoryIndex", "StoryMember",
            "StoryParams", "StoryState", "UpdateCheck", "decide", "featurize", "is_substantial_update",
-           "join_story", "lead_text",
+           "is_core_member", "join_story", "lead_text",
            "minhash_of", "new_story", "place", "salient_terms", "same_story_score", "sentences",
            "term_cosine"]
