@@ -41,7 +41,8 @@ class App:
     def close(self) -> None:
         """Release the parse pool and the database."""
         if self._parse_pool is not None:
-            self._parse_pool.shutdown(cancel_futures=True)
+            self._parse_pool.shutdown()
+            self._parse_pool = None
         self.store.close()
 
     def fetch_limits(self) -> FetchLimits:

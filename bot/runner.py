@@ -12,17 +12,23 @@ go on. Each step commits its own result, so a crash loses nothing committed and 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import hashlib
 import logging
+import multiprocessing
+import os
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
-from bot.errors import ExtractError, FetchError, NewsdigestError
+from bot.errors import ExtractError, FetchError, NewsdigestError, ParseError
 from bot.models import Entry
 from bot.net import PAGE_ACCEPT, Fetcher, utcnow
 from bot.pipeline import article as article_stage
@@ -33,6 +39,16 @@ from bot.storage.store import FeedRow, NewArticle, Store
 log = logging.getLogger("newsdigest.runner")
 
 _SPACE = re.compile(r"\s+")
+_T = TypeVar("_T")
+
+PARSER_DIED = "the parse process died while parsing it (a crash in the parser or out of memory)"
+
+
+class ParserCrashError(ParseError):
+    """A parse process died while parsing this feed, alone in its pool (so this feed is the cause)."""
+
+    def __init__(self) -> None:
+        super().__init__(PARSER_DIED)
 
 
 class ArticleProcessor(Protocol):
@@ -89,16 +105,97 @@ def parse_to_articles(body: bytes, url: str, content_type: str | None, date_fall
                        articles=tuple(new_article(e) for e in parsed.entries))
 
 
+def _watch_parent(parent_pid: int, initializer: Callable[[], object] | None) -> None:
+    """Runs first in each parse worker: exit when the parent is gone, then the caller's initializer."""
+
+    def watch() -> None:
+        # A parent killed with SIGKILL never shuts its pool down; without this its workers would live on.
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    if initializer is not None:
+        initializer()
+
+
+class ParsePool:
+    """A process pool for feed parsing that survives the death of a worker (a crash in C code, an OOM kill).
+
+    A dead worker breaks a ProcessPoolExecutor for good and fails every call it held. So the pool is rebuilt,
+    and each failed call is run again alone in a fresh one-worker process: one that kills that process too
+    raises ParserCrashError, the others return their result. Usable from any event loop and any thread.
+    """
+
+    def __init__(self, workers: int | None = None, *, initializer: Callable[[], object] | None = None) -> None:
+        self.workers = workers or max(1, min(4, os.cpu_count() or 1))
+        self._initializer = initializer
+        self._lock = threading.Lock()
+        self._alone = threading.Lock()
+        self._generation = 0
+        self.rebuilds = 0
+        self._pool = self._new(self.workers)
+
+    def _new(self, workers: int) -> ProcessPoolExecutor:
+        # "spawn": forking a process that runs an event loop and holds DB connections is unsafe.
+        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=functools.partial(_watch_parent, os.getpid(), self._initializer))
+
+    async def run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """`fn(*args)` in a worker process; raises ParserCrashError when it kills the process running it."""
+        for _ in range(3):
+            with self._lock:
+                pool, generation = self._pool, self._generation
+            try:
+                future = pool.submit(fn, *args)
+            except BrokenProcessPool:
+                self._rebuild(generation)  # broken before this call reached it: just use the new pool
+                continue
+            try:
+                return await asyncio.wrap_future(future)
+            except BrokenProcessPool:
+                self._rebuild(generation)
+                break
+        return await asyncio.to_thread(self._run_alone, fn, args)
+
+    def _rebuild(self, generation: int) -> None:
+        with self._lock:
+            if generation != self._generation:
+                return  # another call saw the same break and rebuilt already
+            old, self._pool = self._pool, self._new(self.workers)
+            self._generation += 1
+            self.rebuilds += 1
+        log.warning("a parse process died; parse pool rebuilt")
+        old.shutdown(wait=False, cancel_futures=True)
+
+    def _run_alone(self, fn: Callable[..., _T], args: tuple) -> _T:
+        # One at a time, so that a process that dies here died of this call and no other.
+        with self._alone:
+            pool = self._new(1)
+            try:
+                return pool.submit(fn, *args).result()
+            except BrokenProcessPool:
+                raise ParserCrashError() from None
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    def shutdown(self) -> None:
+        """Stop the workers and wait for them to exit."""
+        with self._lock:
+            pool = self._pool
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 class Runner:
     """Polls feeds and fills article text; owns no chat logic.
 
-    `parse_pool` (a process pool) spreads feed parsing, which is CPU-bound, over the machine's cores; without
-    one, parsing runs in a thread.
+    `parse_pool` spreads feed parsing, which is CPU-bound, over the machine's cores; without one, parsing runs
+    in a thread.
     """
 
     def __init__(self, store: Store, fetcher: Fetcher, *, policy: feed_stage.PollPolicy | None = None,
                  processor: ArticleProcessor | None = None, rng: random.Random | None = None,
-                 progress_every_s: float = 5.0, parse_pool: Executor | None = None) -> None:
+                 progress_every_s: float = 5.0, parse_pool: ParsePool | None = None) -> None:
         self.store = store
         self.fetcher = fetcher
         self.policy = policy or feed_stage.PollPolicy()
@@ -123,7 +220,7 @@ class Runner:
                 return
             args = (result.body, result.final_url or feed.url, result.content_type, feed.date_fallback)
             if self.parse_pool is not None:
-                parsed = await asyncio.get_running_loop().run_in_executor(self.parse_pool, parse_to_articles, *args)
+                parsed = await self.parse_pool.run(parse_to_articles, *args)
             else:
                 parsed = await asyncio.to_thread(parse_to_articles, *args)
             report.fetched += 1
@@ -138,9 +235,16 @@ class Runner:
             if parsed.bozo_reason:
                 log.info("%s: parsed with problems (%s); %d entries kept", feed.url, parsed.bozo_reason,
                          len(parsed.articles))
-        except NewsdigestError as exc:
+        except Exception as exc:  # noqa: BLE001 - every failure is data on the feed, ours included
+            if not isinstance(exc, NewsdigestError):
+                log.error("%s: unexpected error while polling", feed.url, exc_info=exc)
             decision = feed_stage.after_failure(exc, previous_errors=feed.error_count, interval_s=feed.interval_s,
                                                 now=now, rng=self.rng, policy=self.policy)
+            if isinstance(exc, ParserCrashError) and PARSER_DIED in (feed.last_error or "") \
+                    and decision.paused_reason is None:
+                decision = dataclasses.replace(
+                    decision, paused_reason="it killed the parse process twice in a row (a crash in the parser "
+                                            "or out of memory)")
             report.failed.append({"url": feed.url, "error": decision.error})
             await asyncio.to_thread(self.store.record_feed_failure, feed.id, now=now, error=decision.error,
                                     error_count=decision.error_count, next_check_at=decision.next_check_at,
@@ -173,7 +277,10 @@ class Runner:
             try:
                 page = await self.fetcher.get(item["url"], accept=PAGE_ACCEPT)
                 text = await asyncio.to_thread(article_stage.extract_article, page.body, page.final_url)
-            except (FetchError, ExtractError) as exc:
+            except Exception as exc:  # noqa: BLE001 - a bad page is recorded on its article, never ends the pass
+                if not isinstance(exc, FetchError | ExtractError):
+                    log.error("article %s: unexpected error while extracting %s", item["id"], item["url"],
+                              exc_info=exc)
                 give_up = item["extract_attempts"] + 1 >= 3 or (isinstance(exc, FetchError) and not exc.transient)
                 await asyncio.to_thread(self.store.set_article_text, item["id"], text=None,
                                         error=feed_stage.describe_error(exc), give_up=give_up)
@@ -221,12 +328,6 @@ class Runner:
             t.result()
 
 
-def parse_pool(workers: int | None = None) -> Executor:
+def parse_pool(workers: int | None = None) -> ParsePool:
     """A process pool for feed parsing, one worker per core (at most 4)."""
-    import multiprocessing
-    import os
-    from concurrent.futures import ProcessPoolExecutor
-
-    n = workers or max(1, min(4, os.cpu_count() or 1))
-    # "spawn": forking a process that runs an event loop and holds DB connections is unsafe.
-    return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"))
+    return ParsePool(workers)

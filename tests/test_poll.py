@@ -154,3 +154,76 @@ async def test_private_feed_blocked_by_default(sqlite_store: Store, feed_server,
     assert report.failed and "non-public" in report.failed[0]["error"]
     assert sum(feed_server.hits.values()) == 0
     assert sqlite_store.list_feeds()[0].paused_reason.startswith("blocked URL")
+
+
+def _rss(title: str, link: str, extra: str = "") -> bytes:
+    return ('<?xml version="1.0"?><rss version="2.0"><channel><title>T</title><link>http://x/</link>'
+            f"<item><title>{title}</title><link>{link}</link><description>{title}.</description></item>"
+            f"</channel></rss>{extra}").encode()
+
+
+async def test_dead_parse_worker_is_recorded_on_its_feed_and_paused_the_second_time(
+        sqlite_store: Store, feed_server) -> None:  # noqa: ANN001
+    from bot.runner import ParsePool
+    from tests.fakes.crashing_parser import CRASH_MARKER, install
+
+    feed_server.files["/crash.xml"] = _rss("Boom", "https://c.example/1", CRASH_MARKER.decode())
+    for i in range(3):
+        feed_server.files[f"/ok{i}.xml"] = _rss(f"Story {i}", f"https://ok.example/{i}")
+    crash, _ = sqlite_store.add_feed(FeedSpec(url=feed_server.url("/crash.xml")), "cli")
+    good = [sqlite_store.add_feed(FeedSpec(url=feed_server.url(f"/ok{i}.xml")), "cli")[0].id for i in range(3)]
+    pool = ParsePool(2, initializer=install)
+    try:
+        async with Fetcher(LIMITS) as fetcher:
+            runner = Runner(sqlite_store, fetcher, parse_pool=pool)
+            first = await runner.poll_once(force=True)
+            rows = {r.id: r for r in sqlite_store.list_feeds()}
+            # Only the feed that killed the worker fails; those parsed beside it when it died are stored.
+            assert [f["url"] for f in first.failed] == [crash.url]
+            assert first.new_articles == 3 == sqlite_store.count_articles()
+            assert rows[crash.id].error_count == 1 and "parse process died" in rows[crash.id].last_error
+            assert rows[crash.id].paused_reason is None and rows[crash.id].next_check_at > utcnow()
+            assert all(rows[i].error_count == 0 and rows[i].last_success_at for i in good)
+
+            second = await runner.poll_once(force=True)
+            assert [f["url"] for f in second.failed] == [crash.url]
+            paused = sqlite_store.get_feed(crash.id)
+            assert paused.error_count == 2 and "twice" in paused.paused_reason
+            assert "parse process" in paused.paused_reason
+
+            # The rebuilt pool keeps parsing: a new feed is stored, and the paused one is left alone.
+            feed_server.files["/new.xml"] = _rss("Story n", "https://ok.example/n")
+            sqlite_store.add_feed(FeedSpec(url=feed_server.url("/new.xml")), "cli")
+            third = await runner.poll_once()
+            assert (third.feeds, third.failed, third.new_articles) == (1, [], 1)
+            assert pool.rebuilds >= 2
+    finally:
+        pool.shutdown()
+
+
+async def test_unexpected_exception_is_recorded_on_the_feed(sqlite_store: Store, feed_server, monkeypatch,
+                                                           caplog) -> None:  # noqa: ANN001
+    import bot.runner
+
+    real = bot.runner.parse_to_articles
+
+    def buggy(body: bytes, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if b"Bug" in body:
+            return {}["no such key"]
+        return real(body, *args, **kwargs)
+
+    monkeypatch.setattr(bot.runner, "parse_to_articles", buggy)
+    feed_server.files["/bug.xml"] = _rss("Bug", "https://b.example/1")
+    feed_server.files["/ok.xml"] = _rss("Fine", "https://ok.example/1")
+    bug, _ = sqlite_store.add_feed(FeedSpec(url=feed_server.url("/bug.xml"), interval_s=600), "cli")
+    ok, _ = sqlite_store.add_feed(FeedSpec(url=feed_server.url("/ok.xml")), "cli")
+    async with Fetcher(LIMITS) as fetcher:
+        report = await Runner(sqlite_store, fetcher).poll_once()
+    assert report.failed == [{"url": bug.url, "error": "KeyError: 'no such key'"}]
+    assert report.new_articles == 1
+    row = sqlite_store.get_feed(bug.id)
+    assert row.error_count == 1 and row.last_error == "KeyError: 'no such key'" and row.paused_reason is None
+    assert row.next_check_at >= utcnow() + timedelta(seconds=600 * 0.5 - 5), "backoff as for any failure"
+    assert sqlite_store.get_feed(ok.id).error_count == 0
+    logged = [r for r in caplog.records if r.exc_info and r.exc_info[0] is KeyError]
+    assert logged and bug.url in logged[0].getMessage(), "the traceback goes to the log"
