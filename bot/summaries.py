@@ -9,6 +9,8 @@ from typing import Any
 
 from bot.net import PAGE_ACCEPT, Fetcher, FetchLimits
 from bot.pipeline import article as article_stage
+from bot.pipeline.digest import repeats_headline, strip_headline, strip_leading_headline
+from bot.pipeline.story import is_core_member
 from bot.ports import LinkSummary
 from bot.storage.store import Store
 from summarizer import Summarizer, Summary
@@ -36,26 +38,42 @@ class StoreSummaryCache:
         self.store.summary_put(key, summary.model, summary.to_dict())
 
 
-def _norm(line: str) -> str:
-    return " ".join(line.casefold().split())
+def without_headlines(text: str, titles: Sequence[str]) -> str:
+    """`text` without the lines that repeat one of these headlines, and without a headline glued to the start
+    of a line: the digest shows the headline already."""
+    kept = []
+    for line in text.splitlines():
+        for t in titles:
+            line = strip_leading_headline(line, t)
+        if not any(repeats_headline(line, t) for t in titles):
+            kept.append(line)
+    return "\n".join(kept)
+
+
+def core_members(members: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The members that surely belong to the story (`story.is_core_member`), in the given order."""
+    return [m for m in members if is_core_member(m.get("story_reason"), m.get("story_score"))]
 
 
 def story_documents(members: Sequence[dict[str, Any]]) -> tuple[list[str], str]:
-    """The texts to summarize (one per outlet, first seen first) and the headline (the first article's title).
+    """The texts to summarize (one per outlet, core members only, in order) and the headline (the lead's title).
 
-    Lines that repeat a member's headline are dropped: the digest shows the headline already.
+    `members` come earliest published first (Store.story_members); the lead is the first core member, the
+    article the digest shows first. A weak member may be about another event: it feeds neither the summary nor
+    the headline. Lines that repeat a core member's headline are dropped: the digest shows the headline already.
     """
-    titles = {_norm(m["title"]) for m in members if m["title"]}
+    core = core_members(members)
+    titles = [m["title"] for m in core if (m["title"] or "").strip()]
     docs, seen_feeds = [], set()
-    for m in members:
-        text = "\n".join(line for line in (m["text"] or "").splitlines() if _norm(line) not in titles)
+    for m in core:
+        text = without_headlines(m["text"] or "", titles)
         if m["feed_id"] in seen_feeds or not text.strip():
             continue
         seen_feeds.add(m["feed_id"])
         docs.append(text)
         if len(docs) >= MAX_DOCS_PER_STORY:
             break
-    title = members[0]["title"] if members else ""
+    title = core[0]["title"] if core else ""
     return docs, title
 
 
@@ -72,7 +90,7 @@ def summarize_stories(store: Store, summarizer: Summarizer, story_ids: Sequence[
     results = summarizer.summarize_batch([d for _, d, _ in batch], titles=[t for _, _, t in batch],
                                          max_sentences=STORY_SENTENCES, max_chars=STORY_MAX_CHARS)
     for (sid, _, title), summary in zip(batch, results, strict=True):
-        store.set_story_summary(sid, title=title, summary=summary.text, method=summary.model)
+        store.set_story_summary(sid, title=title, summary=strip_headline(summary.text, title), method=summary.model)
     return len(batch)
 
 
@@ -88,7 +106,9 @@ class LinkSummarizer:
             page = await fetcher.get(url, accept=PAGE_ACCEPT)
         text = await asyncio.to_thread(article_stage.extract_article, page.body, page.final_url)
         title = await asyncio.to_thread(article_stage.page_title, page.body)
-        summary = await asyncio.to_thread(self.summarizer.summarize, text, title=title or None,
+        title = title or text.split("\n", 1)[0][:200]
+        # The reply shows the headline above the summary: the summary must not say it again.
+        body = without_headlines(text, [title]) or text
+        summary = await asyncio.to_thread(self.summarizer.summarize, body, title=title or None,
                                           max_sentences=STORY_SENTENCES, max_chars=STORY_MAX_CHARS)
-        return LinkSummary(url=page.final_url or url, title=title or text.split("\n", 1)[0][:200],
-                           summary=summary.text)
+        return LinkSummary(url=page.final_url or url, title=title, summary=strip_headline(summary.text, title))

@@ -142,18 +142,22 @@ class StoryView:
 
 
 def story_embed(story: StoryView, *, color: int = EMBED_COLOR) -> dict[str, Any]:
-    """One story as one embed: headline linked to the first outlet, summary, the other outlets, a footer."""
+    """One story as one embed: headline linked to its lead article (the first link), summary, the other outlets,
+    a footer."""
     embed: dict[str, Any] = {"type": "rich", "title": clip(story.headline, TITLE_MAX) or "(untitled)",
                              "color": color}
-    links = [(name or "source", url) for name, url in story.links if safe_url(url)]
+    # The headline is the lead article's (links[0]): only that link may stand for it, never a later one.
+    lead = story.links[0] if story.links and safe_url(story.links[0][1]) else None
+    rest = [(name or "source", url) for name, url in story.links[1:] if safe_url(url)]
     fields: list[dict[str, Any]] = []
-    if links:
-        embed["url"] = safe_url(links[0][1])
-        source = masked_link(*links[0])
+    if lead is not None:
+        embed["url"] = safe_url(lead[1])
+        source = masked_link(lead[0] or "source", lead[1])
         if units(source) > FIELD_VALUE_MAX:
-            source = masked_link(links[0][0], None)  # too long to link here; the embed's title still links it
+            source = masked_link(lead[0] or "source", None)  # too long to link here; the embed's title links it
         fields.append({"name": "Source", "value": source, "inline": False})
-    others = [m for m in (masked_link(n, u) for n, u in links[1:]) if units(m) <= FIELD_VALUE_MAX // 2]
+    links = ([lead] if lead else []) + rest
+    others = [m for m in (masked_link(n, u) for n, u in rest) if units(m) <= FIELD_VALUE_MAX // 2]
     unlinked = max(0, story.outlet_count - len(links))
     also = _joined(others, " · ", FIELD_VALUE_MAX, " · and {n} more", unlinked) if others else (
         f"{unlinked} more outlet{'s' if unlinked != 1 else ''}" if unlinked else "")

@@ -135,26 +135,32 @@ def pack(units_: Iterable[tuple[str, int]], limit: int = MESSAGE_LIMIT, sep: str
     return messages
 
 
+def _outlet_label(outlet: str, url: str) -> str:
+    return cut(one_line(outlet) or urlsplit(url).hostname or "source", OUTLET_MAX)
+
+
 def story_spans(index: int, story: DigestStory, limit: int = MESSAGE_LIMIT) -> list[Span]:
-    """One story: numbered headline, summary, the first outlet's link and 'also reported by' the others."""
+    """One story: numbered headline linked to its lead article, summary, the lead's outlet (the same link),
+    then 'also reported by' the other outlets."""
     title = cut(one_line(story.title) or "(untitled)", TITLE_MAX)
-    head = [Span(f"{index}. {title}", bold=True)]
+    # The headline is the lead article's (links[0]): only that link may stand for it, never a later one.
+    lead = story.links[0] if story.links and safe_url(story.links[0].url) else None
+    head = [Span(f"{index}. ", bold=True), Span(title, bold=True, url=lead.url if lead else None)]
     if story.updated:
         head.append(Span(" (updated)", italic=True))
+    others = [(_outlet_label(lk.outlet, lk.url), lk.url) for lk in story.links[1:] if safe_url(lk.url)]
     links: list[Span] = []
-    shown = [(cut(one_line(lk.outlet) or urlsplit(lk.url).hostname or "source", OUTLET_MAX), lk.url)
-             for lk in story.links if safe_url(lk.url)]
-    if shown:
-        links.append(Span(shown[0][0], url=shown[0][1]))
-        if len(shown) > 1:
-            links.append(Span(" · also reported by "))
-            for i, (name, url) in enumerate(shown[1:]):
-                if i:
-                    links.append(Span(", "))
-                links.append(Span(name, url=url))
-        more = story.outlet_count - len(shown)
-        if more > 0:
-            links.append(Span(f" and {more} more"))
+    if lead is not None:
+        links.append(Span(_outlet_label(lead.outlet, lead.url), url=lead.url))
+    if others:
+        links.append(Span(" · also reported by " if links else "Reported by "))
+        for i, (name, url) in enumerate(others):
+            if i:
+                links.append(Span(", "))
+            links.append(Span(name, url=url))
+    more = story.outlet_count - len(others) - (lead is not None)
+    if links and more > 0:
+        links.append(Span(f" and {more} more"))
     summary = clean(story.summary).strip()
     fixed = sum(units(clean(sp.text)) for sp in head + links) + 4
     spans = [*head]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 # Ranking weights: breadth of coverage matters most, then freshness, then how on-topic the story is.
@@ -14,19 +16,24 @@ OUTLETS_FULL = 10  # outlets at which the coverage term saturates
 RECENCY_HALF_LIFE_H = 12.0
 MAX_LINKS = 6
 MAX_LOOKBACK = timedelta(hours=24)
+URL_MAX = 2048
 
 
 @dataclass(frozen=True)
 class OutletLink:
-    """One outlet's article about a story."""
+    """One outlet's article about a story: `title` is the article's own headline; `core` says it surely belongs
+    to the story (`story.is_core_member`): only core members are shown, so a link is never about another event."""
 
     outlet: str
     url: str
+    title: str = ""
+    core: bool = True
 
 
 @dataclass(frozen=True)
 class StoryCandidate:
-    """A stored story as the digest stage sees it (links: one per outlet, earliest first)."""
+    """A stored story as the digest stage sees it (links: its members, earliest published first; outlet_count:
+    distinct outlets among core members)."""
 
     id: int
     version: int
@@ -42,7 +49,10 @@ class StoryCandidate:
 
 @dataclass(frozen=True)
 class DigestStory:
-    """A story chosen for a digest; `updated` marks a substantial update of a story the chat already got."""
+    """A story chosen for a digest; `updated` marks a substantial update of a story the chat already got.
+
+    `title` is the headline of `links[0]` (the lead article) whenever that link has one, so the headline and
+    the first link are always the same article; `summary` never repeats the headline."""
 
     id: int
     version: int
@@ -97,11 +107,102 @@ def select_stories(candidates: Sequence[StoryCandidate], *, now: datetime, since
         previous = sent.get(c.id)
         if previous is not None and c.version <= previous:
             continue
-        chosen.append(DigestStory(id=c.id, version=c.version, title=c.title, summary=c.summary,
-                                  links=dedupe_links(c.links)[:MAX_LINKS], outlet_count=c.outlet_count,
-                                  score=score_story(c, now), updated=previous is not None))
+        links = story_links(c.links)
+        title = headline(c, links)
+        chosen.append(DigestStory(id=c.id, version=c.version, title=title, summary=strip_headline(c.summary, title),
+                                  links=links, outlet_count=c.outlet_count, score=score_story(c, now),
+                                  updated=previous is not None))
     chosen.sort(key=lambda s: (-s.score, -s.id))
     return tuple(chosen[:max_stories])
+
+
+def linkable(url: str | None) -> bool:
+    """An absolute http(s) URL with a host, no whitespace or control characters, short enough for any chat."""
+    if not url or len(url) > URL_MAX or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        return False
+
+
+def story_links(links: Sequence[OutletLink]) -> tuple[OutletLink, ...]:
+    """The links a digest shows: core members only, linkable, one per outlet and URL, the lead (earliest) first."""
+    return dedupe_links([lk for lk in links if lk.core and linkable(lk.url)])[:MAX_LINKS]
+
+
+def headline(c: StoryCandidate, links: Sequence[OutletLink]) -> str:
+    """The story's headline: the lead link's own title, so the headline and the first link are one article;
+    the stored title when there is no link or it has no title."""
+    if links and links[0].title.strip():
+        return " ".join(links[0].title.split())
+    return c.title
+
+
+# Words that carry no content: a sentence made of the headline's words plus these says nothing new.
+_FILLER = frozenset("a an the of in on at to for from by with and or but as is are was were be been has have had "
+                    "it its this that these those there here after over into amid says said say reports report "
+                    "reported according".split())
+_WORD = re.compile(r"\w+")
+# Sentence ends: a period/question/exclamation (maybe closed by a quote or bracket), then space.
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|(?<=[.!?…][\"”’')\]])\s+")
+# Title separators: "Headline - Outlet", "Headline | Section".
+_TITLE_PARTS = re.compile(r"\s+[-–—|:]\s+|:\s+")
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.casefold())
+
+
+def repeats_headline(sentence: str, title: str) -> bool:
+    """True when a sentence says no more than the headline: the same words, or at most a few filler words and
+    one new word besides the headline's (so a lede that adds who, where or how many is not a repeat)."""
+    head = _words(title)
+    words = _words(sentence)
+    if not head or not words:
+        return False
+    if words == head:
+        return True
+    parts = {tuple(_words(p)) for p in _TITLE_PARTS.split(title) if p.strip()}
+    if tuple(words) in parts and len(words) >= 3:
+        return True
+    known = set(head)
+    new = [w for w in words if w not in known and w not in _FILLER]
+    covered = sum(1 for w in words if w in known)
+    return len(words) >= 3 and covered >= 0.6 * len(words) and len(new) <= 1
+
+
+def strip_leading_headline(text: str, title: str) -> str:
+    """`text` without the headline glued to its start ("Quake hits Coalinga A 3.8 quake..." -> "A 3.8 quake...")."""
+    head = _words(title)
+    if len(head) < 3:  # a one- or two-word headline is too likely the subject of a real sentence
+        return text
+    matches = list(_WORD.finditer(text))
+    if len(matches) <= len(head) or [m.group().casefold() for m in matches[:len(head)]] != head:
+        return text
+    gap = text[matches[len(head) - 1].end():matches[len(head)].start()]
+    rest = text[matches[len(head)].start():]
+    # Glued means a new sentence starts right after: only a separator between, and a capital or figure next.
+    if gap.strip(" \t\n.:-–—|") or not (rest[:1].isupper() or rest[:1].isdigit()):
+        return text
+    return rest
+
+
+def strip_headline(summary: str, title: str) -> str:
+    """The summary without what repeats the headline (sentences that say no more than it, or the headline glued
+    to the first sentence); unchanged when nothing repeats it."""
+    if not summary.strip() or not _words(title):
+        return summary
+    kept, changed = [], False
+    for sentence in _SENTENCE_END.split(summary.strip()):
+        cut = strip_leading_headline(sentence, title)
+        if repeats_headline(cut, title):
+            changed = True
+            continue
+        changed = changed or cut != sentence
+        kept.append(cut)
+    return " ".join(kept) if changed else summary
 
 
 def dedupe_links(links: Sequence[OutletLink]) -> tuple[OutletLink, ...]:

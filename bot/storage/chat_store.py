@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 from bot.pipeline.digest import OutletLink, Schedule, StoryCandidate, next_due
 from bot.ports import ChatRef
 from bot.settings import DigestDefaults
+from bot.storage.store import outlet_name
 from bot.storage.tables import articles, chats, feeds, outbox, sent_stories, stories, subscriptions
 
 PENDING, SENT, FAILED, CANCELLED = "pending", "sent", "failed", "cancelled"
@@ -238,16 +239,25 @@ class ChatStore:
             ids = [r.id for r in rows]
             links: dict[int, list[OutletLink]] = {i: [] for i in ids}
             if ids:
-                outlet = func.coalesce(func.nullif(feeds.c.name, ""), feeds.c.title, feeds.c.url)
-                lq = (select(articles.c.story_id, articles.c.url, articles.c.canonical_url, outlet.label("outlet"))
+                # Imported here: story.py pulls numpy and scikit-learn, which most chat-store users never need.
+                from bot.pipeline.story import is_core_member
+
+                lq = (select(articles.c.story_id, articles.c.url, articles.c.canonical_url, articles.c.title,
+                             articles.c.story_reason, articles.c.story_score, feeds.c.id.label("feed_id"),
+                             feeds.c.name, feeds.c.title.label("feed_title"), feeds.c.url.label("feed_url"))
                       .select_from(articles.outerjoin(feeds, feeds.c.id == articles.c.feed_id))
                       .where(articles.c.story_id.in_(ids))
+                      # The order of Store.story_members: the first core member is the lead everywhere.
                       .order_by(articles.c.story_id, func.coalesce(articles.c.published_at, articles.c.fetched_at),
                                 articles.c.id))
                 for r in conn.execute(lq):
                     url = r.url or r.canonical_url
-                    if url and len(links[r.story_id]) < MAX_LINKS_PER_STORY:
-                        links[r.story_id].append(OutletLink(outlet=r.outlet or "", url=url))
+                    got = links[r.story_id]
+                    core = is_core_member(r.story_reason, r.story_score)
+                    # Weak members travel too (the digest stage drops them) but never crowd out core ones.
+                    if url and sum(lk.core for lk in got) < MAX_LINKS_PER_STORY and len(got) < 4 * MAX_LINKS_PER_STORY:
+                        outlet = outlet_name(r.name, r.feed_title, r.feed_url) if r.feed_id is not None else ""
+                        got.append(OutletLink(outlet=outlet, url=url, title=r.title or "", core=core))
         return [StoryCandidate(id=r.id, version=r.version, title=r.title or "", summary=r.summary or "",
                                major_update_at=r.major_update_at, outlet_count=r.outlet_count,
                                article_count=r.article_count, topic_score=r.topic_score or 0.0,

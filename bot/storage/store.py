@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -16,6 +18,73 @@ from bot.models import FeedSpec
 from bot.net import utcnow
 from bot.storage.db import make_engine, upgrade
 from bot.storage.tables import articles, feeds, stories, summaries
+
+# Labels that name no outlet: what OPML exporters and feed generators put when they know nothing better.
+GENERIC_LABELS = frozenset({
+    "", "all", "all articles", "all news", "all stories", "articles", "breaking", "breaking news", "default",
+    "front page", "frontpage", "headlines", "home", "home page", "homepage", "index", "latest", "latest news",
+    "latest stories", "main", "most recent", "new", "news", "news feed", "newsfeed", "recent", "stories",
+    "the latest", "top", "top headlines", "top news", "top stories", "untitled", "updates", "world", "world news",
+})
+# Format words that say how a feed is served, not whose it is ("RSS", "Atom feed", "RSS 2.0").
+_FORMAT_WORDS = frozenset({"rss", "atom", "xml", "feed", "feeds", "syndication", "channel"})
+_URL_LIKE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?(?:www\.)?[a-z0-9-]+(?:\.[a-z0-9-]+)+(?::\d+)?(?:[/?#]\S*)?$",
+                       re.IGNORECASE)
+_HOST_PREFIXES = ("www.", "feeds.", "feed.", "rss.")
+
+
+def feed_host(url: str | None) -> str:
+    """The feed URL's host without a 'www.'/'feeds.'/'rss.' prefix ('' when there is none)."""
+    try:
+        host = (urlsplit(url or "").hostname or "").lower()
+    except ValueError:
+        return ""
+    for prefix in _HOST_PREFIXES:
+        if host.startswith(prefix) and host.count(".") > 1:
+            return host[len(prefix):]
+    return host
+
+
+def is_generic_label(label: str | None, url: str | None = None) -> bool:
+    """True when a feed label names no outlet: empty, a bare URL or host, or a generic word like 'RSS' or
+    'Top stories'."""
+    text = " ".join((label or "").split())
+    if not text:
+        return True
+    if _URL_LIKE.match(text) or (url and text.rstrip("/").lower() in {url.rstrip("/").lower(), feed_host(url)}):
+        return True
+    words = [w for w in re.split(r"[^\w]+", text.casefold()) if w and not w.isdigit() and w not in _FORMAT_WORDS]
+    return " ".join(words) in GENERIC_LABELS
+
+
+def _own_name(name: str | None, title: str | None, url: str | None) -> str | None:
+    for label in (name, title):
+        if not is_generic_label(label, url):
+            return " ".join((label or "").split())
+    return None
+
+
+def display_name(name: str | None, title: str | None, url: str | None) -> str:
+    """How a feed is listed: its configured name, else the feed's own title (once a poll stored it), else its
+    URL; a generic label ('RSS', 'News', a bare URL or host) gives way to the next."""
+    return _own_name(name, title, url) or (url or name or title or "").strip()
+
+
+def outlet_name(name: str | None, title: str | None, url: str | None) -> str:
+    """How an outlet is shown next to its articles: as display_name, but the feed's host rather than its URL."""
+    return _own_name(name, title, url) or feed_host(url) or display_name(name, title, url)
+
+
+def _with_outlet(m: Any) -> dict[str, Any]:
+    """A row's mapping with `outlet` (outlet_name of its feed) in place of the raw feed_name/title/url."""
+    d = dict(m)
+    d["outlet"] = outlet_name(d.pop("feed_name", None), d.pop("feed_title", None), d.pop("feed_url", None)) \
+        if d.get("feed_id") is not None else ""
+    return d
+
+
+def _feed_label_columns() -> tuple[Any, ...]:
+    return (feeds.c.name.label("feed_name"), feeds.c.title.label("feed_title"), feeds.c.url.label("feed_url"))
 
 
 @dataclass(frozen=True)
@@ -47,8 +116,8 @@ class FeedRow:
 
     @property
     def display_name(self) -> str:
-        """Configured name, else the feed's own title, else its URL."""
-        return self.name or self.title or self.url
+        """Configured name, else the feed's own title, else its URL (generic labels skipped: see display_name)."""
+        return display_name(self.name, self.title, self.url)
 
 
 @dataclass(frozen=True)
@@ -286,14 +355,16 @@ class Store:
         """Stored articles, newest first, with their outlet name."""
         q = (select(articles.c.id, articles.c.key, articles.c.url, articles.c.title, articles.c.published_at,
                     articles.c.fetched_at, articles.c.text_source, articles.c.topic_score, articles.c.story_id,
-                    func.length(articles.c.text).label("text_chars"),
-                    func.coalesce(feeds.c.name, feeds.c.title, feeds.c.url).label("outlet"))
+                    func.length(articles.c.text).label("text_chars"), articles.c.feed_id, *_feed_label_columns())
              .select_from(articles.outerjoin(feeds, feeds.c.id == articles.c.feed_id))
              .order_by(articles.c.fetched_at.desc(), articles.c.id.desc()).limit(limit))
         if since is not None:
             q = q.where(articles.c.fetched_at >= since)
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q)]
+            rows = [_with_outlet(r._mapping) for r in conn.execute(q)]
+        for r in rows:
+            del r["feed_id"]
+        return rows
 
     def count_articles(self) -> int:
         """Number of stored articles."""
@@ -307,20 +378,21 @@ class Store:
         q = (select(articles.c.id, articles.c.key, articles.c.title, articles.c.text, articles.c.url,
                     articles.c.canonical_url, articles.c.published_at, articles.c.fetched_at,
                     articles.c.content_hash, articles.c.feed_id,
-                    func.coalesce(feeds.c.all_world, False).label("all_world"),
-                    func.coalesce(feeds.c.name, feeds.c.title, feeds.c.url, "").label("outlet"))
+                    func.coalesce(feeds.c.all_world, False).label("all_world"), *_feed_label_columns())
              .select_from(articles.outerjoin(feeds, feeds.c.id == articles.c.feed_id))
              .where(articles.c.processed_at.is_(None), articles.c.text_source != "pending")
              .order_by(articles.c.id).limit(limit))
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q)]
+            return [_with_outlet(r._mapping) for r in conn.execute(q)]
 
     def save_article_outcome(self, article_id: int, *, topic_score: float, topics: dict[str, float],
-                             story_id: int | None, reason: str | None, now: datetime) -> None:
-        """Record an article's topic scores and story; marks it processed."""
+                             story_id: int | None, reason: str | None, now: datetime,
+                             story_score: float | None = None) -> None:
+        """Record an article's topic scores, story, and how surely it belongs there; marks it processed."""
         with self._write() as conn:
             conn.execute(update(articles).where(articles.c.id == article_id).values(
-                topic_score=topic_score, topics=topics, story_id=story_id, story_reason=reason, processed_at=now))
+                topic_score=topic_score, topics=topics, story_id=story_id, story_reason=reason,
+                story_score=story_score, processed_at=now))
 
     def create_story(self, *, title: str, now: datetime, topic_score: float, topics: dict[str, float],
                      state: bytes) -> int:
@@ -341,14 +413,18 @@ class Store:
             conn.execute(update(stories).where(stories.c.id == story_id).values(**values))
 
     def refresh_story_counts(self, story_ids: Iterable[int]) -> None:
-        """Recount member articles and distinct outlets of these stories."""
+        """Recount member articles and the distinct outlets among core members (those that surely belong, by
+        `story.is_core_member`): a weak, possibly wrong join must not raise a story's rank."""
+        # Imported here: story.py pulls numpy and scikit-learn, which the feed commands never need.
+        from bot.pipeline.story import is_core_member
+
         with self._write() as conn:
             for sid in set(story_ids):
-                n, outlets = conn.execute(
-                    select(func.count(articles.c.id), func.count(func.distinct(articles.c.feed_id)))
-                    .where(articles.c.story_id == sid)).one()
-                conn.execute(update(stories).where(stories.c.id == sid).values(article_count=n,
-                                                                              outlet_count=max(outlets, 1)))
+                rows = conn.execute(select(articles.c.feed_id, articles.c.story_reason, articles.c.story_score)
+                                    .where(articles.c.story_id == sid)).all()
+                core = {r.feed_id for r in rows if is_core_member(r.story_reason, r.story_score)}
+                conn.execute(update(stories).where(stories.c.id == sid).values(
+                    article_count=len(rows), outlet_count=max(len(core), 1)))
 
     def story_states(self, since: datetime) -> list[tuple[int, bytes]]:
         """(id, state) of stories updated since a time: the window the same-story index covers."""
@@ -358,14 +434,16 @@ class Store:
                                                             stories.c.state.is_not(None)))]
 
     def story_members(self, story_id: int) -> list[dict[str, Any]]:
-        """A story's articles with outlet, link, first seen and text, oldest first."""
-        q = (select(articles.c.id, articles.c.title, articles.c.text, articles.c.url, articles.c.published_at,
-                    articles.c.fetched_at, articles.c.feed_id,
-                    func.coalesce(feeds.c.name, feeds.c.title, feeds.c.url, "").label("outlet"))
+        """A story's articles with outlet, link, times, text and how they joined, earliest published first
+        (the order the digest's links use, so the first core member is the story's lead everywhere)."""
+        q = (select(articles.c.id, articles.c.title, articles.c.text, articles.c.url, articles.c.canonical_url,
+                    articles.c.published_at, articles.c.fetched_at, articles.c.feed_id, articles.c.story_reason,
+                    articles.c.story_score, *_feed_label_columns())
              .select_from(articles.outerjoin(feeds, feeds.c.id == articles.c.feed_id))
-             .where(articles.c.story_id == story_id).order_by(articles.c.fetched_at, articles.c.id))
+             .where(articles.c.story_id == story_id)
+             .order_by(func.coalesce(articles.c.published_at, articles.c.fetched_at), articles.c.id))
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q)]
+            return [_with_outlet(r._mapping) for r in conn.execute(q)]
 
     def set_story_summary(self, story_id: int, *, title: str, summary: str, method: str) -> None:
         """Store a story's headline and summary."""
@@ -394,4 +472,5 @@ class Store:
                                                         created_at=utcnow()).on_conflict_do_nothing())
 
 
-__all__ = ["FeedRow", "NewArticle", "Store"]
+__all__ = ["GENERIC_LABELS", "FeedRow", "NewArticle", "Store", "display_name", "feed_host", "is_generic_label",
+           "outlet_name"]

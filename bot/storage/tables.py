@@ -106,6 +106,8 @@ articles = Table(
     Column("topics", JSON),
     Column("story_id", Integer, ForeignKey("stories.id", ondelete="SET NULL"), index=True),
     Column("story_reason", String(30)),
+    # The same-story decision's score: with story_reason it says whether the article surely belongs (core member).
+    Column("story_score", Float),
     Column("processed_at", UTCDateTime, index=True),
 )
 

@@ -35,7 +35,7 @@ def add_story(store: Store, *, title: str, summary: str, at: datetime, outlets: 
                 feed_id=feed_id, key=key, url=f"https://news{feed_id}.example/{sid}/{i}?a=1&b=<2>",
                 canonical_url=None, title=title, teaser="", text="", text_source="feed", content_hash=key,
                 published_at=at + timedelta(minutes=i), fetched_at=at + timedelta(minutes=i), extract_attempts=0,
-                story_id=sid))
+                story_id=sid, story_reason="new" if i == 0 else "same_story", story_score=None if i == 0 else 1.0))
     return sid
 
 
