@@ -3,6 +3,7 @@ and a local feed server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import uuid
 from collections.abc import Iterator
@@ -69,3 +70,15 @@ def feed_server() -> Iterator[FeedServer]:
     server = FeedServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes() -> Iterator[None]:
+    """Every process pool a test starts is shut down by the test (none is left to outlive pytest)."""
+    before = {p.pid for p in multiprocessing.active_children()}
+    yield
+    left = [p for p in multiprocessing.active_children() if p.pid not in before]
+    for p in left:
+        p.kill()
+        p.join(5)
+    assert not left, f"the test left {len(left)} child process(es) running: {left}"
