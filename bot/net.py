@@ -185,7 +185,8 @@ class Fetcher:
             headers["If-Modified-Since"] = last_modified
         host = (urlsplit(url).hostname or "").lower()
         total = timeout_s or self.limits.timeout_s
-        async with self._global, self._hosts[host]:
+        # Per host first: a request queued behind its host's limit must not sit on one of the global slots.
+        async with self._hosts[host], self._global:
             try:
                 async with asyncio.timeout(total):
                     return await self._get(url, headers, total)

@@ -96,3 +96,24 @@ async def test_http_errors_and_retry_after(feed_server) -> None:  # noqa: ANN001
     assert e429.value.retry_after == 120 and e429.value.transient
     assert e404.value.status == 404 and not e404.value.transient
     assert e500.value.transient
+
+
+async def test_a_burst_from_one_host_does_not_starve_another(feed_server) -> None:  # noqa: ANN001
+    import asyncio
+    import time
+
+    # Six slow pages from 127.0.0.1 with 4 connections overall and 1 per host: a request to another host
+    # (localhost, the same server) must start at once, not after the burst has drained.
+    port = feed_server.httpd.server_address[1]
+    async with Fetcher(FetchLimits(allow_private=True, max_connections=4, per_host=1, timeout_s=30)) as f:
+        burst = [asyncio.create_task(f.get(feed_server.url("/slow?s=1.5"))) for _ in range(6)]
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        other = await f.get(f"http://localhost:{port}/feeds/wsj_2020-04-27T2107Z.xml")
+        took = time.monotonic() - started
+        assert other.status == 200
+        assert took < 1.0, f"the other host waited {took:.1f} s for the burst"
+        assert sum(t.done() for t in burst) <= 1
+        for t in burst:
+            t.cancel()
+        await asyncio.gather(*burst, return_exceptions=True)
