@@ -5,9 +5,10 @@ Every problem is a ConfigError naming the source (variable or file), the key and
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import yaml
 from bot.errors import BlockedURLError, ConfigError
 from bot.models import FeedSpec
 from bot.net import check_url
+from bot.pipeline.feed import MIN_INTERVAL_S
 
 DEFAULT_DATABASE_URL = "sqlite:///data/newsdigest.db"
 DEFAULT_FEEDS_FILE = "feeds.yaml"
@@ -200,16 +202,40 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
 
 
+_TOP_KEYS = {"defaults", "feeds", "topics", "digest"}
+_DEFAULTS_KEYS = {"interval"}
 _FEED_KEYS = {"url", "name", "tags", "region", "language", "interval", "timeout", "enabled", "all_world",
               "date_fallback", "state_media"}
+_TOPIC_KEYS = {"name", "description", "examples", "keywords"}
+_DIGEST_KEYS = {"times", "every_hours", "timezone", "max_stories", "min_topic_score", "topics", "summary_cooldown"}
 
 
-def _feed_spec(raw: Any, where: str, src: str, default_interval: float) -> FeedSpec:
+def _mapping(raw: Any, allowed: Collection[str], src: str, where: str, problem: str = "must be a mapping") -> dict:
+    """`raw` when it is a mapping of known keys; else a ConfigError naming the key path and the likely key."""
     if not isinstance(raw, dict):
-        raise ConfigError(src, where, "each feed must be a mapping with at least 'url'")
-    unknown = set(raw) - _FEED_KEYS
-    if unknown:
-        raise ConfigError(src, f"{where}.{sorted(unknown)[0]}", f"unknown key (allowed: {', '.join(sorted(_FEED_KEYS))})")
+        raise ConfigError(src, where or "(top level)", problem)
+    for key in raw:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), sorted(allowed), n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise ConfigError(src, f"{where}.{key}" if where else str(key),
+                              f"unknown key; {hint}(allowed: {', '.join(sorted(allowed))})")
+    return raw
+
+
+def _interval(value: Any, src: str, where: str) -> int:
+    """A poll interval in whole seconds, at least MIN_INTERVAL_S (a shorter one would be silently raised)."""
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError(src, where, str(exc)) from None
+    if seconds < MIN_INTERVAL_S:
+        raise ConfigError(src, where, f"must be at least {MIN_INTERVAL_S:g} s (1m), got {value!r}")
+    return round(seconds)
+
+
+def _feed_spec(raw: Any, where: str, src: str, default_interval: int) -> FeedSpec:
+    _mapping(raw, _FEED_KEYS, src, where, "each feed must be a mapping with at least 'url'")
     url = raw.get("url")
     if not isinstance(url, str) or not url.strip():
         raise ConfigError(src, f"{where}.url", "missing or not a string")
@@ -217,11 +243,14 @@ def _feed_spec(raw: Any, where: str, src: str, default_interval: float) -> FeedS
         check_url(url.strip())
     except BlockedURLError as exc:
         raise ConfigError(src, f"{where}.url", exc.reason) from None
+    interval = _interval(raw["interval"], src, f"{where}.interval") if "interval" in raw else default_interval
     try:
-        interval = parse_duration(raw.get("interval", default_interval))
         timeout = parse_duration(raw["timeout"]) if raw.get("timeout") is not None else None
     except ValueError as exc:
-        raise ConfigError(src, f"{where}.interval/timeout", str(exc)) from None
+        raise ConfigError(src, f"{where}.timeout", str(exc)) from None
+    for key in ("name", "region", "language"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise ConfigError(src, f"{where}.{key}", "must be a string (quote it)")
     tags = raw.get("tags", [])
     if isinstance(tags, str):
         tags = [tags]
@@ -231,7 +260,7 @@ def _feed_spec(raw: Any, where: str, src: str, default_interval: float) -> FeedS
         if flag in raw and not isinstance(raw[flag], bool):
             raise ConfigError(src, f"{where}.{flag}", "must be true or false")
     return FeedSpec(url=url.strip(), name=str(raw.get("name") or ""), tags=tuple(tags),
-                    region=raw.get("region"), language=raw.get("language"), interval_s=int(interval),
+                    region=raw.get("region"), language=raw.get("language"), interval_s=interval,
                     timeout_s=timeout, enabled=raw.get("enabled", True), all_world=raw.get("all_world", False),
                     date_fallback=raw.get("date_fallback", False), state_media=raw.get("state_media", False))
 
@@ -239,8 +268,7 @@ def _feed_spec(raw: Any, where: str, src: str, default_interval: float) -> FeedS
 def _digest(raw: Any, src: str) -> DigestDefaults:
     if raw is None:
         return DigestDefaults()
-    if not isinstance(raw, dict):
-        raise ConfigError(src, "digest", "must be a mapping")
+    _mapping(raw, _DIGEST_KEYS, src, "digest")
     d = DigestDefaults()
     times = raw.get("times", list(d.times))
     if not isinstance(times, list) or not all(isinstance(t, str) and _TIME_OF_DAY.match(t) for t in times):
@@ -257,7 +285,7 @@ def _digest(raw: Any, src: str) -> DigestDefaults:
     if not isinstance(max_stories, int) or isinstance(max_stories, bool) or not 1 <= max_stories <= 30:
         raise ConfigError(src, "digest.max_stories", "must be a whole number from 1 to 30")
     score = raw.get("min_topic_score", d.min_topic_score)
-    if not isinstance(score, int | float) or not 0 <= score <= 1:
+    if not isinstance(score, int | float) or isinstance(score, bool) or not 0 <= score <= 1:
         raise ConfigError(src, "digest.min_topic_score", "must be a number from 0 to 1")
     topics = raw.get("topics", list(d.topics))
     if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
@@ -278,6 +306,7 @@ def _topics(raw: Any, src: str) -> tuple[TopicSpecConfig, ...]:
     out = []
     for i, t in enumerate(raw):
         where = f"topics[{i}]"
+        _mapping(t, _TOPIC_KEYS, src, where, "each topic must be a mapping with a name")
         if not isinstance(t, dict) or not isinstance(t.get("name"), str) or not t["name"].strip():
             raise ConfigError(src, f"{where}.name", "each topic needs a name")
         if not isinstance(t.get("description", ""), str):
@@ -311,16 +340,10 @@ def load_feeds_file(path: Path | None) -> FeedsFile:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "(file)"
         raise ConfigError(src, where, f"invalid YAML: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(src, "(top level)", "must be a mapping with 'feeds', 'topics', 'digest'")
-    unknown = set(data) - {"defaults", "feeds", "topics", "digest"}
-    if unknown:
-        raise ConfigError(src, sorted(unknown)[0], "unknown top-level key (allowed: defaults, feeds, topics, digest)")
-    defaults = data.get("defaults") or {}
-    try:
-        default_interval = parse_duration(defaults.get("interval", 900))
-    except ValueError as exc:
-        raise ConfigError(src, "defaults.interval", str(exc)) from None
+    _mapping(data, _TOP_KEYS, src, "", "must be a mapping with 'feeds', 'topics', 'digest'")
+    defaults = _mapping(data["defaults"] if data.get("defaults") is not None else {}, _DEFAULTS_KEYS, src,
+                        "defaults")
+    default_interval = _interval(defaults.get("interval", 900), src, "defaults.interval")
     raw_feeds = data.get("feeds") or []
     if not isinstance(raw_feeds, list):
         raise ConfigError(src, "feeds", "must be a list")

@@ -67,7 +67,22 @@ def test_shipped_feeds_file_is_valid() -> None:
 @pytest.mark.parametrize("content,key", [
     ("feeds: [{name: x}]", "feeds[0].url"),
     ("feeds: [{url: 'ftp://x/feed'}]", "feeds[0].url"),
-    ("feeds: [{url: 'https://a/f', interval: soon}]", "feeds[0].interval/timeout"),
+    ("feeds: [{url: 'https://a/f', interval: soon}]", "feeds[0].interval"),
+    ("feeds: [{url: 'https://a/f', timeout: 0}]", "feeds[0].timeout"),
+    ("feeds: [{url: 'https://a/f', interval: 0.5s}]", "feeds[0].interval"),
+    ("feeds: [{url: 'https://a/f', interval: 30s}]", "feeds[0].interval"),
+    ("feeds: [{url: 'https://a/f', name: [a]}]", "feeds[0].name"),
+    ("feeds: [{url: 'https://a/f', region: 5}]", "feeds[0].region"),
+    ("defaults: 5", "defaults"),
+    ("defaults: [interval]", "defaults"),
+    ("defaults: {interval: 0.5s}", "defaults.interval"),
+    ("defaults: {intervall: 5m}", "defaults.intervall"),
+    ("digest: 5", "digest"),
+    ("digest: {max_storys: 5}", "digest.max_storys"),
+    ("digest: {summary_cooldown: 0}", "digest.summary_cooldown"),
+    ("digest: {min_topic_score: true}", "digest.min_topic_score"),
+    ("topics: [{name: x, keyword: [a]}]", "topics[0].keyword"),
+    ("topics: [5]", "topics[0]"),
     ("feeds: [{url: 'https://a/f', colour: red}]", "feeds[0].colour"),
     ("feeds: [{url: 'https://a/f'}, {url: 'https://a/f'}]", "feeds[1].url"),
     ("feeds: [{url: 'https://a/f', enabled: 'yes'}]", "feeds[0].enabled"),
@@ -90,3 +105,44 @@ def test_bad_feeds_file_names_file_and_key(tmp_path: Path, content: str, key: st
 def test_missing_feeds_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_feeds_file(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("content,key,suggestion", [
+    ("digest: {max_storys: 5}", "digest.max_storys", "max_stories"),
+    ("digest: {timezon: UTC}", "digest.timezon", "timezone"),
+    ("feeds: [{url: 'https://a/f', intervall: 5m}]", "feeds[0].intervall", "interval"),
+    ("defaults: {intervall: 5m}", "defaults.intervall", "interval"),
+    ("topics: [{name: x, keyword: [a]}]", "topics[0].keyword", "keywords"),
+    ("feed: []", "feed", "feeds"),
+])
+def test_misspelt_key_is_refused_with_a_suggestion(tmp_path: Path, content: str, key: str, suggestion: str) -> None:
+    p = tmp_path / "feeds.yaml"
+    p.write_text(content)
+    with pytest.raises(ConfigError) as info:
+        load_feeds_file(p)
+    assert info.value.key == key and f"did you mean '{suggestion}'" in info.value.problem, str(info.value)
+
+
+def test_fractional_intervals_round_to_whole_seconds(tmp_path: Path) -> None:
+    p = tmp_path / "feeds.yaml"
+    p.write_text("defaults: {interval: 1.5m}\nfeeds: [{url: 'https://a/f'}, {url: 'https://a/g', interval: 90.6}]")
+    assert [f.interval_s for f in load_feeds_file(p).feeds] == [90, 91]
+
+
+@pytest.mark.parametrize("content", ["defaults: 5", "digest: {max_storys: 5}",
+                                     "feeds: [{url: 'https://a/f', interval: 0.5s}]"])
+def test_bad_feeds_file_exits_2_with_one_line(tmp_path: Path, content: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    p = tmp_path / "feeds.yaml"
+    p.write_text(content)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSDIGEST_", "TELEGRAM_", "DISCORD_"))}
+    env.update(NEWSDIGEST_FEEDS_FILE=str(p), NEWSDIGEST_DATABASE_URL=f"sqlite:///{tmp_path / 'nd.db'}",
+               PYTHONPATH=str(ROOT))
+    run = subprocess.run([sys.executable, "-m", "bot", "feeds", "list"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.startswith(f"newsdigest: configuration error: {p}: ") and run.stderr.count("\n") == 1
+    assert "Traceback" not in run.stderr and not (tmp_path / "nd.db").exists(), "refused before the database"
