@@ -12,13 +12,15 @@ import listparser
 from bot.errors import BlockedURLError, CommandError
 from bot.models import FeedSpec
 from bot.net import address_is_public, check_url
+from bot.pipeline.entry import canonical_url
 from bot.storage.store import FeedRow, Store
 
 MAX_OPML_BYTES = 2 * 1024 * 1024
 
 
 def validate_feed_url(url: str, *, allow_private: bool) -> str:
-    """Check a user-supplied feed URL: http(s), a host, and no literal private/loopback address.
+    """Check a user-supplied feed URL: http(s), a host, and no literal private/loopback address; returns it
+    canonical (as article URLs are: no tracking parameters or fragment, lowercase host, no default port).
 
     Hostnames are checked again at connect time by the fetcher, against the address actually connected to.
     """
@@ -35,7 +37,7 @@ def validate_feed_url(url: str, *, allow_private: bool) -> str:
         else:
             if not address_is_public(host):
                 raise BlockedURLError(url, f"{host} is not a public address")
-    return url
+    return canonical_url(url) or url
 
 
 def add_feed(store: Store, url: str, *, origin: str, allow_private: bool, name: str = "") -> tuple[FeedRow, bool]:
@@ -79,10 +81,11 @@ def import_opml(store: Store, data: bytes, *, origin: str, allow_private: bool) 
     report = ImportReport()
     seen: set[str] = set()
     for url, title in parse_opml(data):
-        if url in seen:
+        key = canonical_url(url) or url
+        if key in seen:
             report.duplicates.append(url)
             continue
-        seen.add(url)
+        seen.add(key)
         try:
             row, created = add_feed(store, url, origin=origin, allow_private=allow_private, name=title)
         except BlockedURLError as exc:

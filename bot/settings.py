@@ -19,6 +19,7 @@ import yaml
 from bot.errors import BlockedURLError, ConfigError
 from bot.models import FeedSpec
 from bot.net import check_url
+from bot.pipeline.entry import canonical_url
 from bot.pipeline.feed import MIN_INTERVAL_S
 
 DEFAULT_DATABASE_URL = "sqlite:///data/newsdigest.db"
@@ -243,6 +244,7 @@ def _feed_spec(raw: Any, where: str, src: str, default_interval: int) -> FeedSpe
         check_url(url.strip())
     except BlockedURLError as exc:
         raise ConfigError(src, f"{where}.url", exc.reason) from None
+    url = canonical_url(url) or url  # as the database stores it: a tracking parameter makes no second feed
     interval = _interval(raw["interval"], src, f"{where}.interval") if "interval" in raw else default_interval
     try:
         timeout = parse_duration(raw["timeout"]) if raw.get("timeout") is not None else None

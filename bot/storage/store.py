@@ -6,7 +6,7 @@ import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.models import FeedSpec
 from bot.net import utcnow
+from bot.pipeline.entry import canonical_url
 from bot.storage.db import make_engine, upgrade
 from bot.storage.tables import articles, feeds, stories, summaries
 
@@ -140,6 +141,17 @@ def _feed_row(r: Any) -> FeedRow:
     return FeedRow(**{k: (tuple(m[k] or ()) if k == "tags" else m[k]) for k in FeedRow.__dataclass_fields__})
 
 
+def _feed_url(url: str) -> str:
+    """A feed URL in the canonical form article URLs have, so that `?utm_source=x` is not a second feed."""
+    return canonical_url(url) or url.strip()
+
+
+def _same_feed(rows: Iterable[Any], url: str) -> Any | None:
+    """The row whose URL is canonically `url`, preferring an active one, then one already canonical, then the oldest."""
+    same = [r for r in rows if _feed_url(r.url) == url]
+    return min(same, key=lambda r: (r.removed, r.url != url, r.id)) if same else None
+
+
 def _spec_values(spec: FeedSpec) -> dict[str, Any]:
     return dict(url=spec.url, name=spec.name, tags=list(spec.tags), region=spec.region, language=spec.language,
                 interval_s=spec.interval_s, timeout_s=spec.timeout_s, enabled=spec.enabled,
@@ -190,10 +202,14 @@ class Store:
         """
         now = utcnow()
         counts = {"added": 0, "updated": 0, "removed": 0}
+        specs = [replace(s, url=_feed_url(s.url)) for s in specs]
         urls = {s.url for s in specs}
         with self._write() as conn:
-            existing = {r.url: r for r in conn.execute(select(feeds.c.id, feeds.c.url, feeds.c.origin,
-                                                                  feeds.c.removed))}
+            rows = conn.execute(select(feeds.c.id, feeds.c.url, feeds.c.origin, feeds.c.removed)).all()
+            groups: dict[str, list[Any]] = {}
+            for r in rows:
+                groups.setdefault(_feed_url(r.url), []).append(r)
+            existing = {url: _same_feed(group, url) for url, group in groups.items()}
             for spec in specs:
                 row = existing.get(spec.url)
                 if row is None:
@@ -202,20 +218,28 @@ class Store:
                                                       updated_at=now))
                     counts["added"] += 1
                 elif row.origin == "file" and not row.removed:
-                    conn.execute(update(feeds).where(feeds.c.id == row.id)
-                                 .values(**_spec_values(spec), updated_at=now))
+                    values = _spec_values(spec)
+                    if row.url != spec.url and any(r.url == spec.url for r in rows):
+                        values["url"] = row.url  # a removed row holds the canonical URL (unique): keep ours
+                    conn.execute(update(feeds).where(feeds.c.id == row.id).values(**values, updated_at=now))
                     counts["updated"] += 1
-            for url, row in existing.items():
-                if row.origin == "file" and not row.removed and url not in urls:
-                    conn.execute(update(feeds).where(feeds.c.id == row.id).values(removed=True, updated_at=now))
-                    counts["removed"] += 1
+            for url, group in groups.items():
+                for row in group:
+                    if row.origin == "file" and not row.removed and (url not in urls or existing[url] is not row):
+                        conn.execute(update(feeds).where(feeds.c.id == row.id).values(removed=True, updated_at=now))
+                        counts["removed"] += 1
         return counts
 
     def add_feed(self, spec: FeedSpec, origin: str) -> tuple[FeedRow, bool]:
         """Add a feed (or bring back a removed one); returns (row, created). Already-active URLs are not changed."""
         now = utcnow()
+        spec = replace(spec, url=_feed_url(spec.url))
         with self._write() as conn:
-            row = conn.execute(select(feeds).where(feeds.c.url == spec.url)).first()
+            # Only rows naming the same host can be the same feed (a stored URL may differ in case or port).
+            host = urlsplit(spec.url).hostname or ""
+            same = _same_feed(conn.execute(select(feeds.c.id, feeds.c.url, feeds.c.removed)
+                                           .where(feeds.c.url.ilike(f"%{host}%"))), spec.url)
+            row = conn.execute(select(feeds).where(feeds.c.id == same.id)).one() if same else None
             if row is not None and not row.removed:
                 return _feed_row(row), False
             if row is None:
@@ -241,7 +265,7 @@ class Store:
         if isinstance(id_or_url, int) or str(id_or_url).isdigit():
             cond = feeds.c.id == int(id_or_url)
         else:
-            cond = feeds.c.url == str(id_or_url)
+            cond = feeds.c.url.in_({str(id_or_url), _feed_url(str(id_or_url))})
         with self.engine.connect() as conn:
             row = conn.execute(select(feeds).where(cond, feeds.c.removed.is_(False))).first()
         return _feed_row(row) if row else None
