@@ -146,3 +146,57 @@ async def test_unknown_and_internal_errors(svc: CommandService) -> None:
     svc.chats = None  # type: ignore[assignment]
     r = await run(svc, "subscribe")
     assert "went wrong on my side" in text(r)
+
+
+def buttons_of(reply: Reply) -> dict[str, str]:
+    return {b.data: b.label for row in reply.buttons for b in row}
+
+
+async def test_topic_buttons_show_every_topic_and_an_explicit_all_state(store: Store) -> None:
+    from bot.chat.render_discord import DiscordRenderer
+
+    defaults = DigestDefaults(topics=("geopolitics",), summary_cooldown_s=60)
+    svc = CommandService(ChatStore(store.engine), admins=set(), defaults=defaults,
+                         topics=("world", "geopolitics", "energy"), clock=Clock())
+    r = await run(svc, "subscribe")
+    assert "Topics: geopolitics." in text(r)
+    r = await run(svc, "settings")
+    labels = buttons_of(r)
+    assert labels["st:p:*"] == "All topics" and labels["st:p:geopolitics"] == "✓ geopolitics"
+    assert labels["st:p:world"] == "world" and labels["st:p:energy"] == "energy"
+    hint = text(r)
+    assert "economy" not in hint and "topics geopolitics world" in hint and "geopolitics, world, energy" in hint
+
+    # Un-ticking the last topic does not silently mean "all topics": it is refused and says how to get all.
+    r = await run(svc, "callback", callback_data="st:p:geopolitics")
+    assert "only topic left" in (r.notice or "") and "Topics: geopolitics." in text(r)
+    r = await run(svc, "callback", callback_data="st:p:world")
+    assert "Topics: geopolitics, world." in text(r) and buttons_of(r)["st:p:world"] == "✓ world"
+    r = await run(svc, "callback", callback_data="st:p:*")
+    assert "Topics: all topics." in text(r) and r.notice == "Saved: all topics."
+    labels = buttons_of(r)
+    assert labels["st:p:*"] == "✓ All topics" and not any(v.startswith("✓") for k, v in labels.items()
+                                                            if k.startswith("st:p:") and k != "st:p:*")
+    # From "all topics", ticking one topic chooses just that one, and the buttons say so.
+    r = await run(svc, "callback", callback_data="st:p:energy")
+    assert "Topics: energy." in text(r) and buttons_of(r)["st:p:*"] == "All topics"
+    assert "Topics: all topics." in text(await run(svc, "settings", "topics", "all"))
+    assert "no longer offered" in text(await run(svc, "callback", callback_data="st:p:sports"))
+    # Discord shows every topic button too (5 buttons a row, 5 rows at most).
+    (m,) = DiscordRenderer().render_reply(await run(svc, "settings"))
+    shown = {b.data for row in m.buttons for b in row}
+    assert {"st:p:*", "st:p:geopolitics", "st:p:world", "st:p:energy"} <= shown
+
+
+def test_chat_topics_are_the_defaults_and_every_scored_topic() -> None:
+    from pathlib import Path
+
+    from bot.chat.wiring import chat_topics
+    from bot.pipeline.topic import WORLD
+    from bot.settings import FeedsFile, TopicSpecConfig
+
+    ff = FeedsFile(path=Path("feeds.yaml"), digest=DigestDefaults(topics=("energy",)),
+                   topics=(TopicSpecConfig(name="energy", description="Energy policy, oil and gas"),))
+    names = chat_topics(ff)
+    # The default first, then the built-in topics articles are scored on, each once.
+    assert names[0] == "energy" and WORLD in names and len(names) == len(set(names))

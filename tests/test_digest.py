@@ -16,8 +16,10 @@ from bot.pipeline.digest import (
     digest_since,
     next_due,
     period,
+    repeats_headline,
     score_story,
     select_stories,
+    strip_headline,
 )
 
 NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)
@@ -56,6 +58,58 @@ def test_links_deduplicated_per_outlet() -> None:
     links = [OutletLink("BBC", "https://a"), OutletLink("bbc ", "https://b"), OutletLink("DW", "https://a"),
              OutletLink("DW", "https://c"), OutletLink("X", "")]
     assert dedupe_links(links) == (OutletLink("BBC", "https://a"), OutletLink("DW", "https://c"))
+
+
+def test_weak_members_neither_rank_nor_show() -> None:
+    # A story with one sure member and five weak joins (maybe other events) vs a story of three sure outlets:
+    # outlet_count is core outlets (Store.refresh_story_counts), and no weak member's link reaches the digest.
+    weak = StoryCandidate(id=1, version=1, title="Quake hits Coalinga", summary="A 3.8 quake hit Coalinga.",
+                          major_update_at=NOW - timedelta(hours=1), outlet_count=1, article_count=6, topic_score=0.9,
+                          links=(OutletLink("A", "https://a.example/1", "Quake hits Coalinga"),
+                                 *(OutletLink(f"W{k}", f"https://w{k}.example/", f"Quake rattles town {k}", core=False)
+                                   for k in range(5))))
+    sure = cand(2, outlets=3)
+    first, second = select_stories([weak, sure], now=NOW, since=NOW - timedelta(days=1), max_stories=2)
+    assert first.id == 2 and second.id == 1
+    assert [lk.url for lk in second.links] == ["https://a.example/1"]
+
+
+def test_headline_is_the_first_links_article() -> None:
+    # The stored title came from another member than the earliest one: the headline follows the first link.
+    c = StoryCandidate(id=1, version=1, title="Later write-up", summary="Officials counted 40 dead on Monday.",
+                       major_update_at=NOW - timedelta(hours=1), outlet_count=2, article_count=2, topic_score=0.9,
+                       links=(OutletLink("Bad", "javascript:alert(1)", "Not a link"),
+                              OutletLink("Reuters", "https://reuters.example/a", "Floods kill 40 in Kerala"),
+                              OutletLink("AP", "https://ap.example/b", "Later write-up")))
+    (story,) = select_stories([c], now=NOW, since=NOW - timedelta(days=1), max_stories=1)
+    assert story.links[0].url == "https://reuters.example/a" and story.title == "Floods kill 40 in Kerala"
+    # No titled link: the stored title stays.
+    bare = StoryCandidate(**{**c.__dict__, "links": (OutletLink("Reuters", "https://reuters.example/a"),)})
+    assert select_stories([bare], now=NOW, since=NOW - timedelta(days=1), max_stories=1)[0].title == "Later write-up"
+
+
+def test_summary_never_repeats_the_headline() -> None:
+    title = "UN Security Council votes on ceasefire resolution"
+    assert repeats_headline("The UN Security Council votes on a ceasefire resolution.", title)
+    assert repeats_headline("Security Council votes on ceasefire.", title)
+    assert not repeats_headline("The resolution passed 13-0 with Russia and China abstaining.", title)
+    assert not repeats_headline("The UN Security Council voted on Friday in New York on a ceasefire resolution.",
+                                title)
+    assert not repeats_headline("U.S.", "U.S. backs ceasefire")
+    summary = ("The UN Security Council votes on a ceasefire resolution. The resolution passed 13-0. "
+               "Aid convoys are due on Sunday.")
+    assert strip_headline(summary, title) == "The resolution passed 13-0. Aid convoys are due on Sunday."
+    # The headline glued to the first sentence (feeds that put the title in the text) is cut off.
+    glued = f"{title} Diplomats said the text was softened overnight. Aid convoys are due on Sunday."
+    assert strip_headline(glued, title) == "Diplomats said the text was softened overnight. Aid convoys are due on Sunday."
+    # A sentence that merely starts like the headline and goes on is kept whole; nothing to strip: unchanged.
+    kept = "UN Security Council votes on ceasefire resolution drafted by Malta, diplomats say.\nMore to come."
+    assert strip_headline(kept, title) == kept
+    c = StoryCandidate(id=1, version=1, title=title, summary=summary, major_update_at=NOW - timedelta(hours=1),
+                       outlet_count=1, article_count=1, topic_score=0.9,
+                       links=(OutletLink("UN News", "https://news.un.example/1", title),))
+    (story,) = select_stories([c], now=NOW, since=NOW - timedelta(days=1), max_stories=1)
+    assert story.summary == "The resolution passed 13-0. Aid convoys are due on Sunday."
 
 
 def test_build_digest_versions() -> None:

@@ -194,3 +194,15 @@ def test_a_very_long_source_url_still_fits_its_field() -> None:
     embed = story_embed(story)
     assert all(len(f["value"]) <= 1024 for f in embed["fields"])
     assert embed["fields"][0]["value"] == "Outlet" and embed["url"].startswith("https://news.example/")
+
+
+def test_embed_url_is_the_headlines_own_article() -> None:
+    # The lead (links[0]) cannot be linked: the embed must not link the headline to another outlet's article.
+    story = DigestStory(3, 1, "Floods kill 40 in Kerala", "Rivers burst their banks.",
+                        (OutletLink("Odd", "ftp://odd.example/a"), OutletLink("AP", "https://ap.example/b")),
+                        outlet_count=2, score=0.5)
+    (message,) = R.render_digest(digest_of([story]))
+    (embed,) = message.extra["embeds"]
+    assert "url" not in embed
+    fields = {f["name"]: f["value"] for f in embed["fields"]}
+    assert "Source" not in fields and fields["Also reported by"] == "[AP](https://ap.example/b) · and 1 more"

@@ -102,3 +102,22 @@ def test_reply_with_file_and_digest() -> None:
     out = R.render_reply(Reply(blocks=(para("x"),), digest=d, file=OutgoingFile("f.opml", b"<opml/>", caption="c")))
     assert [m.file is not None for m in out] == [False, False, True]
     assert R.render_digest(Digest(NOW, NOW, ())) == []
+
+
+def test_headline_and_first_link_are_the_same_article() -> None:
+    s = story(1, "Floods kill 40 in Kerala", "Rivers burst their banks.",
+              [("Reuters", "https://reuters.example/a"), ("AP", "https://ap.example/b")])
+    (m,) = R.render_digest(Digest(NOW - timedelta(hours=1), NOW, (s,)))
+    plain, entities = parse_html(m.text)
+    links = [e for e in entities if e["type"] == "text_link"]
+    first = links[0]
+    assert plain[first["offset"]:first["offset"] + first["length"]] == "Floods kill 40 in Kerala"
+    assert [e["url"] for e in links] == ["https://reuters.example/a", "https://reuters.example/a",
+                                        "https://ap.example/b"]
+    assert "Reuters · also reported by AP and 2 more" in plain
+    # A lead that cannot be linked is not replaced by another article's link: the headline stays unlinked.
+    s = story(2, "Floods kill 40 in Kerala", "", [("Odd", "ftp://odd.example/a"), ("AP", "https://ap.example/b")])
+    (m,) = R.render_digest(Digest(NOW - timedelta(hours=1), NOW, (s,)))
+    plain, entities = parse_html(m.text)
+    assert [e["url"] for e in entities if e["type"] == "text_link"] == ["https://ap.example/b"]
+    assert "Reported by AP" in plain

@@ -87,3 +87,87 @@ def test_migrations_build_exactly_the_declared_schema(store: Store) -> None:
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == [], diff
+
+
+def test_core_outlets_lead_order_and_outlet_names(store: Store) -> None:
+    from bot.pipeline.digest import build_digest
+    from bot.storage.chat_store import ChatStore
+
+    now = utcnow()
+    reuters, _ = store.add_feed(FeedSpec(url="https://reuters.example/rss", name="Reuters"), "cli")
+    bbc, _ = store.add_feed(FeedSpec(url="https://feeds.bbc.example/news/world/rss.xml", name="RSS"), "opml")
+    bare, _ = store.add_feed(FeedSpec(url="https://www.c.example/rss", name="https://www.c.example/rss"), "opml")
+    # The OPML label "RSS" gives way to the feed's own title once a poll stored it.
+    store.record_feed_success(bbc.id, now=now, next_check_at=now, etag=None, last_modified=None,
+                              title="BBC News - World")
+
+    def one(feed_id: int, key: str, title: str, minutes: int) -> int:
+        a = NewArticle(key=key, url=f"https://{key}.example/a", canonical_url=f"https://{key}.example/a",
+                       title=title, teaser="", text="body", text_source="feed", content_hash="h" + key,
+                       published_at=now - timedelta(minutes=minutes))
+        return store.insert_articles(feed_id, [a], now)[0]
+
+    # Fetched in this order, but the BBC piece was published first: it leads (headline and first link).
+    first_seen = one(reuters.id, "r", "Floods kill 40 in Kerala", 10)
+    earliest = one(bbc.id, "b", "Kerala floods: 40 dead as rivers burst", 30)
+    weak = one(bare.id, "c", "Floods hit Kerala tourism season", 5)
+    sid = store.create_story(title="Floods kill 40 in Kerala", now=now, topic_score=0.9, topics={"world": 0.9},
+                             state=b"")
+    store.save_article_outcome(first_seen, topic_score=0.9, topics={}, story_id=sid, reason="new", now=now)
+    store.save_article_outcome(earliest, topic_score=0.9, topics={}, story_id=sid, reason="same_story", now=now,
+                               story_score=0.93)
+    store.save_article_outcome(weak, topic_score=0.9, topics={}, story_id=sid, reason="same_story", now=now,
+                               story_score=0.36)
+    store.refresh_story_counts([sid])
+    row = store.get_story(sid)
+    assert (row["article_count"], row["outlet_count"]) == (3, 2), "the weak join's outlet does not count"
+
+    members = store.story_members(sid)
+    assert [m["id"] for m in members] == [earliest, first_seen, weak]
+    assert [m["outlet"] for m in members] == ["BBC News - World", "Reuters", "c.example"]
+    assert [m["story_score"] for m in members] == [0.93, None, 0.36]
+
+    cands = ChatStore(store.engine).candidate_stories(now - timedelta(hours=1), now + timedelta(minutes=1))
+    (story,) = build_digest(cands, now=now + timedelta(minutes=1), since=now - timedelta(hours=1),
+                            max_stories=5).stories
+    assert story.title == "Kerala floods: 40 dead as rivers burst"
+    assert [(lk.outlet, lk.url) for lk in story.links] == [("BBC News - World", "https://b.example/a"),
+                                                           ("Reuters", "https://r.example/a")]
+    assert story.outlet_count == 2
+
+
+def test_generic_feed_labels_fall_back_to_the_feed_title() -> None:
+    from bot.storage.store import display_name, is_generic_label, outlet_name
+
+    url = "https://feeds.bbci.co.uk/news/world/rss.xml"
+    for generic in ("", "  ", "RSS", "rss feed", "Atom", "News", "Top Stories", "Top stories - RSS", "Latest News",
+                    "RSS 2.0", url, "feeds.bbci.co.uk", "bbc.co.uk/news", "https://example.org/"):
+        assert is_generic_label(generic, url), generic
+    for named in ("BBC News", "BBC News - World", "Reuters: World News", "Al Jazeera English", "Meduza"):
+        assert not is_generic_label(named, url), named
+    assert display_name("RSS", "BBC News - World", url) == "BBC News - World"
+    assert display_name(url, "BBC News - World", url) == "BBC News - World"
+    assert display_name("BBC", "BBC News - World", url) == "BBC", "an operator's own name wins"
+    assert display_name("Top stories", None, url) == url, "no title yet: the admin list shows the URL"
+    assert outlet_name("Top stories", None, url) == "bbci.co.uk", "next to an article: the host, not the URL"
+    assert outlet_name("RSS", "News", url) == "bbci.co.uk"
+
+
+def test_migration_adds_story_score_to_existing_articles(tmp_path) -> None:  # noqa: ANN001
+    from sqlalchemy import insert, inspect, select
+
+    from bot.storage.db import upgrade
+    from bot.storage.tables import articles
+
+    s = Store.open(f"sqlite:///{tmp_path / 'old.db'}", migrate=False)
+    try:
+        upgrade(s.engine, "0001")
+        assert "story_score" not in {c["name"] for c in inspect(s.engine).get_columns("articles")}
+        with s.engine.begin() as conn:
+            conn.execute(insert(articles).values(key="k", title="t", teaser="", text="x", text_source="feed",
+                                                 content_hash="h", fetched_at=utcnow(), extract_attempts=0))
+        upgrade(s.engine)
+        with s.engine.connect() as conn:
+            assert conn.execute(select(articles.c.key, articles.c.story_score)).all() == [("k", None)]
+    finally:
+        s.close()

@@ -54,3 +54,73 @@ def test_store_summary_cache_roundtrip(sqlite_store: Store) -> None:
     assert cache.get("k") is None
     cache.put("k", s)
     assert cache.get("k") == s
+
+
+HEADLINE = "Lavrov: Russia will not accept NATO troops in Ukraine"
+
+
+async def test_link_summary_never_repeats_the_headline(feed_server, summarizer: Summarizer) -> None:  # noqa: ANN001
+    from bot.pipeline.digest import repeats_headline
+
+    # The page's first paragraph restates its headline: the reply shows the headline above the summary, so the
+    # summary must say something else.
+    feed_server.files["/news/restated.html"] = page(
+        HEADLINE, "Russia will not accept NATO troops in Ukraine, Lavrov said.\n\n" + SEED)
+    result = await LinkSummarizer(summarizer, FetchLimits(allow_private=True))(
+        feed_server.url("/news/restated.html"))
+    assert result.title == HEADLINE and result.summary
+    sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z])", result.summary)
+    assert not any(repeats_headline(s, HEADLINE) for s in sentences), result.summary
+    assert HEADLINE not in result.summary and "Lavrov" in result.summary
+
+
+def member(i: int, feed_id: int, title: str, text: str, reason: str, score: float | None = None) -> dict:
+    return {"id": i, "feed_id": feed_id, "title": title, "text": text, "story_reason": reason, "story_score": score}
+
+
+def test_story_documents_use_only_core_members() -> None:
+    from bot.summaries import story_documents
+
+    members = [member(1, 1, "Floods kill 40 in Kerala", "Floods kill 40 in Kerala\nRivers burst their banks.", "new"),
+               member(2, 2, "Arsenal beat City", "Arsenal beat City 2-1 on Sunday.", "same_story", 0.2),
+               member(3, 3, "Kerala floods: 40 dead", "Kerala floods: 40 dead\nThe army was deployed.", "same_story",
+                      0.9),
+               member(4, 1, "Kerala rain", "More rain is due.", "exact")]
+    docs, title = story_documents(members)
+    assert title == "Floods kill 40 in Kerala", "the lead is the first core member"
+    assert docs == ["Rivers burst their banks.", "The army was deployed."], "weak members and headlines left out"
+    docs, title = story_documents([member(1, 1, "", "", "same_story", 0.1)])
+    assert (docs, title) == ([], "")
+
+
+def test_story_summary_is_built_from_core_members_only(sqlite_store: Store, summarizer: Summarizer) -> None:
+    from datetime import timedelta
+
+    from bot.models import FeedSpec
+    from bot.net import utcnow
+    from bot.pipeline.digest import repeats_headline
+    from bot.storage.store import NewArticle
+    from bot.summaries import summarize_stories
+
+    store, now = sqlite_store, utcnow()
+    lead_text = "Russia will not accept NATO troops in Ukraine, Lavrov said.\n\n" + SEED
+    football = ("Arsenal beat Manchester City 2-1 at the Emirates on Sunday. Bukayo Saka scored twice in the second "
+                "half. The result lifts Arsenal to the top of the Premier League table. City manager Pep Guardiola "
+                "said his side lacked energy after the midweek Champions League trip.")
+    ids = []
+    for k, (title, text) in enumerate([(HEADLINE, lead_text), ("Arsenal beat City to go top", football)]):
+        feed, _ = store.add_feed(FeedSpec(url=f"https://o{k}.example/rss", name=f"Outlet {k}"), "cli")
+        ids += store.insert_articles(feed.id, [NewArticle(
+            key=f"k{k}", url=f"https://o{k}.example/a", canonical_url=f"https://o{k}.example/a", title=title,
+            teaser="", text=text, text_source="feed", content_hash=f"h{k}",
+            published_at=now - timedelta(minutes=10 - k))], now)
+    sid = store.create_story(title=HEADLINE, now=now, topic_score=0.9, topics={}, state=b"")
+    store.save_article_outcome(ids[0], topic_score=0.9, topics={}, story_id=sid, reason="new", now=now)
+    # A wrong join with a low score: it must not feed the story's summary.
+    store.save_article_outcome(ids[1], topic_score=0.9, topics={}, story_id=sid, reason="same_story", now=now,
+                               story_score=0.33)
+    assert summarize_stories(store, summarizer, [sid]) == 1
+    row = store.get_story(sid)
+    assert row["title"] == HEADLINE and "Lavrov" in row["summary"]
+    assert not any(w in row["summary"] for w in ("Arsenal", "Saka", "Guardiola", "Premier League"))
+    assert not any(repeats_headline(s, HEADLINE) for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", row["summary"]))

@@ -43,6 +43,10 @@ MAX_FEEDS_LISTED = 40
 EVERY_CHOICES = (1, 2, 3, 4, 6, 8, 12, 24)
 MAX_STORIES_CHOICES = (3, 5, 8, 12)
 TIME_PRESETS = (("08:00",), ("08:00", "18:00"), ("07:00", "12:00", "19:00"))
+# Topic buttons: "All topics" and up to 7 topics, 4 to a row (Discord allows 5 rows of 5; 3 rows are schedule).
+TOPIC_BUTTONS_PER_ROW = 4
+MAX_TOPIC_BUTTONS = 7
+ALL_TOPICS = "*"  # callback value of the "All topics" button (no topic can be named so)
 
 
 @dataclass(frozen=True)
@@ -108,7 +112,8 @@ class CommandService:
         self.defaults = defaults
         self.feed_admin = feed_admin
         self.summarize = summarize
-        self.topics = tuple(dict.fromkeys([*topics, *defaults.topics]))
+        # Every topic a chat can choose: the given ones (built-in and operator topics) and the digest defaults.
+        self.topics = tuple(dict.fromkeys([*defaults.topics, *topics]))
         self.clock = clock
         self.bot_name = bot_name
         self._last_summary: dict[str, datetime] = {}
@@ -261,17 +266,27 @@ class CommandService:
             sub = self._apply_setting(sub, inv.args[0].lower(), list(inv.args[1:]))
         return self._settings_reply(sub)
 
+    def _topics_example(self) -> str:
+        return " ".join(self.topics[:2]) or "all"
+
     def _settings_reply(self, sub: Subscription, *, edit: bool = False, notice: str | None = None) -> Reply:
+        choices = ", ".join(self.topics)
         blocks = (para(bold("Digest settings")), *self._settings_blocks(sub),
                   para(italic("Text forms: /settings times 08:00 18:00 | every 6 | max 5 | "
-                              "timezone Europe/Berlin | topics world economy")))
+                              f"timezone Europe/Berlin | topics {self._topics_example()} | topics all"
+                              + (f". Topics: {choices}." if choices else ""))))
         return Reply(blocks=blocks, buttons=self._settings_buttons(sub), edit=edit, notice=notice)
 
     def _settings_blocks(self, sub: Subscription) -> tuple[Block, ...]:
         due = f" Next: {_fmt_time(sub.next_due_at, sub)}." if sub.next_due_at and sub.active else ""
         return (para("Schedule: ", sub.schedule.describe(), "." + due),
                 para(f"Stories per digest: at most {sub.max_stories}."),
-                para("Topics: ", ", ".join(sub.topics) if sub.topics else "all", "."))
+                para("Topics: ", ", ".join(sub.topics) if sub.topics else "all topics", "."))
+
+    def _topic_choices(self, sub: Subscription) -> tuple[str, ...]:
+        """Topics offered as buttons: the available ones, and any the chat chose that is no longer offered (so
+        it can be un-ticked)."""
+        return tuple(dict.fromkeys([*self.topics, *sub.topics]))[:MAX_TOPIC_BUTTONS]
 
     def _settings_buttons(self, sub: Subscription) -> tuple[tuple[Button, ...], ...]:
         times = tuple(Button(("✓ " if not sub.schedule.every_hours and tuple(sub.schedule.times) == p else "")
@@ -280,10 +295,12 @@ class CommandService:
                       for n in (3, 6, 12))
         most = tuple(Button(("✓ " if sub.max_stories == n else "") + f"{n} stories", f"st:m:{n}")
                      for n in MAX_STORIES_CHOICES)
-        topics = tuple(Button(("✓ " if t in sub.topics else "") + t, f"st:p:{t}"[:64]) for t in self.topics[:8])
+        # "All topics" is a state of its own, ticked when no topic is chosen; a topic button toggles one topic.
+        topics = [Button(("✓ " if not sub.topics else "") + "All topics", f"st:p:{ALL_TOPICS}"),
+                  *(Button(("✓ " if t in sub.topics else "") + t, f"st:p:{t}"[:64]) for t in self._topic_choices(sub))]
         rows = [times, every, most]
-        if topics:
-            rows.append(topics)
+        if len(topics) > 1:
+            rows += [tuple(topics[i:i + TOPIC_BUTTONS_PER_ROW]) for i in range(0, len(topics), TOPIC_BUTTONS_PER_ROW)]
         return tuple(rows)
 
     def _callback(self, inv: Invocation) -> Reply:
@@ -301,12 +318,30 @@ class CommandService:
         elif key == "m":
             sub = self._apply_setting(sub, "max", [value])
         elif key == "p":
-            current = list(sub.topics)
-            current = [t for t in current if t != value] if value in current else [*current, value]
-            sub = self._apply_setting(sub, "topics", current or ["all"])
+            return self._toggle_topic(sub, value)
         else:
             raise CommandError("That button is no longer valid. Send /settings again.")
         return self._settings_reply(sub, edit=True, notice="Saved.")
+
+    def _toggle_topic(self, sub: Subscription, value: str) -> Reply:
+        """A topic button: "All topics" clears the choice; a topic is ticked or un-ticked, and the last ticked
+        topic cannot be un-ticked (that would silently mean all topics: the "All topics" button says it)."""
+        if value == ALL_TOPICS:
+            if not sub.topics:
+                return self._settings_reply(sub, edit=True, notice="Already all topics.")
+            sub = self.chats.update_subscription(sub.id, self.clock(), topics=())
+            return self._settings_reply(sub, edit=True, notice="Saved: all topics.")
+        if value in sub.topics:
+            if len(sub.topics) == 1:
+                return self._settings_reply(sub, edit=True,
+                                            notice=f"{value} is the only topic left; tap All topics for everything.")
+            chosen = [t for t in sub.topics if t != value]
+        else:
+            if value not in self.topics:
+                raise CommandError("That topic is no longer offered. Send /settings again.")
+            chosen = [*sub.topics, value]
+        sub = self._apply_setting(sub, "topics", chosen)
+        return self._settings_reply(sub, edit=True, notice="Saved: " + ", ".join(sub.topics) + ".")
 
     def _apply_setting(self, sub: Subscription, key: str, values: list[str]) -> Subscription:
         now = self.clock()
@@ -344,10 +379,12 @@ class CommandService:
         if key == "topics":
             names = [p for v in values for p in v.replace(",", " ").split()]
             if not names:
-                raise CommandError(f"Usage: /settings topics {' '.join(self.topics) or 'world'} (or: all)")
+                raise CommandError(f"Usage: /settings topics {self._topics_example()} (or: all). "
+                                   f"Topics: {', '.join(self.topics) or 'none configured'}.")
             if [n.lower() for n in names] == ["all"]:
                 return self.chats.update_subscription(sub.id, now, topics=())
-            unknown = [n for n in names if n not in self.topics]
+            names = [n.lower() if n.lower() in self.topics else n for n in names]
+            unknown = [n for n in names if n not in self.topics and n not in sub.topics]
             if unknown:
                 raise CommandError(f"Unknown topic {unknown[0]!r}. Topics: {', '.join(self.topics)} (or: all)")
             return self.chats.update_subscription(sub.id, now, topics=tuple(dict.fromkeys(names)))

@@ -328,7 +328,7 @@ def build_commands(bot: DiscordBot) -> list[app_commands.Command]:
     @command("settings", manage=True)
     @app_commands.describe(setting="what to change; leave empty to see the settings with buttons",
                            value="e.g. times: 08:00 18:00 · every: 6 · max: 5 · timezone: Europe/Berlin · "
-                                 "topics: world economy")
+                                 "topics: all or topic names")
     async def settings(interaction: discord.Interaction, setting: SETTINGS_KEYS | None = None,
                        value: app_commands.Range[str, 1, 200] | None = None) -> None:
         if value and not setting:

@@ -20,12 +20,24 @@ log = logging.getLogger(__name__)
 AdapterFactory = Callable[[CommandService], ChatSink]
 
 
+def chat_topics(feeds_file: Any) -> list[str]:
+    """Every topic a chat can choose: the digest defaults, then every topic articles are scored on (the
+    built-in ones and the feeds file's)."""
+    from bot.pipeline import topic as topic_stage
+
+    specs = [topic_stage.TopicSpec(name=t.name, description=t.description, examples=t.examples,
+                                   keywords=t.keywords) for t in feeds_file.topics]
+    # The classifier loads nothing until it scores, and its names are the topics articles get scores for.
+    scored = topic_stage.TopicClassifier(None, topics=specs).names  # type: ignore[arg-type]
+    return list(dict.fromkeys([*feeds_file.digest.topics, *scored]))
+
+
 def build_command_service(app: Any, summarize: Summarize | None = None) -> CommandService:
     """The CommandService over the app's store, settings and feeds file."""
     s = app.settings
     return CommandService(ChatStore(app.store.engine), admins=s.admins, defaults=app.feeds_file.digest,
                           feed_admin=StoreFeedAdmin(app.store, allow_private=s.allow_private_urls),
-                          summarize=summarize, topics=[t.name for t in app.feeds_file.topics])
+                          summarize=summarize, topics=chat_topics(app.feeds_file))
 
 
 def build_chat_runtime(app: Any, *, summarize: Summarize | None = None,
