@@ -52,3 +52,4 @@ def test_run_prints_digest_to_terminal_and_stops_cleanly(tmp_path: Path, feed_se
     (story,) = json.loads(digest.stdout)["stories"]
     assert story["title"].startswith("Breaking: Russia Warns NATO") and story["outlet_count"] == 2
     assert {lk["outlet"] for lk in story["links"]} == {"Outlet A", "Outlet B"}
+    assert story["links"][0]["title"] == story["title"], "the headline is the first link's article"

@@ -18,7 +18,8 @@ def digest_json(digest: Digest) -> dict[str, Any]:
     return {"since": digest.since.isoformat(), "until": digest.until.isoformat(),
             "stories": [{"id": s.id, "version": s.version, "title": s.title, "summary": s.summary,
                          "score": round(s.score, 4), "outlet_count": s.outlet_count,
-                         "links": [{"outlet": lk.outlet, "url": lk.url} for lk in s.links]} for s in digest.stories]}
+                         "links": [{"outlet": lk.outlet, "url": lk.url, "title": lk.title} for lk in s.links]}
+                        for s in digest.stories]}
 
 
 def current_digest(app: Any, since: timedelta) -> Digest:
