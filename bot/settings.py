@@ -6,13 +6,14 @@ Every problem is a ConfigError naming the source (variable or file), the key and
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import yaml
 
@@ -63,6 +64,24 @@ def parse_duration(value: Any) -> float:
     if not m or float(m.group(1)) <= 0:
         raise ValueError(f"{value!r} is not a duration like 15m, 6h or 2d")
     return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+@functools.cache
+def _zones_by_folded_name() -> dict[str, str]:
+    return {name.casefold(): name for name in available_timezones()}
+
+
+def canonical_timezone(name: str) -> str | None:
+    """An IANA time zone name in its canonical spelling, whatever its case ('europe/berlin'); None if unknown."""
+    name = name.strip()
+    found = _zones_by_folded_name().get(name.casefold())
+    if found is not None:
+        return found
+    try:
+        ZoneInfo(name)  # a zone that is loadable but not listed
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+    return name
 
 
 @dataclass(frozen=True)
@@ -275,11 +294,9 @@ def _digest(raw: Any, src: str) -> DigestDefaults:
     times = raw.get("times", list(d.times))
     if not isinstance(times, list) or not all(isinstance(t, str) and _TIME_OF_DAY.match(t) for t in times):
         raise ConfigError(src, "digest.times", "must be a list of HH:MM times")
-    tz = raw.get("timezone", d.timezone)
-    try:
-        ZoneInfo(str(tz))
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(src, "digest.timezone", f"unknown time zone {tz!r}") from None
+    tz = canonical_timezone(str(raw.get("timezone", d.timezone)))
+    if tz is None:
+        raise ConfigError(src, "digest.timezone", f"unknown time zone {raw.get('timezone')!r}")
     every = raw.get("every_hours")
     if every is not None and (not isinstance(every, int) or isinstance(every, bool) or not 1 <= every <= 168):
         raise ConfigError(src, "digest.every_hours", "must be a whole number of hours from 1 to 168")
@@ -296,7 +313,7 @@ def _digest(raw: Any, src: str) -> DigestDefaults:
         cooldown = parse_duration(raw.get("summary_cooldown", d.summary_cooldown_s))
     except ValueError as exc:
         raise ConfigError(src, "digest.summary_cooldown", str(exc)) from None
-    return DigestDefaults(times=tuple(times), every_hours=every, timezone=str(tz), max_stories=max_stories,
+    return DigestDefaults(times=tuple(times), every_hours=every, timezone=tz, max_stories=max_stories,
                           min_topic_score=float(score), topics=tuple(topics), summary_cooldown_s=cooldown)
 
 

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from bot.errors import BlockedURLError, CommandError, ExtractError, FetchError, PermissionDenied
 from bot.net import utcnow
@@ -31,7 +31,7 @@ from bot.ports import (
     link,
     para,
 )
-from bot.settings import DigestDefaults, parse_duration
+from bot.settings import DigestDefaults, canonical_timezone, parse_duration
 from bot.storage.chat_store import ChatStore, Subscription
 
 __all__ = ["COMMANDS", "CommandService", "CommandSpec", "Invocation", "Reply", "needs_chat_admin", "parse_command"]
@@ -369,12 +369,11 @@ class CommandService:
         if key in ("timezone", "tz"):
             if len(values) != 1:
                 raise CommandError("Usage: /settings timezone Europe/Berlin (an IANA time zone name)")
-            try:
-                ZoneInfo(values[0])
-            except (ZoneInfoNotFoundError, ValueError):
+            zone = canonical_timezone(values[0])
+            if zone is None:
                 raise CommandError(f"{values[0]!r} is not a time zone I know. "
-                                   "Use a name like Europe/Berlin, America/New_York or UTC.") from None
-            schedule = Schedule(values[0], sub.schedule.times, sub.schedule.every_hours)
+                                   "Use a name like Europe/Berlin, America/New_York or UTC.")
+            schedule = Schedule(zone, sub.schedule.times, sub.schedule.every_hours)
             return self.chats.update_subscription(sub.id, now, schedule=schedule)
         if key == "topics":
             names = [p for v in values for p in v.replace(",", " ").split()]
