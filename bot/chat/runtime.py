@@ -99,7 +99,9 @@ class ChatRuntime:
         self.config = config or RuntimeConfig()
         self.pacers = {p: Pacer(self.limits.get(p, TELEGRAM_LIMITS)) for p in self.sinks}
         self._stop = asyncio.Event()
-        self._wake = asyncio.Event()
+        # One signal per loop: a send must not run the scheduler, and neither loop may clear the other's wake-up.
+        self._wake_scheduler = asyncio.Event()
+        self._wake_sender = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._sending: set[asyncio.Task] = set()
         self._buffer: dict[int, OutboxItem] = {}
@@ -122,7 +124,8 @@ class ChatRuntime:
         """Stop cleanly: no new sends, in-flight sends finish (or are abandoned after the grace period, their
         parts left for the next start), claimed-but-unsent parts released, then the services stop."""
         self._stop.set()
-        self._wake.set()
+        self._wake_scheduler.set()
+        self._wake_sender.set()
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
@@ -137,7 +140,7 @@ class ChatRuntime:
         """Make a chat's digest due now and wake the scheduler (the console shows news as soon as it arrives)."""
         if not self.chats.request_digest(ref, self.clock.now()):
             return False
-        self._wake.set()
+        self._wake_scheduler.set()
         return True
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -155,10 +158,10 @@ class ChatRuntime:
             try:
                 n = await asyncio.to_thread(self.schedule_due, self.clock.now())
                 if n:
-                    self._wake.set()
+                    self._wake_sender.set()
             except Exception:
                 log.exception("scheduler step failed")
-            await self._wait(self.config.scheduler_tick_s)
+            await self._wait(self.config.scheduler_tick_s, self._wake_scheduler)
 
     def schedule_due(self, now: datetime) -> int:
         """Enqueue every due digest (one transaction each); returns how many were handled."""
@@ -203,18 +206,26 @@ class ChatRuntime:
 
     # sender -------------------------------------------------------------------------------------------------
 
-    async def _wait(self, seconds: float) -> None:
-        """Sleep up to `seconds` of clock time, waking early on stop or new work."""
+    async def _wait(self, seconds: float, wake: asyncio.Event) -> bool:
+        """Sleep up to `seconds` of clock time, waking early on stop or when `wake` is set; True when woken.
+
+        A wake-up given while the loop was busy is consumed here, not cleared away before sleeping.
+        """
         if self._stop.is_set():
-            return
-        self._wake.clear()
+            return False
+        if wake.is_set():
+            wake.clear()
+            return True
         sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
-        waker = asyncio.ensure_future(self._wake.wait())
+        waker = asyncio.ensure_future(wake.wait())
         try:
             await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             sleeper.cancel()
             waker.cancel()
+        woken = wake.is_set()
+        wake.clear()
+        return woken
 
     def _push(self, item: OutboxItem) -> None:
         pacer = self.pacers[item.chat.platform]
@@ -247,7 +258,12 @@ class ChatRuntime:
                         log.exception("claiming outbox parts failed")
                     last_claim = self.clock.monotonic()
                 if not self._heap:
-                    await self._wait(self.config.claim_interval_s)
+                    if await self._wait(self.config.claim_interval_s, self._wake_sender):
+                        # New work was signalled: claim on the next turn, at most every 50 ms.
+                        rest = last_claim + 0.05 - self.clock.monotonic()
+                        if rest > 0:
+                            await self.clock.sleep(rest)
+                        last_claim = float("-inf")
                     continue
                 _, _, chat_db_id = self._heap[0]
                 item = self._buffer[chat_db_id]
@@ -262,7 +278,7 @@ class ChatRuntime:
                     continue
                 at = max(chat_at, pacer.global_ready_at(mono))
                 if at > mono:
-                    await self._wait(min(at - mono, self.config.claim_interval_s))
+                    await self._wait(min(at - mono, self.config.claim_interval_s), self._wake_sender)
                     continue
                 await sem.acquire()
                 if self._stop.is_set():
@@ -312,7 +328,7 @@ class ChatRuntime:
         finally:
             self._in_flight.discard(item.chat_db_id)
             sem.release()
-            self._wake.set()
+            self._wake_sender.set()
 
     async def _failed(self, item: OutboxItem, exc: DeliveryError) -> None:
         limits = self.limits.get(item.chat.platform, TELEGRAM_LIMITS)
@@ -352,7 +368,7 @@ class ChatRuntime:
             counts = await asyncio.to_thread(self.chats.outbox_counts)
             if not counts.get("pending") and not self._buffer and not self._in_flight:
                 return
-            self._wake.set()
+            self._wake_sender.set()
             await asyncio.sleep(0.02)
         raise TimeoutError(f"outbox not drained after {timeout_s} s: {counts}")
 
