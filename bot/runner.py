@@ -22,6 +22,7 @@ import random
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -124,16 +125,20 @@ class ParsePool:
 
     A dead worker breaks a ProcessPoolExecutor for good and fails every call it held. So the pool is rebuilt,
     and each failed call is run again alone in a fresh one-worker process: one that kills that process too
-    raises ParserCrashError, the others return their result. Usable from any event loop and any thread.
+    raises ParserCrashError, the others return their result. At most `workers` calls are handed to the pool at a
+    time, so a break fails only calls that were running (a few suspects, not every queued feed). Usable from one
+    event loop at a time (any, one after another).
     """
 
     def __init__(self, workers: int | None = None, *, initializer: Callable[[], object] | None = None) -> None:
         self.workers = workers or max(1, min(4, os.cpu_count() or 1))
         self._initializer = initializer
         self._lock = threading.Lock()
-        self._alone = threading.Lock()
+        self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[asyncio.Semaphore, asyncio.Lock]] \
+            = weakref.WeakKeyDictionary()
         self._generation = 0
-        self.rebuilds = 0
+        self.rebuilds = 0  # pools replaced after a break
+        self.isolated = 0  # calls rerun alone to find the one that kills its process
         self._pool = self._new(self.workers)
 
     def _new(self, workers: int) -> ProcessPoolExecutor:
@@ -143,20 +148,27 @@ class ParsePool:
 
     async def run(self, fn: Callable[..., _T], *args: Any) -> _T:
         """`fn(*args)` in a worker process; raises ParserCrashError when it kills the process running it."""
+        loop = asyncio.get_running_loop()
+        if loop not in self._gates:
+            self._gates[loop] = (asyncio.Semaphore(self.workers), asyncio.Lock())
+        gate, alone = self._gates[loop]
         for _ in range(3):
-            with self._lock:
-                pool, generation = self._pool, self._generation
-            try:
-                future = pool.submit(fn, *args)
-            except BrokenProcessPool:
-                self._rebuild(generation)  # broken before this call reached it: just use the new pool
-                continue
-            try:
-                return await asyncio.wrap_future(future)
-            except BrokenProcessPool:
-                self._rebuild(generation)
-                break
-        return await asyncio.to_thread(self._run_alone, fn, args)
+            async with gate:
+                with self._lock:
+                    pool, generation = self._pool, self._generation
+                try:
+                    future = pool.submit(fn, *args)
+                except BrokenProcessPool:
+                    self._rebuild(generation)  # broken before this call reached it: just use the new pool
+                    continue
+                try:
+                    return await asyncio.wrap_future(future)
+                except BrokenProcessPool:
+                    self._rebuild(generation)
+                    break
+        # One suspect at a time, so that a process that dies here died of this call and no other.
+        async with alone:
+            return await self._run_alone(fn, args)
 
     def _rebuild(self, generation: int) -> None:
         with self._lock:
@@ -168,16 +180,15 @@ class ParsePool:
         log.warning("a parse process died; parse pool rebuilt")
         old.shutdown(wait=False, cancel_futures=True)
 
-    def _run_alone(self, fn: Callable[..., _T], args: tuple) -> _T:
-        # One at a time, so that a process that dies here died of this call and no other.
-        with self._alone:
-            pool = self._new(1)
-            try:
-                return pool.submit(fn, *args).result()
-            except BrokenProcessPool:
-                raise ParserCrashError() from None
-            finally:
-                pool.shutdown(wait=True, cancel_futures=True)
+    async def _run_alone(self, fn: Callable[..., _T], args: tuple) -> _T:
+        self.isolated += 1
+        pool = self._new(1)
+        try:
+            return await asyncio.wrap_future(pool.submit(fn, *args))
+        except BrokenProcessPool:
+            raise ParserCrashError() from None
+        finally:
+            await asyncio.to_thread(pool.shutdown, True, cancel_futures=True)
 
     def shutdown(self) -> None:
         """Stop the workers and wait for them to exit."""
