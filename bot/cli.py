@@ -135,8 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     if args.eval_cmd == "extract":
-        from bot.eval import extract as mod
-    elif args.eval_cmd == "classify":
+        from bot.eval import extract
+
+        return extract.main(["--data", str(args.data)])
+    if args.eval_cmd == "classify":
         from bot.eval import classify as mod
     else:
         from bot.eval import dedup as mod
@@ -189,9 +191,14 @@ def _dispatch(app, args: argparse.Namespace) -> int:  # noqa: ANN001
             try:
                 data = args.file.read_bytes()
             except OSError as exc:
-                print(f"newsdigest: {args.file}: {exc.strerror}", file=sys.stderr)
-                return 1
-            report = import_opml(store, data, origin="opml", allow_private=app.settings.allow_private_urls)
+                print(f"newsdigest: {args.file}: {exc.strerror or exc}", file=sys.stderr)
+                return 2
+            try:
+                report = import_opml(store, data, origin="opml", allow_private=app.settings.allow_private_urls)
+            except CommandError as exc:
+                # Not OPML at all (text, HTML, a feed, a bomb): a bad input file, like a bad feeds file.
+                print(f"newsdigest: {args.file}: {exc}", file=sys.stderr)
+                return 2
             if args.json:
                 print(json.dumps(report.as_dict()))
             else:

@@ -27,14 +27,41 @@ from bot.pipeline.article import extract_article
 _TOKEN = re.compile(r"\w+")
 
 
-def run(data_dir: str | Path) -> dict:
-    """Score the article stage and the trafilatura-defaults baseline on every page of `data_dir`."""
+class DataError(ValueError):
+    """The data folder is not in the benchmark's format; the message names the file and the problem."""
+
+
+def load_pages(data_dir: str | Path) -> dict[str, tuple[str, str | None, str]]:
+    """id -> (html, url, true article body) of every page of `data_dir`; DataError when a file is missing or
+    not in the benchmark's format."""
     data = Path(data_dir)
-    truth = json.loads((data / "ground-truth.json").read_text(encoding="utf-8"))
+    if not data.is_dir():
+        raise DataError(f"{data}: not found or not a folder")
+    gt = data / "ground-truth.json"
+    if not gt.is_file():
+        raise DataError(f"{data}: no ground-truth.json there (a folder with ground-truth.json and html/)")
+    try:
+        truth = json.loads(gt.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{gt}: not valid JSON ({exc})") from None
+    if not isinstance(truth, dict) or not all(isinstance(v, dict) for v in truth.values()):
+        raise DataError(f"{gt}: expected an object of {{id: {{articleBody, url}}}}")
     pages = {}
     for key, item in sorted(truth.items()):
-        with gzip.open(data / "html" / f"{key}.html.gz", "rt", encoding="utf-8") as f:
-            pages[key] = (f.read(), item.get("url"), item.get("articleBody") or "")
+        path = data / "html" / f"{key}.html.gz"
+        try:
+            with gzip.open(path, "rt", encoding="utf-8") as f:
+                pages[key] = (f.read(), item.get("url"), item.get("articleBody") or "")
+        except FileNotFoundError:
+            raise DataError(f"{path}: not found (every id in ground-truth.json needs its page)") from None
+        except (OSError, EOFError, UnicodeDecodeError) as exc:
+            raise DataError(f"{path}: not a gzip-compressed UTF-8 page ({exc})") from None
+    return pages
+
+
+def run(data_dir: str | Path) -> dict:
+    """Score the article stage and the trafilatura-defaults baseline on every page of `data_dir`."""
+    pages = load_pages(data_dir)
     return {
         "n": len(pages),
         "default": _score(pages, _ours),
@@ -83,9 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="newsdigest eval extract", description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, type=Path, help="folder with ground-truth.json and html/")
     args = parser.parse_args(argv)
-    if not (args.data / "ground-truth.json").is_file():
-        parser.error(f"--data {args.data}: no ground-truth.json there")
-    print(json.dumps(run(args.data)))
+    try:
+        print(json.dumps(run(args.data)))
+    except DataError as exc:
+        print(f"newsdigest eval extract: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
