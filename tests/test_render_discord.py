@@ -31,11 +31,15 @@ from tests.fakes.discord_api import embeds_total, payload_problems
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 R = DiscordRenderer()
 
-# Text that stresses escaping and counting: markdown, mentions, astral characters, newlines, brackets.
-nasty = st.text(alphabet=st.sampled_from(list("ab *_~`|>#-[]()\\@<&!:/\n😀é")) | st.characters(
-    blacklist_categories=("Cs",)), max_size=600)
+# Text that stresses escaping and counting: markdown, mentions, astral characters, newlines, brackets, and
+# lone surrogates (a feed's broken UTF-16 or a bad \\ud800 escape in JSON decodes to them; UTF-8 cannot carry them).
+SURROGATES = st.sampled_from(["\ud800", "\udbff", "\udc00", "\udfff", "\ud83d"])
+# (Lists of characters joined: st.text merges its alphabet into code point ranges and would drop the surrogates.)
+nasty = st.lists(st.sampled_from(list("ab *_~`|>#-[]()\\@<&!:/\n😀é")) | SURROGATES | st.characters(
+    blacklist_categories=("Cs",)), max_size=600).map("".join)
 urls = st.one_of(st.just("https://example.com/a_(b)?q=[1] 2"), st.just("javascript:alert(1)"), st.just(""),
                  st.builds(lambda p: "https://news.example/" + p, st.text(max_size=300)),
+                 st.builds(lambda p: "https://news.example/" + p, nasty),
                  st.just("https://" + "x" * 2100 + ".com/"))
 
 
@@ -61,6 +65,8 @@ def wire(message) -> dict:  # noqa: ANN001
 
 
 def assert_within_limits(body: dict) -> None:
+    # What goes to Discord must be valid UTF-8 JSON: a lone surrogate would raise UnicodeEncodeError on send.
+    json.dumps(body, ensure_ascii=False).encode("utf-8")
     assert payload_problems("MessageCreateRequest", body) == []
     assert units(body.get("content") or "") <= CONTENT_MAX
     embeds = body.get("embeds") or []
@@ -88,13 +94,14 @@ def test_every_digest_message_keeps_the_limits_and_the_schema(items: list[Digest
     # One embed per story, in order, never split across messages.
     assert len(embeds) == len(items)
     for e, s in zip(embeds, items, strict=True):
-        assert e["title"] == clip(s.title, 256) or (not s.title.strip() and e["title"] == "(untitled)")
+        assert e["title"] == (clip(s.title, 256) or "(untitled)")
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.lists(st.sampled_from([bold, italic, code]).flatmap(lambda f: st.builds(f, nasty)) | st.builds(
     link, nasty, urls), min_size=1, max_size=4).map(tuple), max_size=30),
-    st.lists(st.lists(st.builds(Button, st.text(max_size=120), st.text(min_size=1, max_size=150)), max_size=7).map(tuple),
+    st.lists(st.lists(st.builds(Button, nasty.map(lambda t: t[:120]), st.text(min_size=1, max_size=150)),
+                      max_size=7).map(tuple),
              max_size=7).map(tuple))
 def test_every_reply_message_keeps_the_limits(blocks: list, buttons: tuple) -> None:  # noqa: ANN001
     messages = R.render_reply(Reply(blocks=tuple(blocks), buttons=buttons))
@@ -206,3 +213,21 @@ def test_embed_url_is_the_headlines_own_article() -> None:
     assert "url" not in embed
     fields = {f["name"]: f["value"] for f in embed["fields"]}
     assert "Source" not in fields and fields["Also reported by"] == "[AP](https://ap.example/b) · and 1 more"
+
+
+def test_lone_surrogates_in_a_title_or_summary_are_dropped() -> None:
+    story = DigestStory(id=1, version=1, title="Talks \ud800resume", summary="Both sides\udfff met.",
+                        links=(OutletLink("Out\udc00let", "https://news.example/a"),
+                               OutletLink("Other", "https://news.example/b\ud800")), outlet_count=2,
+                        score=0.5)
+    for m in R.render_digest(digest_of([story], "News \ud83d digest")):
+        body = wire(m)
+        assert_within_limits(body)
+        (e,) = body["embeds"]
+        assert e["title"] == "Talks resume" and e["description"] == "Both sides met."
+        assert e["fields"][0]["value"] == "[Outlet](https://news.example/a)"
+        assert e["fields"][1]["value"] == "1 more outlet", "a broken URL is not linked"
+    (m,) = R.render_reply(Reply(blocks=(para(bold("a\ud800b"), code("c\udfffd"), link("e\udc00f", "https://x.example/")),),
+                                buttons=((Button("\ud800ok", "st:m:5"),),)))
+    assert_within_limits(wire(m))
+    assert "ab" in m.text and "cd" in m.text and "[ef]" in m.text and m.buttons[0][0].label == "ok"

@@ -15,8 +15,11 @@ from tests.fakes.telegram_api import parse_html, utf16_len
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 R = TelegramRenderer()
 
-any_text = st.text(alphabet=st.characters(codec=None), max_size=6000)
-urls = st.one_of(st.just("https://example.com/a?b=1&c=<d>\"'"), st.text(max_size=300),
+# Lone surrogates too: a feed's broken UTF-16 decodes to them, and UTF-8 (what the Bot API gets) cannot carry them.
+SURROGATES = st.sampled_from(["\ud800", "\udbff", "\udc00", "\udfff", "\ud83d"])
+# (Lists of characters joined: st.text merges its alphabet into code point ranges and would drop the surrogates.)
+any_text = st.lists(st.characters(codec=None) | SURROGATES, max_size=6000).map("".join)
+urls = st.one_of(st.just("https://example.com/a?b=1&c=<d>\"'"), st.text(max_size=300), any_text.map(lambda t: t[:300]),
                  st.builds(lambda s: "https://x.example/" + s, st.text(max_size=2500)))
 
 
@@ -30,6 +33,10 @@ def check(messages) -> list[str]:  # noqa: ANN001
     plains = []
     for m in messages:
         assert m.parse_mode == "html" and not m.link_preview
+        m.text.encode("utf-8")  # no lone surrogate reaches the API
+        for row in m.buttons:
+            for b in row:
+                b.label.encode("utf-8")
         plain, _ = parse_html(m.text)  # raises on invalid HTML
         assert 0 < utf16_len(plain) <= MESSAGE_LIMIT
         assert plain.strip()
@@ -121,3 +128,10 @@ def test_headline_and_first_link_are_the_same_article() -> None:
     plain, entities = parse_html(m.text)
     assert [e["url"] for e in entities if e["type"] == "text_link"] == ["https://ap.example/b"]
     assert "Reported by AP" in plain
+
+
+def test_lone_surrogates_in_a_title_or_summary_are_dropped() -> None:
+    digest = Digest(NOW - timedelta(hours=10), NOW,
+                    (story(1, "Talks \ud800resume", "Both sides\udfff met.", [("Out\udc00let", "https://a.example/x")]),))
+    (plain,) = check(R.render_digest(digest))
+    assert "Talks resume" in plain and "Both sides met." in plain and "Outlet" in plain

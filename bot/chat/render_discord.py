@@ -43,16 +43,22 @@ ELLIPSIS = "…"
 
 def units(text: str) -> int:
     """Length as Discord may count it: UTF-16 code units, never less than Python's len()."""
-    return len(text.encode("utf-16-le")) // 2
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def drop_surrogates(text: str) -> str:
+    """`text` without lone surrogates (broken UTF-16 in a feed): UTF-8, which Discord gets, cannot carry them."""
+    return "".join(ch for ch in text if not "\ud800" <= ch <= "\udfff")
 
 
 def escape(text: str, *, line_start: bool = True) -> str:
-    """Neutralize markdown and mentions in untrusted text; control characters become spaces.
+    """Neutralize markdown and mentions in untrusted text; control characters become spaces, lone surrogates
+    are dropped.
 
     With `line_start` False the text continues a line, so line-start syntax (lists, headings, quotes) is
     only escaped after its own newlines.
     """
-    text = "".join(" " if unicodedata.category(ch) == "Cc" and ch != "\n" else ch for ch in text)
+    text = "".join(" " if unicodedata.category(ch) == "Cc" and ch != "\n" else ch for ch in drop_surrogates(text))
     out = escape_markdown(text) if line_start else escape_markdown("x" + text)[1:]
     return escape_mentions(out)
 
@@ -62,7 +68,7 @@ def clip(text: str, limit: int, *, escaped: bool = True) -> str:
 
     The raw text is cut and escaped again, so a cut never splits an escape sequence or a mention guard.
     """
-    raw = text.strip()
+    raw = drop_surrogates(text).strip()
     conv = escape if escaped else str
     out = conv(raw)
     if units(out) <= limit:
@@ -79,7 +85,7 @@ def clip(text: str, limit: int, *, escaped: bool = True) -> str:
 
 def safe_url(url: str | None) -> str | None:
     """An http(s) URL fit for an embed or a masked link; characters that would end a markdown link are encoded."""
-    if not url:
+    if not url or drop_surrogates(url) != url:
         return None
     try:
         parts = urlsplit(url.strip())
@@ -199,7 +205,8 @@ def render_span(span: Span, *, line_start: bool) -> str:
         return masked_link(span.text, span.url, limit=200)
     if span.code:
         # Nothing is escaped inside a code span; only a backtick could end it.
-        return f"`{span.text.replace('`', 'ˋ')}`" if span.text else ""
+        body = drop_surrogates(span.text).replace("`", "ˋ")
+        return f"`{body}`" if body else ""
     body = escape(span.text, line_start=line_start)
     if not body.strip():
         return body
