@@ -103,6 +103,7 @@ class ChatRuntime:
         self._wake_scheduler = asyncio.Event()
         self._wake_sender = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self._started: list[Service] = []  # services started and not yet stopped, in start order
         self._sending: set[asyncio.Task] = set()
         self._buffer: dict[int, OutboxItem] = {}
         self._in_flight: set[int] = set()
@@ -113,9 +114,18 @@ class ChatRuntime:
     # lifecycle ----------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the services, then the scheduler and sender loops."""
+        """Start the services, then the scheduler and sender loops.
+
+        When a service fails to start, the ones already started are stopped again and its error is raised (a
+        Discord login failure must not leave the Telegram adapter polling).
+        """
         for svc in self.services:
-            await svc.start()
+            try:
+                await svc.start()
+            except BaseException:
+                await self._stop_services()
+                raise
+            self._started.append(svc)
         self._stop.clear()
         self._tasks = [asyncio.create_task(self._scheduler_loop(), name="chat-scheduler"),
                        asyncio.create_task(self._sender_loop(), name="chat-sender")]
@@ -130,7 +140,12 @@ class ChatRuntime:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         self._tasks = []
-        for svc in reversed(self.services):
+        await self._stop_services()
+
+    async def _stop_services(self) -> None:
+        """Stop the started services, last started first; one failing to stop does not keep the others up."""
+        while self._started:
+            svc = self._started.pop()
             try:
                 await svc.stop()
             except Exception:
