@@ -47,8 +47,12 @@ def test_article_text_for_topic_is_title_and_a_short_lead():
     assert topic.article_text_for_topic("Only a title?", "") == "Only a title?"
 
 
-def test_feed_override_sets_world_to_one():
-    assert topic.with_feed_override({"world": 0.2, "energy": 0.7}, True) == {"world": 1.0, "energy": 0.7}
+def test_feed_flag_shifts_builtin_topics_without_forcing_them():
+    raised = topic.with_feed_override({"geopolitics": 0.2, "world": 0.2, "energy": 0.7}, True)
+    assert raised["energy"] == 0.7, "operator topics get no prior"
+    assert 0.2 < raised["geopolitics"] == raised["world"] < 0.5, "a bounded shift, not a verdict"
+    assert topic.with_feed_override({"geopolitics": 0.02}, True)["geopolitics"] < 0.1
+    assert topic.with_feed_override({"geopolitics": 0.4}, True)["geopolitics"] > 0.5
     scores = {"world": 0.2}
     same = topic.with_feed_override(scores, False)
     assert same == scores and same is not scores
@@ -82,8 +86,9 @@ def test_world_head_separates_world_news_from_the_rest(embedder):
 def test_operator_topic_is_zero_shot_with_keywords(embedder):
     energy = TopicSpec("energy", "Energy markets: oil, gas, electricity prices, OPEC output, power grids.",
                        examples=("OPEC+ agrees to cut oil output",), keywords=("OPEC", "LNG"))
-    clf = TopicClassifier(embedder, topics=[energy, TopicSpec("world", "ignored: the head scores world")])
-    assert clf.names == ["world", "energy"]
+    clf = TopicClassifier(embedder, topics=[energy, TopicSpec("world", "ignored: the head scores world"),
+                                            TopicSpec("geopolitics", "ignored: the head scores it")])
+    assert clf.names == ["geopolitics", "world", "energy"]
     oil, lng, sport = clf.score_many(["Oil prices jump as OPEC ministers agree deeper production cuts",
                                       "Qatar signs a long-term LNG supply deal",
                                       "Striker's hat-trick sinks league leaders"])

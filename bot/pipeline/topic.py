@@ -1,5 +1,11 @@
-"""Topic scores of articles: the built-in "world" topic from a head trained on labelled news, operator topics
-(feeds.yaml) zero-shot from their description, example headlines and keywords.
+"""Topic scores of articles: the built-in "geopolitics" and "world" topics from heads trained on labelled
+news, operator topics (feeds.yaml) zero-shot from their description, example headlines and keywords.
+
+The geopolitics head implements geo/RUBRIC.md (international affairs and the power politics of states) on
+real feed items: the average log-odds of an RBF support-vector machine and a logistic regression over the
+all-MiniLM-L6-v2 embedding of title + lead joined with rubric cue-word counts
+(bot/resources/geo_lexicon.json), and of a distance-weighted cosine kNN vote over the labelled items, shifted so the cross-validated threshold
+sits at 0.5. It is trained by `python -m bot.train.geo_head` and shipped as geo_head.{npz,json}.
 
 The world head works on all-MiniLM-L6-v2 embeddings of title + lead: the average of a distance-weighted
 cosine k-nearest-neighbour vote over the labelled examples and a multinomial logistic regression, both over
@@ -23,8 +29,16 @@ import numpy as np
 from scipy.special import expit, logit, softmax
 
 WORLD = "world"
+GEOPOLITICS = "geopolitics"
+BUILTIN_TOPICS = (GEOPOLITICS, WORLD)
 HEAD_NPZ = "topic_head.npz"
 HEAD_JSON = "topic_head.json"
+GEO_NPZ = "geo_head.npz"
+GEO_JSON = "geo_head.json"
+LEXICON_JSON = "geo_lexicon.json"
+# Log-odds added to the built-in topics of an item from a feed marked all_world: a world feed's item is more
+# likely on topic, but the bonus is bounded so sport or celebrity items from such a feed stay below 0.5.
+FEED_PRIOR_LOGODDS = 1.0
 
 
 class Encoder(Protocol):
@@ -74,9 +88,18 @@ def article_text_for_topic(title: str, text: str, max_chars: int = 400) -> str:
     return title or body
 
 
-def with_feed_override(scores: dict[str, float], all_world: bool) -> dict[str, float]:
-    """Scores of an article from a feed marked all-world: the world score is 1.0."""
-    return {**scores, WORLD: 1.0} if all_world else dict(scores)
+def with_feed_override(scores: dict[str, float], all_world: bool,
+                       bonus: float = FEED_PRIOR_LOGODDS) -> dict[str, float]:
+    """Scores of an article from a feed marked all-world: the built-in topics' log-odds raised by `bonus`
+    (a prior, never a verdict: a confident "no" stays below 0.5)."""
+    if not all_world:
+        return dict(scores)
+    out = dict(scores)
+    for name in BUILTIN_TOPICS:
+        if name in out:
+            p = min(max(out[name], 1e-6), 1 - 1e-6)
+            out[name] = round(float(expit(logit(p) + bonus)), 4)
+    return out
 
 
 # ---- the trained head --------------------------------------------------------------------------------------
@@ -165,11 +188,147 @@ def load_default_head() -> TopicHead:
 
 
 def load_head(directory: str | Path | None = None) -> TopicHead:
-    """A head the training command wrote into `directory` (topic_head.npz + .json); None: the shipped one."""
+    """The world head the training command wrote into `directory` (topic_head.npz + .json); None (or a
+    directory holding only a geopolitics head): the shipped one."""
     if directory is None:
         return load_default_head()
     d = Path(directory)
+    if not (d / HEAD_JSON).exists() and (d / GEO_JSON).exists():
+        return load_default_head()  # a directory with only a retrained geopolitics head
     return TopicHead.load(d / HEAD_NPZ, d / HEAD_JSON)
+
+
+# ---- the geopolitics head ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CueLexicon:
+    """Rubric cue words by category; `features(texts)` gives log(1 + whole-word matches) per category."""
+
+    categories: tuple[str, ...]
+    patterns: tuple[re.Pattern[str], ...]
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> CueLexicon:
+        """Build from the JSON document of geo_lexicon.json (`categories`, `case_sensitive`)."""
+        cs = set(doc.get("case_sensitive", ()))
+        names, pats = [], []
+        for name, words in doc["categories"].items():
+            words = sorted({w.strip() for w in words if w.strip()}, key=len, reverse=True)
+            if not words:
+                continue
+            # Lookarounds instead of \b so that "U.S." and "al-Qaeda" match as whole terms.
+            body = "|".join(re.escape(w) for w in words)
+            names.append(name)
+            pats.append(re.compile(rf"(?<![\w.])(?:{body})(?!\w)", 0 if name in cs else re.IGNORECASE))
+        return cls(tuple(names), tuple(pats))
+
+    def features(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, categories) float32 array of log(1 + match count)."""
+        out = np.zeros((len(texts), len(self.patterns)), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for j, p in enumerate(self.patterns):
+                out[i, j] = np.log1p(len(p.findall(t)))
+        return out
+
+
+def load_lexicon(path: str | Path | None = None) -> CueLexicon:
+    """The cue lexicon at `path`, or the one shipped in bot/resources."""
+    if path is None:
+        with resources.as_file(resources.files("bot") / "resources" / LEXICON_JSON) as p:
+            return CueLexicon.from_doc(json.loads(Path(p).read_text(encoding="utf-8")))
+    return CueLexicon.from_doc(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+@dataclass
+class GeoHead:
+    """RBF SVM + logistic regression over [embedding, lex_weight * cue features] and a kNN vote over
+    embeddings, averaged in log-odds; `score(X, texts)` is calibrated so 0.5 is the decision threshold."""
+
+    support: np.ndarray
+    dual_coef: np.ndarray
+    svm_intercept: float
+    gamma: float
+    lr_coef: np.ndarray
+    lr_intercept: float
+    embeddings: np.ndarray
+    labels: np.ndarray
+    lexicon: CueLexicon
+    lex_weight: float = 0.5
+    k: int = 10
+    threshold: float = 0.5
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be strictly between 0 and 1, not {self.threshold}")
+        d = self.embeddings.shape[1] + len(self.lexicon.categories)
+        if (self.support.shape[1] != d or self.lr_coef.shape != (d,)
+                or self.dual_coef.shape != (len(self.support),) or len(self.labels) != len(self.embeddings)):
+            raise ValueError("geopolitics head arrays do not fit together (or the lexicon changed)")
+
+    def features(self, X: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """Model input: embeddings joined with the weighted cue features of the same texts."""
+        return np.hstack([np.asarray(X, dtype=np.float32), self.lex_weight * self.lexicon.features(texts)])
+
+    def logodds(self, X: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """Mean log-odds of the three parts (uncalibrated; the threshold is applied in `score`)."""
+        X = np.asarray(X, dtype=np.float32)
+        F = self.features(X, texts).astype(np.float64)
+        sq = (F * F).sum(1)[:, None] + (self.support * self.support).sum(1)[None, :] - 2 * F @ self.support.T
+        svm = np.exp(-self.gamma * np.maximum(sq, 0.0)) @ self.dual_coef + self.svm_intercept
+        lr = F @ self.lr_coef + self.lr_intercept
+        # Distance-weighted cosine kNN vote, as KNeighborsClassifier(weights="distance", metric="cosine").
+        sims = X @ self.embeddings.T
+        k = min(self.k, len(self.labels))
+        idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        dist = 1.0 - np.take_along_axis(sims, idx, axis=1)
+        w = 1.0 / np.maximum(dist, 1e-9)
+        knn = (w * self.labels[idx]).sum(1) / w.sum(1)
+        parts = [np.clip(2.0 * svm, -12, 12), np.clip(lr, -12, 12), logit(np.clip(knn, 1e-3, 1 - 1e-3))]
+        return np.mean(parts, axis=0)
+
+    def score(self, X: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """P(geopolitical)-like score with the decision threshold moved to 0.5."""
+        if len(texts) == 0:
+            return np.zeros(0)
+        return expit(self.logodds(X, texts) - logit(self.threshold))
+
+    def save(self, npz_path: str | Path, json_path: str | Path) -> None:
+        """Arrays to a compressed .npz (float16 where precision does not matter), settings to JSON."""
+        np.savez_compressed(npz_path, support=self.support.astype(np.float32),
+                            dual_coef=self.dual_coef.astype(np.float64),
+                            lr_coef=self.lr_coef.astype(np.float64), embeddings=self.embeddings.astype(np.float16), labels=self.labels.astype(np.int8))
+        doc = {"svm_intercept": self.svm_intercept, "gamma": self.gamma, "lr_intercept": self.lr_intercept,
+               "lex_weight": self.lex_weight, "k": self.k, "threshold": self.threshold,
+               "lexicon_categories": list(self.lexicon.categories), **self.meta}
+        Path(json_path).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, npz_path: str | Path, json_path: str | Path, lexicon: CueLexicon | None = None) -> GeoHead:
+        """Read a head written by `save` (with the shipped lexicon unless another is given)."""
+        doc = json.loads(Path(json_path).read_text(encoding="utf-8"))
+        lexicon = lexicon or load_lexicon()
+        if list(lexicon.categories) != doc.get("lexicon_categories"):
+            raise ValueError(f"{json_path}: trained with lexicon categories {doc.get('lexicon_categories')}, "
+                             f"not {list(lexicon.categories)}")
+        with np.load(npz_path, allow_pickle=False) as z:
+            a = {k: z[k] for k in ("support", "dual_coef", "lr_coef", "embeddings", "labels")}
+        own = ("svm_intercept", "gamma", "lr_intercept", "lex_weight", "k", "threshold", "lexicon_categories")
+        return cls(support=a["support"].astype(np.float64), dual_coef=a["dual_coef"],
+                   svm_intercept=float(doc["svm_intercept"]), gamma=float(doc["gamma"]), lr_coef=a["lr_coef"], lr_intercept=float(doc["lr_intercept"]),
+                   embeddings=a["embeddings"].astype(np.float32), labels=a["labels"].astype(np.float64),
+                   lexicon=lexicon, lex_weight=float(doc["lex_weight"]), k=int(doc["k"]),
+                   threshold=float(doc["threshold"]), meta={k: v for k, v in doc.items() if k not in own})
+
+
+def load_geo_head(directory: str | Path | None = None) -> GeoHead:
+    """The geopolitics head in `directory` (geo_head.npz + .json) if it has one, else the shipped one."""
+    if directory is not None and (Path(directory) / GEO_JSON).exists():
+        d = Path(directory)
+        return GeoHead.load(d / GEO_NPZ, d / GEO_JSON)
+    base = resources.files("bot") / "resources"
+    with resources.as_file(base / GEO_NPZ) as npz, resources.as_file(base / GEO_JSON) as js:
+        return GeoHead.load(npz, js)
 
 
 # ---- operator topics (zero-shot) ---------------------------------------------------------------------------
@@ -192,14 +351,16 @@ def _keyword_pattern(keywords: Sequence[str]) -> re.Pattern[str] | None:
 
 
 class TopicClassifier:
-    """Scores texts for the world topic (trained head) and operator topics (zero-shot); nothing loads until
-    the first call."""
+    """Scores texts for the built-in topics (geopolitics and world, trained heads) and operator topics
+    (zero-shot); nothing loads until the first call."""
 
     def __init__(self, embedder: Encoder, head: TopicHead | None = None,
-                 topics: Sequence[TopicSpec] = ()) -> None:
+                 topics: Sequence[TopicSpec] = (), geo_head: GeoHead | None = None) -> None:
         self.embedder = embedder
         self._head = head
-        self.topics = [t for t in topics if t.name != WORLD]
+        self._geo_head = geo_head
+        # An operator topic cannot shadow a built-in one: the trained head is the definition of that name.
+        self.topics = [t for t in topics if t.name not in BUILTIN_TOPICS]
         self._protos: list[np.ndarray] | None = None
         self._patterns = [_keyword_pattern(t.keywords) for t in self.topics]
 
@@ -211,9 +372,16 @@ class TopicClassifier:
         return self._head
 
     @property
+    def geo_head(self) -> GeoHead:
+        """The geopolitics head (the shipped one unless another was given)."""
+        if self._geo_head is None:
+            self._geo_head = load_geo_head()
+        return self._geo_head
+
+    @property
     def names(self) -> list[str]:
         """Topic names this classifier scores."""
-        return [WORLD, *(t.name for t in self.topics)]
+        return [*BUILTIN_TOPICS, *(t.name for t in self.topics)]
 
     def _prototypes(self) -> list[np.ndarray]:
         if self._protos is None:
@@ -231,9 +399,11 @@ class TopicClassifier:
         """One {topic: score in [0, 1]} per text (pass `article_text_for_topic(title, text)`)."""
         if not texts:
             return []
-        X = self.embedder.encode([clean_text(t) for t in texts])
-        world = self.head.score(X)
-        out = [{WORLD: round(float(w), 4)} for w in world]
+        cleaned = [clean_text(t) for t in texts]
+        X = self.embedder.encode(cleaned)
+        geo, world = self.geo_head.score(X, cleaned), self.head.score(X)
+        out = [{GEOPOLITICS: round(float(g), 4), WORLD: round(float(w), 4)}
+               for g, w in zip(geo, world, strict=True)]
         for i, (t, protos) in enumerate(zip(self.topics, self._prototypes(), strict=True)):
             sims = (X @ protos.T).max(axis=1) if len(protos) else np.zeros(len(X))
             pattern = self._patterns[i]
