@@ -71,18 +71,24 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="evaluate a stage on labelled data (prints one JSON object)")
     esub = ev.add_subparsers(dest="eval_cmd", required=True, metavar="STAGE")
     for name, helptext in (("extract", "article text extraction (DIR with ground-truth.json and html/)"),
-                           ("classify", "world-news classifier (AG News CSV .csv.gz)"),
+                           ("classify", "a built-in topic: geo JSON lines (geopolitical 0/1) or AG News CSV"),
                            ("dedup", "same-story detection (ECB+ JSONL .jsonl.gz)")):
         e = esub.add_parser(name, help=helptext)
         e.add_argument("--data", type=Path, required=True)
+        if name == "classify":
+            e.add_argument("--topic", choices=("geopolitics", "world"), default=None,
+                           help="default: geopolitics for geo JSON lines, world for AG News CSV")
 
     tr = sub.add_parser("train", help="train a model head")
     tsub = tr.add_subparsers(dest="train_cmd", required=True, metavar="WHAT")
-    tc = tsub.add_parser("classify", help="train the world-news head from a labelled CSV (AG News format)")
+    tc = tsub.add_parser("classify", help="train a built-in topic head: geopolitics from geo JSON lines, "
+                                          "world from a labelled CSV (AG News format)")
     tc.add_argument("--data", type=Path, required=True)
+    tc.add_argument("--topic", choices=("geopolitics", "world"), default=None,
+                    help="default: geopolitics for JSON lines, world for CSV")
     tc.add_argument("--out-dir", type=Path, default=None,
-                    help="where to write topic_head.npz/.json (default: replace the shipped head); point "
-                         "NEWSDIGEST_TOPIC_HEAD_DIR at it to use it")
+                    help="where to write geo_head.* or topic_head.* (default: replace the shipped head); "
+                         "point NEWSDIGEST_TOPIC_HEAD_DIR at it to use it")
     tc.add_argument("--positive", default="1", help="class value of the topic (AG News World: 1)")
     tc.add_argument("--no-eval", action="store_true", help="skip the cross-validation report")
 
@@ -104,11 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cmd == "eval":
             return _eval(args)
         if args.cmd == "train":
-            from bot.train import topic_head
-
-            return topic_head.main(["--data", str(args.data), "--positive", args.positive]
-                                   + (["--out-dir", str(args.out_dir)] if args.out_dir else [])
-                                   + (["--no-eval"] if args.no_eval else []))
+            return _train(args)
         if args.cmd == "models":
             from summarizer.models import download_model
 
@@ -133,15 +135,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _train(args: argparse.Namespace) -> int:
+    from bot.eval.classify import detect_format
+    from bot.train import geo_head, topic_head
+
+    try:
+        topic = args.topic or ("geopolitics" if detect_format(args.data) == "geo" else "world")
+    except (OSError, ValueError) as exc:
+        print(f"newsdigest train classify: {exc}", file=sys.stderr)
+        return 2
+    common = ((["--out-dir", str(args.out_dir)] if args.out_dir else [])
+              + (["--no-eval"] if args.no_eval else []))
+    if topic == "geopolitics":
+        return geo_head.main(["--data", str(args.data), *common])
+    return topic_head.main(["--data", str(args.data), "--positive", args.positive, *common])
+
+
 def _eval(args: argparse.Namespace) -> int:
+    if args.eval_cmd == "classify":
+        from bot.eval import classify
+
+        return classify.main(["--data", str(args.data)] + (["--topic", args.topic] if args.topic else []))
     if args.eval_cmd == "extract":
         from bot.eval import extract
 
         return extract.main(["--data", str(args.data)])
-    if args.eval_cmd == "classify":
-        from bot.eval import classify as mod
-    else:
-        from bot.eval import dedup as mod
+    from bot.eval import dedup as mod
+
     if not args.data.exists():
         print(f"newsdigest: --data {args.data}: not found", file=sys.stderr)
         return 1

@@ -66,11 +66,12 @@ class Processor:
                                 cache=StoreSummaryCache(store), embedder=embedder)
         try:
             head = topic_stage.load_head(settings.topic_head_dir)
-        except OSError as exc:
+            geo_head = topic_stage.load_geo_head(settings.topic_head_dir)
+        except (OSError, ValueError) as exc:
             raise ConfigError("NEWSDIGEST_TOPIC_HEAD_DIR", "NEWSDIGEST_TOPIC_HEAD_DIR",
                               f"cannot load a topic head from {settings.topic_head_dir}: {exc}") from None
-        return cls(store, topic_stage.TopicClassifier(embedder, head=head, topics=topics), embedder.encode, summarizer,
-                   min_topic_score=feeds_file.digest.min_topic_score)
+        classifier = topic_stage.TopicClassifier(embedder, head=head, topics=topics, geo_head=geo_head)
+        return cls(store, classifier, embedder.encode, summarizer, min_topic_score=feeds_file.digest.min_topic_score)
 
     def _load_index(self) -> story_stage.StoryIndex:
         index = story_stage.StoryIndex(story_stage.StoryParams(window=self.window))

@@ -103,7 +103,7 @@ class DigestDefaults:
     timezone: str = "UTC"
     max_stories: int = 8
     min_topic_score: float = 0.5
-    topics: tuple[str, ...] = ("world",)
+    topics: tuple[str, ...] = ("geopolitics",)
     summary_cooldown_s: float = 60.0
 
 

@@ -94,5 +94,5 @@ def test_processor_builds_from_settings(sqlite_store: Store) -> None:
                                       TopicSpecConfig("energy", "oil and gas", ("OPEC cuts output",), ("OPEC",))),
                    digest=DigestDefaults(min_topic_score=0.6))
     proc = Processor.build(sqlite_store, load_settings({}), ff)
-    assert proc.classifier.names == ["world", "energy"] and proc.min_topic_score == 0.6
+    assert proc.classifier.names == ["geopolitics", "world", "energy"] and proc.min_topic_score == 0.6
     assert proc.process() == 0

@@ -61,7 +61,8 @@ def test_shipped_feeds_file_is_valid() -> None:
     assert 15 <= len(enabled) <= 25
     assert all(not x.enabled for x in f.feeds if x.state_media), "state media must be opt-in"
     assert any(x.date_fallback for x in f.feeds) and any((x.timeout_s or 0) > 20 for x in f.feeds)
-    assert "world" in {t.name for t in f.topics}
+    assert f.digest.topics == ("geopolitics",)
+    assert not {"world", "geopolitics"} & {t.name for t in f.topics}, "built-in topics are not redefined there"
 
 
 @pytest.mark.parametrize("content,key", [
