@@ -271,11 +271,10 @@ class TelegramChat:
         if change is None:
             return
         if change.new_chat_member.status in (ChatMemberStatus.BANNED, ChatMemberStatus.LEFT):
-            store = self.service.chats
-            ref = ChatRef(PLATFORM, str(change.chat.id))
-            chat_db_id = await asyncio.to_thread(store.upsert_chat, ref, utcnow())
-            await asyncio.to_thread(store.pause, chat_db_id, f"bot {change.new_chat_member.status}", utcnow())
-            log.info("removed from chat %s; its subscription is paused", change.chat.id)
+            # The whole group is gone: its forum topics' subscriptions pause too, not one by one on a 403.
+            n = await asyncio.to_thread(self.service.chats.pause_chat, PLATFORM, str(change.chat.id),
+                                        f"bot {change.new_chat_member.status}", utcnow())
+            log.info("removed from chat %s; %d subscription(s) paused", change.chat.id, n)
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("error while handling a Telegram update", exc_info=context.error)

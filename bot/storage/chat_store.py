@@ -160,10 +160,25 @@ class ChatStore:
     def pause(self, chat_db_id: int, reason: str, now: datetime) -> None:
         """Pause a chat's subscription (settings kept) and cancel what is queued for it."""
         with self.engine.begin() as conn:
-            conn.execute(update(subscriptions).where(subscriptions.c.chat_id == chat_db_id).values(
-                active=False, paused_reason=reason[:500], next_due_at=None, updated_at=now))
-            conn.execute(update(outbox).where(outbox.c.chat_id == chat_db_id, outbox.c.status == PENDING)
-                         .values(status=CANCELLED, last_error=reason[:2000], claimed_until=None))
+            self._pause(conn, [chat_db_id], reason, now)
+
+    def pause_chat(self, platform: str, chat_ref: str, reason: str, now: datetime) -> int:
+        """Pause the subscriptions of a whole chat, each forum topic or thread of it included (the bot was
+        removed from the group), and cancel what is queued for them; returns how many were active."""
+        with self.engine.begin() as conn:
+            ids = list(conn.execute(select(chats.c.id).where(chats.c.platform == platform,
+                                                             chats.c.chat_ref == chat_ref)).scalars())
+            return self._pause(conn, ids, reason, now) if ids else 0
+
+    @staticmethod
+    def _pause(conn: Connection, chat_db_ids: Sequence[int], reason: str, now: datetime) -> int:
+        active = conn.execute(select(func.count()).select_from(subscriptions).where(
+            subscriptions.c.chat_id.in_(chat_db_ids), subscriptions.c.active.is_(True))).scalar_one()
+        conn.execute(update(subscriptions).where(subscriptions.c.chat_id.in_(chat_db_ids)).values(
+            active=False, paused_reason=reason[:500], next_due_at=None, updated_at=now))
+        conn.execute(update(outbox).where(outbox.c.chat_id.in_(chat_db_ids), outbox.c.status == PENDING)
+                     .values(status=CANCELLED, last_error=reason[:2000], claimed_until=None))
+        return active
 
     def update_subscription(self, sub_id: int, now: datetime, *, schedule: Schedule | None = None,
                             max_stories: int | None = None, topics: Sequence[str] | None = None) -> Subscription:

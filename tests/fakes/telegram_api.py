@@ -219,6 +219,20 @@ class FakeTelegramAPI:
         self.chats[chat_id].migrate_to = new_id
         self.add_chat(new_id, "supergroup", self.chats[chat_id].title, admins=self.chats[chat_id].admins)
 
+    def kick(self, chat_id: int, by_user: int, status: str = "kicked") -> int:
+        """The bot is removed from a group ("kicked" or "left"): sends answer 403 and a my_chat_member update
+        arrives; returns the update id."""
+        chat = self.chats[chat_id]
+        chat.blocked = True
+        bot = {"id": BOT_ID, "is_bot": True, "first_name": "newsdigest", "username": BOT_USERNAME}
+        new: dict[str, Any] = {"user": bot, "status": status}
+        if status == "kicked":
+            new["until_date"] = 0
+        return self._push({"my_chat_member": {"chat": chat.as_json(), "from": self._user(by_user),
+                                              "date": int(time.time()),
+                                              "old_chat_member": {"user": bot, "status": "member"},
+                                              "new_chat_member": new}})
+
     def rate_limit_next(self, chat_id: int, retry_after: int) -> None:
         """The next send to this chat answers 429 with retry_after."""
         self._next_429[chat_id].append(retry_after)
