@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 from xml.etree.ElementTree import Element, SubElement, indent, tostring
 
 import listparser
 
-from bot.errors import BlockedURLError, CommandError
+from bot.errors import BlockedURLError, CommandError, FetchError
 from bot.models import FeedSpec
-from bot.net import address_is_public, check_url
-from bot.pipeline.entry import canonical_url
+from bot.net import Fetcher, FetchLimits, address_is_public, check_url
+from bot.pipeline.entry import canonical_url, parse_feed
 from bot.storage.store import FeedRow, Store
 
 MAX_OPML_BYTES = 2 * 1024 * 1024
 
 
-def validate_feed_url(url: str, *, allow_private: bool) -> str:
-    """Check a user-supplied feed URL: http(s), a host, and no literal private/loopback address; returns it
-    canonical (as article URLs are: no tracking parameters or fragment, lowercase host, no default port).
+def check_public_url(url: str, *, allow_private: bool) -> str:
+    """Check a user-supplied URL (a feed, or a link to summarize): http(s), a host, and no local host name or
+    literal private/loopback address; returns it stripped, or raises BlockedURLError with the reason.
 
     Hostnames are checked again at connect time by the fetcher, against the address actually connected to.
     """
@@ -37,7 +39,63 @@ def validate_feed_url(url: str, *, allow_private: bool) -> str:
         else:
             if not address_is_public(host):
                 raise BlockedURLError(url, f"{host} is not a public address")
+    return url
+
+
+def validate_feed_url(url: str, *, allow_private: bool) -> str:
+    """`check_public_url`, returned canonical (as article URLs are: no tracking parameters or fragment,
+    lowercase host, no default port)."""
+    url = check_public_url(url, allow_private=allow_private)
     return canonical_url(url) or url
+
+
+@dataclass(frozen=True)
+class FeedProbe:
+    """What one fetch and parse of a feed showed when it was added."""
+
+    title: str
+    entries: int
+    final_url: str
+
+
+def without_url(message: str, url: str) -> str:
+    """An error message without the URL its producer appended (" (url)"): the reply shows the URL already."""
+    for u in dict.fromkeys((url, url.rstrip("/"))):
+        message = message.replace(f" ({u})", "")
+    return message
+
+
+async def probe_feed(url: str, limits: FetchLimits) -> FeedProbe:
+    """Fetch and parse a feed once (same limits and SSRF rules as polling); raises BlockedURLError, FetchError
+    or ParseError with the reason."""
+    async with Fetcher(limits) as fetcher:
+        result = await fetcher.get(url)
+    final = result.final_url or url
+    parsed = await asyncio.to_thread(parse_feed, result.body, url=final, content_type=result.content_type)
+    return FeedProbe(title=parsed.title, entries=len(parsed.entries), final_url=final)
+
+
+def not_allowed(exc: BlockedURLError) -> str:
+    """The refusal of a blocked URL, in the same words for /addfeed and /summary <link>."""
+    return f"That URL is not allowed: {exc.reason}."
+
+
+_HTML_PAGE = re.compile(r"got an HTML page, not a feed(?: \((['\"])(.*)\1\))?$", re.S)
+
+
+def feed_refusal(exc: Exception, url: str) -> str:
+    """Why a URL cannot be added as a feed, in one sentence without nested parentheses."""
+    if isinstance(exc, BlockedURLError):
+        return not_allowed(exc)
+    if isinstance(exc, FetchError):
+        return f"I couldn't fetch that feed: {exc.reason}."
+    reason = without_url(str(exc), url)
+    page = _HTML_PAGE.match(reason)
+    if page:
+        title = f' "{page.group(2)}"' if page.group(2) else ""
+        return f"That is a web page{title}, not an RSS or Atom feed; look there for its feed's link."
+    reason = reason.removeprefix("not an RSS/Atom feed").removeprefix(":").strip()
+    return "That is not an RSS or Atom feed" + (f": {reason}." if reason else ".")
 
 
 def add_feed(store: Store, url: str, *, origin: str, allow_private: bool, name: str = "") -> tuple[FeedRow, bool]:

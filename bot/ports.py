@@ -225,8 +225,9 @@ class Summarize(Protocol):
 class FeedAdmin(Protocol):
     """The global feed list operations admin commands use (validated like the CLI)."""
 
-    def add(self, url: str) -> tuple[Any, bool]:
-        """Validate and add a feed; returns (feed row, created); raises BlockedURLError/CommandError."""
+    async def add(self, url: str) -> tuple[Any, bool]:
+        """Validate, fetch and parse once, and add a feed; returns (feed row, created); raises
+        BlockedURLError/CommandError with the reason."""
         ...
 
     def remove(self, id_or_url: str) -> Any | None:

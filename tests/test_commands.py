@@ -100,15 +100,19 @@ async def test_group_permissions(svc: CommandService) -> None:
     assert "Commands" in text(await run(svc, "help", chat=GROUP_CHAT, admin=False))
 
 
-async def test_owner_commands(svc: CommandService) -> None:
+async def test_owner_commands(svc: CommandService, store: Store, feed_server) -> None:  # noqa: ANN001
     assert "only the bot's owners" in text(await run(svc, "feeds"))
     assert "only the bot's owners" in text(await run(svc, "addfeed", "https://e.example/rss"))
-    assert "Added feed" in text(await run(svc, "addfeed", "https://e.example/rss", user="1"))
-    assert "already in the list" in text(await run(svc, "addfeed", "https://e.example/rss", user="1"))
     for bad in ("http://10.0.0.1/rss", "file:///etc/passwd", "http://localhost/x"):
         assert "not allowed" in text(await run(svc, "addfeed", bad, user="1")), bad
+    # The feed server listens on 127.0.0.1: a bot that may reach private addresses adds its feeds.
+    svc.feed_admin = StoreFeedAdmin(store, allow_private=True)
+    url = feed_server.url("/feeds/wsj_2020-04-27T2107Z.xml")
+    r = text(await run(svc, "addfeed", url, user="1"))
+    assert r.startswith("Added feed") and "WSJ.com: World News" in r, r
+    assert "already in the list" in text(await run(svc, "addfeed", url, user="1"))
     listing = text(await run(svc, "feeds", user="1"))
-    assert "e.example/rss" in listing
+    assert "WSJ.com: World News" in listing
     feed_id = listing.split("\n")[1].split()[0]
     assert "Removed feed" in text(await run(svc, "removefeed", feed_id, user="1"))
     assert "No feed" in text(await run(svc, "removefeed", feed_id, user="1"))
@@ -130,15 +134,15 @@ async def test_summary_period_cooldown_and_link(svc: CommandService, store: Stor
     assert r.digest is not None and [s.title for s in r.digest.stories] == ["Story 0: leaders meet <again> & talk"]
     clock.t += timedelta(seconds=61)
     assert "longest period is 7d" in text(await run(svc, "summary", "30d"))
-    assert "not a period" in text(await run(svc, "summary", "soon"))
+    assert "neither a period like 6h or 2d nor a link" in text(await run(svc, "summary", "soon"))
     r = await run(svc, "summary", "https://news.example/a")
     assert "A <title>" in text(r) and r.blocks[2][0].url == "https://news.example/a"
     assert "Please wait" in text(await run(svc, "summary", "https://news.example/b"))
     clock.t += timedelta(seconds=61)
-    assert "couldn't fetch" in text(await run(svc, "summary", "https://news.example/missing"))
-    clock.t += timedelta(seconds=61)
+    assert text(await run(svc, "summary", "https://news.example/missing")) == "I couldn't fetch that page: HTTP 404."
     assert "couldn't find an article" in text(await run(svc, "summary", "https://news.example/empty"))
-    assert "can't open that link" in text(await run(svc, "summary", "ftp://x.example/a"))
+    assert text(await run(svc, "summary", "ftp://x.example/a")) == \
+        "That URL is not allowed: only http and https URLs are allowed."
 
 
 async def test_unknown_and_internal_errors(svc: CommandService) -> None:
@@ -200,3 +204,106 @@ def test_chat_topics_are_the_defaults_and_every_scored_topic() -> None:
     names = chat_topics(ff)
     # The default first, then the built-in topics articles are scored on, each once.
     assert names[0] == "energy" and WORLD in names and len(names) == len(set(names))
+
+
+async def test_summary_assumes_https_for_a_bare_host_or_path(svc: CommandService) -> None:
+    asked: list[str] = []
+
+    async def summarize(url: str) -> LinkSummary:
+        asked.append(url)
+        return LinkSummary(url=url, title="T", summary="S.")
+
+    svc.summarize = summarize
+    clock: Clock = svc.clock  # type: ignore[assignment]
+    for arg in ("www.example.com", "www.example.com/x", "example.com/news/1?id=2", "<bbc.co.uk/news>"):
+        r = await run(svc, "summary", arg)
+        assert not r.error and text(r).startswith("T"), (arg, text(r))
+        clock.t += timedelta(seconds=61)
+    assert asked == ["https://www.example.com", "https://www.example.com/x", "https://example.com/news/1?id=2",
+                     "https://bbc.co.uk/news"]
+
+
+async def test_summary_periods_must_be_positive_and_values_are_quoted_plainly(svc: CommandService) -> None:
+    for arg in ("0h", "0", "0.0d"):
+        assert text(await run(svc, "summary", arg)) == "The period must be more than 0 and at most 7d, e.g. 90m, 6h or 2d."
+    assert text(await run(svc, "summary", "8d")) == "The longest period is 7d."
+    assert text(await run(svc, "summary", "garbage")).startswith("“garbage” is neither a period")
+    await run(svc, "subscribe")
+    assert text(await run(svc, "settings", "timezone", "Mars/Base")).startswith("“Mars/Base” is not a time zone")
+    assert text(await run(svc, "settings", "colour", "red")).startswith("Unknown setting “colour”.")
+    assert "Unknown topic “cats”." in text(await run(svc, "settings", "topics", "cats"))
+    assert text(await run(svc, "removefeed", "999", user="1")).startswith("No feed “999”.")
+    for reply in [await run(svc, "summary", "it's"), await run(svc, "settings", "timezone", "it's")]:
+        assert "'" not in text(reply).replace("it's", ""), text(reply)
+
+
+async def test_a_failed_or_private_link_leaves_the_cooldown_and_is_refused_like_addfeed(svc: CommandService) -> None:
+    for url in ("http://10.0.0.1/a", "http://[::1]/a", "http://127.0.0.1:8080/x", "http://localhost/a"):
+        summary = text(await run(svc, "summary", url))
+        addfeed = text(await run(svc, "addfeed", url, user="1"))
+        assert summary == addfeed and summary.startswith("That URL is not allowed: "), (summary, addfeed)
+        assert summary.count("(") == 0, summary
+    # None of those, nor a 404 or a page without an article, started the cooldown.
+    assert "couldn't fetch" in text(await run(svc, "summary", "https://news.example/missing"))
+    assert "couldn't find an article" in text(await run(svc, "summary", "https://news.example/empty"))
+    assert "A <title>" in text(await run(svc, "summary", "https://news.example/a"))
+    assert "Please wait 60 s" in text(await run(svc, "summary", "https://news.example/a"))
+
+
+async def test_cooldown_reply_tells_the_time_in_the_chats_zone(svc: CommandService) -> None:
+    from datetime import UTC
+
+    clock: Clock = svc.clock  # type: ignore[assignment]
+    clock.t = datetime(2026, 7, 1, 10, 0, 0, tzinfo=UTC)
+    await run(svc, "subscribe")  # DEFAULTS: Europe/Berlin, CEST in July
+    await run(svc, "summary")
+    assert text(await run(svc, "summary")).endswith("(try again after 12:01:00 CEST).")
+    await run(svc, "settings", "timezone", "America/New_York")
+    assert text(await run(svc, "summary")).endswith("(try again after 06:01:00 EDT).")
+    other = ChatRef("telegram", "11")
+    await run(svc, "summary", chat=other)
+    assert text(await run(svc, "summary", chat=other)).endswith("(try again after 10:01:00 UTC).")
+
+
+async def test_addfeed_fetches_and_parses_once_and_refuses_with_the_reason(store: Store, feed_server) -> None:  # noqa: ANN001
+    admin = StoreFeedAdmin(store, allow_private=True)
+    svc = CommandService(ChatStore(store.engine), admins={"telegram:1"}, defaults=DEFAULTS, feed_admin=admin)
+    feed_server.files["/page.html"] = (b"<!doctype html><html><head><title>Example News</title></head>"
+                                       b"<body><p>Read our stories.</p></body></html>")
+    feed_server.files["/junk.xml"] = b"<notes><note>hello</note></notes>"
+    for path, expected in [("/page.html", 'That is a web page "Example News", not an RSS or Atom feed; '
+                                          "look there for its feed's link."),
+                           ("/status/404", "I couldn't fetch that feed: HTTP 404."),
+                           ("/junk.xml", "That is not an RSS or Atom feed")]:
+        r = text(await run(svc, "addfeed", feed_server.url(path), user="1"))
+        assert r.startswith(expected) and "(" not in r, r
+    assert store.list_feeds() == [], "nothing refused is added"
+    url = feed_server.url("/feeds/bbc_2020-04-27T2107Z.xml")
+    r = await run(svc, "addfeed", url, user="1")
+    (row,) = store.list_feeds()
+    assert text(r) == f"Added feed {row.id}: {row.display_name}. Its stories are collected from the next poll on."
+    assert row.title and row.display_name == row.title and row.last_error is None
+    assert r.blocks[0][3].url == row.url
+    assert feed_server.hits["/feeds/bbc_2020-04-27T2107Z.xml"] == 1, "fetched once"
+
+
+async def test_help_on_discord_lists_only_what_can_be_typed_there(store: Store) -> None:
+    svc = CommandService(ChatStore(store.engine), admins={"discord:1"}, defaults=DEFAULTS, topics=("world",))
+    chan = ChatRef("discord", "500", kind=GROUP, title="news")
+
+    async def on_discord(command: str, *args: str, user: str = "5") -> str:
+        return text(await svc.handle(Invocation("discord", chan, user, command, args, user_is_chat_admin=True)))
+
+    help_ = await on_discord("help")
+    assert "/start" not in help_ and "forum" not in help_ and "topic)" not in help_
+    assert "/summary [period: 6h|2d] [link: URL]" in help_ and "in this channel (or thread)" in help_
+    assert "/settings [setting] [value]" in help_
+    assert "I don't know /start" in await on_discord("start")
+    await on_discord("subscribe")
+    settings = await on_discord("settings")
+    assert "Text forms" not in settings and "/settings times" not in settings
+    assert "setting: times, value: 08:00 18:00" in settings
+    assert "/importopml file: OPML" in await on_discord("help", user="1")
+    # Telegram keeps its own forms.
+    tg = text(await run(svc, "help"))
+    assert "/start" in tg and "(or forum topic)" in tg and "/summary [6h|2d|link]" in tg

@@ -19,6 +19,7 @@ from bot.settings import DigestDefaults
 from bot.storage.chat_store import ChatStore
 from bot.storage.store import Store
 from tests.fakes.discord_api import payload_problems
+from tests.fakes.feed_probe import reachable_feed
 from tests.fakes.stories import seed
 
 DEFAULTS = DigestDefaults(times=("08:00",), timezone="UTC", max_stories=4, min_topic_score=0.5,
@@ -49,7 +50,7 @@ class World:
 
 def service(store: Store, chats: ChatStore, admins: set[str]) -> CommandService:
     return CommandService(chats, admins=admins, defaults=DEFAULTS, topics=("world", "economy"),
-                          feed_admin=StoreFeedAdmin(store, allow_private=False))
+                          feed_admin=StoreFeedAdmin(store, allow_private=False, probe=reachable_feed))
 
 
 @pytest.fixture
@@ -151,7 +152,7 @@ async def test_summary_digest_period_and_errors(world: World) -> None:
     r = await world.member.slash(world.channel, "summary")
     assert r.ephemeral and "Please wait" in r.response.content
     r = await world.member.slash(world.channel, "summary", period="yesterday")
-    assert r.ephemeral and "not a period" in r.response.content
+    assert r.ephemeral and "neither a period" in r.response.content
     r = await world.member.slash(world.channel, "summary", period="6h", link="https://a.example/x")
     assert r.ephemeral and "either a period or a link" in r.response.content
     other = world.guild.create_text_channel("elsewhere")
@@ -195,7 +196,7 @@ async def test_owner_feed_commands_and_opml(world: World) -> None:
     assert attachment.filename == "newsdigest-feeds.opml"
     assert b"https://a.example/feed" in await attachment.read()
     r = await world.owner.slash(world.channel, "removefeed", feed="999")
-    assert r.ephemeral and "No feed '999'" in r.response.content
+    assert r.ephemeral and "No feed “999”" in r.response.content
 
 
 async def test_help_is_private_and_lists_what_the_user_may_do(world: World) -> None:

@@ -39,6 +39,7 @@ from tests.fakes.discord_api import (
     FakeDiscord,
     FakeGuild,
 )
+from tests.fakes.feed_probe import reachable_feed
 from tests.fakes.stories import seed
 
 OWNER, MEMBER = 4242, 5151
@@ -88,7 +89,7 @@ class Rig:
 
 def service(store: Store, chats: ChatStore, clock: ShiftClock) -> CommandService:
     return CommandService(chats, admins={f"discord:{OWNER}"}, defaults=DEFAULTS, clock=clock.now,
-                          feed_admin=StoreFeedAdmin(store, allow_private=False), topics=("world", "economy"))
+                          feed_admin=StoreFeedAdmin(store, allow_private=False, probe=reachable_feed), topics=("world", "economy"))
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from bot.storage.chat_store import ChatStore
 from bot.storage.store import Store
 from bot.storage.tables import subscriptions
 from tests.fakes.clock import ShiftClock
+from tests.fakes.feed_probe import reachable_feed
 from tests.fakes.stories import seed
 from tests.fakes.telegram_api import TOKEN, FakeTelegramAPI, Sent
 
@@ -62,7 +63,7 @@ async def bot(sqlite_store: Store) -> AsyncIterator[Bot]:
     async with FakeTelegramAPI() as api:
         chats = ChatStore(sqlite_store.engine)
         service = CommandService(chats, admins={f"telegram:{OWNER}"}, defaults=DEFAULTS,
-                                 feed_admin=StoreFeedAdmin(sqlite_store, allow_private=False), clock=clock.now,
+                                 feed_admin=StoreFeedAdmin(sqlite_store, allow_private=False, probe=reachable_feed), clock=clock.now,
                                  topics=("world", "economy"))
         tg = TelegramChat(TOKEN, api.root, service, poll_timeout_s=1)
         runtime = ChatRuntime(chats, DEFAULTS, [tg], services=[tg], clock=clock,
@@ -122,7 +123,7 @@ async def test_subscribe_schedule_digest_summary(bot: Bot) -> None:
                        == DEFAULTS.max_stories)
     assert api.sent_to(USER)[before].plain.startswith("News digest")
     (bad,) = await command(bot, USER, USER, "/summary yesterday")
-    assert "not a period" in bad.plain
+    assert "neither a period" in bad.plain
 
 
 async def test_permissions_and_feed_admin(bot: Bot) -> None:
@@ -138,7 +139,7 @@ async def test_permissions_and_feed_admin(bot: Bot) -> None:
     (r,) = await command(bot, OWNER, OWNER, "/addfeed")
     assert "Usage: /addfeed URL" in r.plain
     (r,) = await command(bot, OWNER, OWNER, "/feeds")
-    assert "example.com/rss" in r.plain
+    assert "News from example.com" in r.plain and 'href="https://example.com/rss"' in r.text
     opml = (b'<?xml version="1.0"?><opml version="2.0"><head/><body>'
             b'<outline type="rss" text="A" xmlUrl="https://a.example/feed"/>'
             b'<outline type="rss" text="L" xmlUrl="http://localhost/feed"/></body></opml>')
@@ -176,6 +177,17 @@ async def test_permissions_and_feed_admin(bot: Bot) -> None:
     assert api.callback_answers[-1]["text"] == "Saved."
     sub = bot.chats.get_subscription(ChatRef("telegram", str(group)))
     assert sub is not None and sub.max_stories == 5
+
+
+async def test_plain_text_in_a_private_chat_gets_a_hint_to_send_help(bot: Bot) -> None:
+    api, group = bot.api, -500
+    api.add_chat(USER)
+    api.add_chat(group, "group", "G", admins={GROUP_ADMIN})
+    api.user_message(group, USER, "hello everyone")  # people talking in a group: no answer
+    (r,) = await command(bot, USER, USER, "hello")
+    assert "/help" in r.plain and "/summary" in r.plain
+    (r,) = await command(bot, group, USER, "/help")
+    assert "Commands" in r.plain and len(api.sent_to(group)) == 1
 
 
 async def test_blocked_rate_limited_migrated_and_forum(bot: Bot) -> None:

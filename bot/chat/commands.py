@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.errors import BlockedURLError, CommandError, ExtractError, FetchError, PermissionDenied
+from bot.feedlist import check_public_url, not_allowed
 from bot.net import utcnow
 from bot.pipeline.digest import Schedule, build_digest, digest_since, parse_time_of_day
 from bot.ports import (
@@ -57,19 +60,35 @@ class CommandSpec:
     args: str
     description: str
     owner_only: bool = False
+    # Discord's slash commands take named options, have no /start and no forum topics: its own words, or
+    # None where the command does not exist there.
+    discord_args: str | None = ""
+    discord_description: str = ""
+
+    def usage(self, platform: str) -> tuple[str, str] | None:
+        """(arguments, description) as this platform shows them, or None where it has no such command."""
+        if platform != "discord":
+            return self.args, self.description
+        if self.discord_args is None:
+            return None
+        return self.discord_args or self.args, self.discord_description or self.description
 
 
 COMMANDS: tuple[CommandSpec, ...] = (
-    CommandSpec("start", "", "what this bot does"),
+    CommandSpec("start", "", "what this bot does", discord_args=None),
     CommandSpec("help", "", "list the commands"),
-    CommandSpec("subscribe", "", "get scheduled news digests in this chat (or forum topic)"),
+    CommandSpec("subscribe", "", "get scheduled news digests in this chat (or forum topic)",
+                discord_description="get scheduled news digests in this channel (or thread)"),
     CommandSpec("unsubscribe", "", "stop the scheduled digests here"),
-    CommandSpec("summary", "[6h|2d|link]", "a digest now, or a summary of one article"),
-    CommandSpec("settings", "", "schedule, time zone, stories per digest, topics"),
+    CommandSpec("summary", "[6h|2d|link]", "a digest now, or a summary of one article",
+                discord_args="[period: 6h|2d] [link: URL]"),
+    CommandSpec("settings", "", "schedule, time zone, stories per digest, topics",
+                discord_args="[setting] [value]"),
     CommandSpec("feeds", "", "list the feeds (bot owners)", owner_only=True),
-    CommandSpec("addfeed", "URL", "add a feed (bot owners)", owner_only=True),
-    CommandSpec("removefeed", "ID", "remove a feed (bot owners)", owner_only=True),
-    CommandSpec("importopml", "", "send an OPML file with this caption (bot owners)", owner_only=True),
+    CommandSpec("addfeed", "URL", "add a feed (bot owners)", owner_only=True, discord_args="url: URL"),
+    CommandSpec("removefeed", "ID", "remove a feed (bot owners)", owner_only=True, discord_args="feed: ID"),
+    CommandSpec("importopml", "", "send an OPML file with this caption (bot owners)", owner_only=True,
+                discord_args="file: OPML", discord_description="import an attached OPML file (bot owners)"),
     CommandSpec("exportopml", "", "the feed list as an OPML file (bot owners)", owner_only=True),
 )
 _BY_NAME = {c.name: c for c in COMMANDS}
@@ -86,6 +105,11 @@ def _admins_of(inv: Invocation) -> str:
 def needs_chat_admin(command: str) -> bool:
     """True when the command changes the chat's subscription (so a group member must be a chat admin)."""
     return command in _CHAT_ADMIN_COMMANDS
+
+
+def _quoted(value: str) -> str:
+    """A user's value quoted plainly in a reply (not Python's 'repr')."""
+    return f"“{value}”"
 
 
 def parse_command(text: str, bot_username: str | None = None) -> tuple[str, tuple[str, ...]] | None:
@@ -106,7 +130,7 @@ class CommandService:
     def __init__(self, chats: ChatStore, *, admins: Iterable[str], defaults: DigestDefaults,
                  feed_admin: FeedAdmin | None = None, summarize: Summarize | None = None,
                  topics: Sequence[str] = (), clock: Callable[[], datetime] = utcnow,
-                 bot_name: str = "newsdigest") -> None:
+                 bot_name: str = "newsdigest", allow_private_urls: bool = False) -> None:
         self.chats = chats
         self.admins = frozenset(admins)
         self.defaults = defaults
@@ -116,15 +140,18 @@ class CommandService:
         self.topics = tuple(dict.fromkeys([*defaults.topics, *topics]))
         self.clock = clock
         self.bot_name = bot_name
-        self._last_summary: dict[str, datetime] = {}
+        self.allow_private_urls = allow_private_urls
 
     # entry point --------------------------------------------------------------------------------------------
 
     async def handle(self, inv: Invocation) -> Reply:
         """Answer one invocation; never raises (errors become polite replies)."""
         try:
-            if inv.command == "summary" and inv.args and _looks_like_url(inv.args[0]):
-                return await self._summary_link(inv)
+            link = _link_of(inv.args[0]) if inv.command == "summary" and inv.args else None
+            if link is not None:
+                return await self._summary_link(inv, link)
+            if inv.command == "addfeed":
+                return await self._addfeed(inv)
             return await asyncio.to_thread(self._handle_sync, inv)
         except CommandError as exc:
             return Reply(blocks=(para(str(exc)),), notice=str(exc)[:190] if inv.callback_data else None,
@@ -138,19 +165,28 @@ class CommandService:
         """(name, description) pairs for the platform's command menu (setMyCommands), owners' commands left out."""
         return [(c.name, c.description) for c in COMMANDS if not c.owner_only]
 
+    def plain_text_reply(self) -> Reply:
+        """The answer to a message that is not a command, in a private chat."""
+        return Reply(blocks=(para("I answer commands: send /help to see them, or /summary followed by a link "
+                                  "for a summary of that article."),))
+
     def is_owner(self, inv: Invocation) -> bool:
         """True for bot owners (NEWSDIGEST_ADMINS)."""
         return inv.user_key in self.admins
 
     def _handle_sync(self, inv: Invocation) -> Reply:
-        handler = getattr(self, f"_cmd_{inv.command}", None)
         if inv.command == "callback":
             return self._callback(inv)
-        if handler is None or inv.command not in _BY_NAME:
+        return getattr(self, f"_cmd_{self._allowed(inv)}")(inv)
+
+    def _allowed(self, inv: Invocation) -> str:
+        """The command's name when it exists here and this user may run it; else a CommandError."""
+        spec = _BY_NAME.get(inv.command)
+        if spec is None or spec.usage(inv.platform) is None:
             raise CommandError(f"I don't know /{inv.command}. Send /help to see what I can do.")
-        if _BY_NAME[inv.command].owner_only and not self.is_owner(inv):
+        if spec.owner_only and not self.is_owner(inv):
             raise PermissionDenied("Sorry, only the bot's owners can manage the feed list.")
-        return handler(inv)
+        return inv.command
 
     def _require_chat_admin(self, inv: Invocation, what: str) -> None:
         if inv.chat.is_group and not inv.user_is_chat_admin:
@@ -170,9 +206,11 @@ class CommandService:
         owner = self.is_owner(inv)
         lines = [para(bold("Commands"))]
         for c in COMMANDS:
-            if c.owner_only and not owner:
+            usage = c.usage(inv.platform)
+            if usage is None or (c.owner_only and not owner):
                 continue
-            lines.append(para(code(f"/{c.name}" + (f" {c.args}" if c.args else "")), f" - {c.description}"))
+            args, description = usage
+            lines.append(para(code(f"/{c.name}" + (f" {args}" if args else "")), f" - {description}"))
         return tuple(lines)
 
     def _cmd_subscribe(self, inv: Invocation) -> Reply:
@@ -193,63 +231,61 @@ class CommandService:
     def _cmd_summary(self, inv: Invocation) -> Reply:
         if len(inv.args) > 1:
             raise CommandError("Usage: /summary, /summary 6h, /summary 2d, or /summary <link to an article>")
-        requested = None
-        if inv.args:
-            try:
-                requested = timedelta(seconds=parse_duration(inv.args[0]))
-            except ValueError:
-                raise CommandError(f"{inv.args[0]!r} is not a period like 6h or 2d, nor a link. "
-                                   "Usage: /summary [6h|2d|link]") from None
-            if requested > MAX_SUMMARY_PERIOD:
-                raise CommandError("The longest period is 7d.")
-        now = self._check_cooldown(inv.chat)
-        sub = self.chats.get_subscription(inv.chat)
-        since = digest_since(now, sub.last_digest_at if sub else None, None, requested)
-        topics = sub.topics if sub else self.defaults.topics
-        max_stories = sub.max_stories if sub else self.defaults.max_stories
-        digest = build_digest(self.chats.candidate_stories(since, now), now=now, since=since,
-                              max_stories=max_stories, topics=topics, min_topic_score=self.defaults.min_topic_score)
+        requested = _period(inv.args[0]) if inv.args else None
+        now = self._claim_cooldown(inv.chat)
+        try:
+            sub = self.chats.get_subscription(inv.chat)
+            since = digest_since(now, sub.last_digest_at if sub else None, None, requested)
+            topics = sub.topics if sub else self.defaults.topics
+            max_stories = sub.max_stories if sub else self.defaults.max_stories
+            digest = build_digest(self.chats.candidate_stories(since, now), now=now, since=since,
+                                  max_stories=max_stories, topics=topics,
+                                  min_topic_score=self.defaults.min_topic_score)
+        except Exception:
+            self.chats.release_summary(inv.chat, now)  # our failure: the chat may ask again at once
+            raise
         if not digest.stories:
             return Reply(blocks=(para(f"No new stories since {_fmt_time(since, sub)}."),))
         return Reply(digest=digest)
 
-    async def _summary_link(self, inv: Invocation) -> Reply:
-        url = inv.args[0].strip("<>")
+    async def _summary_link(self, inv: Invocation, url: str) -> Reply:
         if len(inv.args) > 1:
             raise CommandError("Usage: /summary <link to an article>")
         try:
-            from bot.net import check_url
-
-            check_url(url)
+            # The same up-front check as /addfeed: literal private addresses never reach the fetcher.
+            check_public_url(url, allow_private=self.allow_private_urls)
         except BlockedURLError as exc:
-            raise CommandError(f"I can't open that link: {exc.reason}.") from None
+            raise CommandError(not_allowed(exc)) from None
         if self.summarize is None:
             raise CommandError("Summaries of single links are not available on this bot.")
-        self._check_cooldown(inv.chat)
+        claimed = await asyncio.to_thread(self._claim_cooldown, inv.chat)
         try:
             s = await self.summarize(url)
-        except FetchError as exc:
-            raise CommandError(f"I couldn't fetch that page ({exc.reason}).") from None
-        except ExtractError:
-            raise CommandError("I couldn't find an article on that page.") from None
+        except Exception as exc:
+            # Nothing was summarized: the link's failure does not cost the chat its cooldown.
+            await asyncio.to_thread(self.chats.release_summary, inv.chat, claimed)
+            if isinstance(exc, BlockedURLError):
+                raise CommandError(not_allowed(exc)) from None
+            if isinstance(exc, FetchError):
+                raise CommandError(f"I couldn't fetch that page: {exc.reason}.") from None
+            if isinstance(exc, ExtractError):
+                raise CommandError("I couldn't find an article on that page.") from None
+            raise
         head = para(bold(s.title or url))
         source = para(link(s.outlet or "source", s.url or url))
         return Reply(blocks=(head, para(s.summary), source))
 
-    def _check_cooldown(self, chat: ChatRef) -> datetime:
+    def _claim_cooldown(self, chat: ChatRef) -> datetime:
+        """Start a /summary in this chat (one atomic database update) and return its time, or refuse with when
+        the next one is allowed, in the chat's time zone."""
         now = self.clock()
-        last = self._last_summary.get(chat.key)
-        wait = timedelta(seconds=self.defaults.summary_cooldown_s)
-        if last is not None and now - last < wait:
-            again = last + wait
-            secs = max(1, int((again - now).total_seconds() + 0.999))
-            raise CommandError(f"Please wait {secs} s before the next /summary here "
-                               f"(try again after {again:%H:%M:%S} UTC).")
-        self._last_summary[chat.key] = now
-        if len(self._last_summary) > 10_000:
-            cutoff = now - wait
-            self._last_summary = {k: v for k, v in self._last_summary.items() if v > cutoff}
-        return now
+        again = self.chats.claim_summary(chat, now, self.defaults.summary_cooldown_s)
+        if again is None:
+            return now
+        secs = max(1, math.ceil((again - now).total_seconds()))
+        local = again.astimezone(_zone(self.chats.get_subscription(chat)))
+        raise CommandError(f"Please wait {secs} s before the next /summary here "
+                           f"(try again after {local:%H:%M:%S} {local.tzname()}).")
 
     # settings -----------------------------------------------------------------------------------------------
 
@@ -264,17 +300,23 @@ class CommandService:
         sub = self._subscription_for_settings(inv)
         if inv.args:
             sub = self._apply_setting(sub, inv.args[0].lower(), list(inv.args[1:]))
-        return self._settings_reply(sub)
+        return self._settings_reply(sub, inv.platform)
 
     def _topics_example(self) -> str:
         return " ".join(self.topics[:2]) or "all"
 
-    def _settings_reply(self, sub: Subscription, *, edit: bool = False, notice: str | None = None) -> Reply:
+    def _settings_reply(self, sub: Subscription, platform: str, *, edit: bool = False,
+                        notice: str | None = None) -> Reply:
         choices = ", ".join(self.topics)
+        if platform == "discord":
+            # Discord's /settings takes a setting and a value as options; there is no text form to type.
+            hint = ("Or choose in /settings, e.g. setting: times, value: 08:00 18:00 · every 6 · max 5 · "
+                    f"timezone Europe/Berlin · topics {self._topics_example()} · topics all")
+        else:
+            hint = ("Text forms: /settings times 08:00 18:00 | every 6 | max 5 | "
+                    f"timezone Europe/Berlin | topics {self._topics_example()} | topics all")
         blocks = (para(bold("Digest settings")), *self._settings_blocks(sub),
-                  para(italic("Text forms: /settings times 08:00 18:00 | every 6 | max 5 | "
-                              f"timezone Europe/Berlin | topics {self._topics_example()} | topics all"
-                              + (f". Topics: {choices}." if choices else ""))))
+                  para(italic(hint + (f". Topics: {choices}." if choices else ""))))
         return Reply(blocks=blocks, buttons=self._settings_buttons(sub), edit=edit, notice=notice)
 
     def _settings_blocks(self, sub: Subscription) -> tuple[Block, ...]:
@@ -318,22 +360,22 @@ class CommandService:
         elif key == "m":
             sub = self._apply_setting(sub, "max", [value])
         elif key == "p":
-            return self._toggle_topic(sub, value)
+            return self._toggle_topic(inv, sub, value)
         else:
             raise CommandError("That button is no longer valid. Send /settings again.")
-        return self._settings_reply(sub, edit=True, notice="Saved.")
+        return self._settings_reply(sub, inv.platform, edit=True, notice="Saved.")
 
-    def _toggle_topic(self, sub: Subscription, value: str) -> Reply:
+    def _toggle_topic(self, inv: Invocation, sub: Subscription, value: str) -> Reply:
         """A topic button: "All topics" clears the choice; a topic is ticked or un-ticked, and the last ticked
         topic cannot be un-ticked (that would silently mean all topics: the "All topics" button says it)."""
         if value == ALL_TOPICS:
             if not sub.topics:
-                return self._settings_reply(sub, edit=True, notice="Already all topics.")
+                return self._settings_reply(sub, inv.platform, edit=True, notice="Already all topics.")
             sub = self.chats.update_subscription(sub.id, self.clock(), topics=())
-            return self._settings_reply(sub, edit=True, notice="Saved: all topics.")
+            return self._settings_reply(sub, inv.platform, edit=True, notice="Saved: all topics.")
         if value in sub.topics:
             if len(sub.topics) == 1:
-                return self._settings_reply(sub, edit=True,
+                return self._settings_reply(sub, inv.platform, edit=True,
                                             notice=f"{value} is the only topic left; tap All topics for everything.")
             chosen = [t for t in sub.topics if t != value]
         else:
@@ -341,7 +383,7 @@ class CommandService:
                 raise CommandError("That topic is no longer offered. Send /settings again.")
             chosen = [*sub.topics, value]
         sub = self._apply_setting(sub, "topics", chosen)
-        return self._settings_reply(sub, edit=True, notice="Saved: " + ", ".join(sub.topics) + ".")
+        return self._settings_reply(sub, inv.platform, edit=True, notice="Saved: " + ", ".join(sub.topics) + ".")
 
     def _apply_setting(self, sub: Subscription, key: str, values: list[str]) -> Subscription:
         now = self.clock()
@@ -371,7 +413,7 @@ class CommandService:
                 raise CommandError("Usage: /settings timezone Europe/Berlin (an IANA time zone name)")
             zone = canonical_timezone(values[0])
             if zone is None:
-                raise CommandError(f"{values[0]!r} is not a time zone I know. "
+                raise CommandError(f"{_quoted(values[0])} is not a time zone I know. "
                                    "Use a name like Europe/Berlin, America/New_York or UTC.")
             schedule = Schedule(zone, sub.schedule.times, sub.schedule.every_hours)
             return self.chats.update_subscription(sub.id, now, schedule=schedule)
@@ -385,9 +427,9 @@ class CommandService:
             names = [n.lower() if n.lower() in self.topics else n for n in names]
             unknown = [n for n in names if n not in self.topics and n not in sub.topics]
             if unknown:
-                raise CommandError(f"Unknown topic {unknown[0]!r}. Topics: {', '.join(self.topics)} (or: all)")
+                raise CommandError(f"Unknown topic {_quoted(unknown[0])}. Topics: {', '.join(self.topics)} (or: all)")
             return self.chats.update_subscription(sub.id, now, topics=tuple(dict.fromkeys(names)))
-        raise CommandError(f"Unknown setting {key!r}. Settings: times, every, max, timezone, topics.")
+        raise CommandError(f"Unknown setting {_quoted(key)}. Settings: times, every, max, timezone, topics.")
 
     # bot owners ---------------------------------------------------------------------------------------------
 
@@ -409,24 +451,27 @@ class CommandService:
             blocks.append(para(f"... and {len(rows) - MAX_FEEDS_LISTED} more; /exportopml lists them all."))
         return Reply(blocks=tuple(blocks))
 
-    def _cmd_addfeed(self, inv: Invocation) -> Reply:
+    async def _addfeed(self, inv: Invocation) -> Reply:
+        """/addfeed, on the event loop: it fetches the feed."""
+        self._allowed(inv)
         if len(inv.args) != 1:
             raise CommandError("Usage: /addfeed URL (an RSS or Atom feed, http or https)")
         try:
-            row, created = self._feeds().add(inv.args[0].strip("<>"))
+            row, created = await self._feeds().add(inv.args[0].strip("<>"))
         except BlockedURLError as exc:
-            raise CommandError(f"That URL is not allowed: {exc.reason}.") from None
+            raise CommandError(not_allowed(exc)) from None
         if not created:
-            return Reply(blocks=(para("That feed is already in the list as ", code(str(row.id)), "."),))
+            return Reply(blocks=(para("That feed is already in the list as ", code(str(row.id)), ": ",
+                                      link(row.display_name, row.url), "."),))
         return Reply(blocks=(para("Added feed ", code(str(row.id)), ": ", link(row.display_name, row.url),
-                                  ". It is polled on the next cycle."),))
+                                  ". Its stories are collected from the next poll on."),))
 
     def _cmd_removefeed(self, inv: Invocation) -> Reply:
         if len(inv.args) != 1:
             raise CommandError("Usage: /removefeed ID (see /feeds for the ids)")
         row = self._feeds().remove(inv.args[0].strip("<>"))
         if row is None:
-            raise CommandError(f"No feed {inv.args[0]!r}. See /feeds for the ids.")
+            raise CommandError(f"No feed {_quoted(inv.args[0])}. See /feeds for the ids.")
         return Reply(blocks=(para("Removed feed ", code(str(row.id)), ": ", row.display_name, "."),))
 
     def _cmd_importopml(self, inv: Invocation) -> Reply:
@@ -441,11 +486,42 @@ class CommandService:
                      file=OutgoingFile("newsdigest-feeds.opml", data, "text/x-opml", "newsdigest feeds"))
 
 
-def _looks_like_url(arg: str) -> bool:
-    return "://" in arg or arg.lower().startswith(("www.", "<http"))
+_PERIOD = re.compile(r"\d+(?:\.\d+)?\s*[smhd]?", re.IGNORECASE)
+# A bare host with an optional path: www.example.com, example.com/x, bbc.co.uk:8080/news?id=1.
+_BARE_HOST = re.compile(r"[\w-]+(?:\.[\w-]+)+(?::\d+)?(?:[/?#]\S*)?")
+
+
+def _link_of(arg: str) -> str | None:
+    """The URL a /summary argument names (https assumed for a bare host or path), or None for a period or
+    anything else."""
+    arg = arg.strip().removeprefix("<").removesuffix(">")
+    if "://" in arg or arg.lower().startswith(("http:", "https:")):
+        return arg
+    if _PERIOD.fullmatch(arg) or not _BARE_HOST.fullmatch(arg):
+        return None
+    return "https://" + arg
+
+
+def _period(arg: str) -> timedelta:
+    """A /summary period (6h, 2d, 90m), more than zero and at most MAX_SUMMARY_PERIOD."""
+    if not _PERIOD.fullmatch(arg.strip()):
+        raise CommandError(f"{_quoted(arg)} is neither a period like 6h or 2d nor a link. "
+                           "Usage: /summary [6h|2d|link]")
+    try:
+        period = timedelta(seconds=parse_duration(arg.strip().lower()))
+    except ValueError:
+        period = timedelta(0)
+    if not timedelta(0) < period <= MAX_SUMMARY_PERIOD:
+        raise CommandError("The period must be more than 0 and at most 7d, e.g. 90m, 6h or 2d."
+                           if period <= timedelta(0) else "The longest period is 7d.")
+    return period
+
+
+def _zone(sub: Subscription | None) -> ZoneInfo:
+    """The chat's time zone (UTC for a chat without a subscription)."""
+    return ZoneInfo(sub.schedule.timezone) if sub else ZoneInfo("UTC")
 
 
 def _fmt_time(when: datetime, sub: Subscription | None) -> str:
-    tz = ZoneInfo(sub.schedule.timezone) if sub else ZoneInfo("UTC")
-    local = when.astimezone(tz)
+    local = when.astimezone(_zone(sub))
     return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"

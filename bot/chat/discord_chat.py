@@ -295,7 +295,7 @@ class DiscordBot(discord.Client):
 
 def build_commands(bot: DiscordBot) -> list[app_commands.Command]:
     """The slash commands, new objects per bot (a command belongs to one tree)."""
-    about = {c.name: c.description[:100] for c in COMMANDS}
+    about = {c.name: (c.usage(PLATFORM) or (c.args, c.description))[1][:100] for c in COMMANDS}
 
     def command(name: str, *, manage: bool = False) -> Callable[[Any], app_commands.Command]:
         def wrap(fn: Any) -> app_commands.Command:

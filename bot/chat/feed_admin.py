@@ -2,23 +2,51 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 
 from bot import feedlist
+from bot.errors import CommandError, FetchError, ParseError
+from bot.net import FetchLimits, utcnow
 from bot.storage.store import FeedRow, Store
+
+Probe = Callable[[str], Awaitable[feedlist.FeedProbe]]
 
 
 class StoreFeedAdmin:
     """Global feed list operations for bot owners' chat commands."""
 
-    def __init__(self, store: Store, *, allow_private: bool, origin: str = "chat") -> None:
+    def __init__(self, store: Store, *, allow_private: bool, origin: str = "chat", limits: FetchLimits | None = None,
+                 probe: Probe | None = None) -> None:
         self.store = store
         self.allow_private = allow_private
         self.origin = origin
+        limits = limits or FetchLimits(allow_private=allow_private)
+        self.probe = probe or (lambda url: feedlist.probe_feed(url, limits))
 
-    def add(self, url: str) -> tuple[FeedRow, bool]:
-        """Validate and add one feed."""
-        return feedlist.add_feed(self.store, url, origin=self.origin, allow_private=self.allow_private)
+    async def add(self, url: str) -> tuple[FeedRow, bool]:
+        """Validate, fetch and parse a feed once, then add it with its title; returns (feed, created).
+
+        A URL that is blocked, cannot be fetched or is not a feed (an HTML page) raises CommandError with the
+        reason, and nothing is added.
+        """
+        url = feedlist.validate_feed_url(url, allow_private=self.allow_private)
+        existing = await asyncio.to_thread(self.store.get_feed, url)
+        if existing is not None:
+            return existing, False
+        try:
+            probe = await self.probe(url)
+        except (FetchError, ParseError) as exc:
+            raise CommandError(feedlist.feed_refusal(exc, url)) from None
+        row, created = await asyncio.to_thread(feedlist.add_feed, self.store, url, origin=self.origin,
+                                               allow_private=self.allow_private)
+        if created and probe.title:
+            # Its title now, so the reply and /feeds name it; the poller stores its entries on the next cycle.
+            now = utcnow()
+            await asyncio.to_thread(self.store.record_feed_success, row.id, now=now, next_check_at=now, etag=None,
+                                    last_modified=None, title=probe.title)
+            row = await asyncio.to_thread(self.store.get_feed, row.id) or row
+        return row, created
 
     def remove(self, id_or_url: str) -> FeedRow | None:
         """Remove a feed by id or URL."""
@@ -34,7 +62,7 @@ class StoreFeedAdmin:
         line = report.summary()
         if report.rejected:
             url, reason = report.rejected[0]
-            line += f" (first rejected: {url}: {reason})"
+            line += f"; first rejected: {url}: {reason}"
         return line
 
     def export_opml(self) -> bytes:

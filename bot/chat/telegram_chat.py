@@ -106,6 +106,9 @@ class TelegramChat:
         self.app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, self._on_migrate))
         self.app.add_handler(MessageHandler(filters.Document.ALL & filters.CaptionRegex(r"^/"), self._on_document))
         self.app.add_handler(MessageHandler(filters.COMMAND & ~filters.UpdateType.EDITED, self._on_command))
+        # Plain text in a private chat gets a pointer to /help (in a group it is people talking to each other).
+        self.app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND & filters.ChatType.PRIVATE
+                                            & ~filters.UpdateType.EDITED, self._on_plain_text))
         self.app.add_handler(CallbackQueryHandler(self._on_callback))
         self.app.add_handler(ChatMemberHandler(self._on_my_member, ChatMemberHandler.MY_CHAT_MEMBER))
         self.app.add_error_handler(self._on_error)
@@ -202,6 +205,11 @@ class TelegramChat:
         inv = await self._invocation(update, msg, msg.text)
         if inv is not None:
             await self._answer(inv, msg)
+
+    async def _on_plain_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        msg = update.effective_message
+        if msg is not None:
+            await self._reply(chat_ref(msg, update), msg, self.service.plain_text_reply())
 
     async def _on_document(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         msg = update.effective_message

@@ -36,8 +36,10 @@ def build_command_service(app: Any, summarize: Summarize | None = None) -> Comma
     """The CommandService over the app's store, settings and feeds file."""
     s = app.settings
     return CommandService(ChatStore(app.store.engine), admins=s.admins, defaults=app.feeds_file.digest,
-                          feed_admin=StoreFeedAdmin(app.store, allow_private=s.allow_private_urls),
-                          summarize=summarize, topics=chat_topics(app.feeds_file))
+                          feed_admin=StoreFeedAdmin(app.store, allow_private=s.allow_private_urls,
+                                                    limits=app.fetch_limits()),
+                          summarize=summarize, topics=chat_topics(app.feeds_file),
+                          allow_private_urls=s.allow_private_urls)
 
 
 def build_chat_runtime(app: Any, *, summarize: Summarize | None = None,

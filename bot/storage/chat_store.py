@@ -36,7 +36,6 @@ class Subscription:
     topics: tuple[str, ...]
     last_digest_at: datetime | None
     next_due_at: datetime | None
-    last_summary_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -63,8 +62,7 @@ def _subscription(r: Any) -> Subscription:
     return Subscription(
         id=m["id"], chat_db_id=m["chat_id"], chat=_chat_ref(m), active=m["active"], paused_reason=m["paused_reason"],
         schedule=Schedule(m["timezone"], tuple(m["times"] or ()), m["every_hours"]), max_stories=m["max_stories"],
-        topics=tuple(m["topics"] or ()), last_digest_at=m["last_digest_at"], next_due_at=m["next_due_at"],
-        last_summary_at=m["last_summary_at"])
+        topics=tuple(m["topics"] or ()), last_digest_at=m["last_digest_at"], next_due_at=m["next_due_at"])
 
 
 _SUB_COLUMNS = [subscriptions, chats.c.platform, chats.c.chat_ref, chats.c.thread_ref, chats.c.kind, chats.c.title]
@@ -196,6 +194,37 @@ class ChatStore:
         sub = self.get_subscription_by_id(sub_id)
         assert sub is not None
         return sub
+
+    # /summary cooldown ---------------------------------------------------------------------------------------
+
+    def claim_summary(self, ref: ChatRef, now: datetime, cooldown_s: float) -> datetime | None:
+        """Start a /summary here unless one started less than `cooldown_s` ago; returns None when granted, else
+        when the next one is allowed.
+
+        Check and claim are one UPDATE, so concurrent requests (several updates at once, several processes)
+        get one summary, and the cooldown survives a restart.
+        """
+        cutoff = now - timedelta(seconds=cooldown_s)
+        with self.engine.begin() as conn:
+            chat_id = self._upsert_chat(conn, ref, now)
+            granted = conn.execute(update(chats).where(
+                chats.c.id == chat_id,
+                or_(chats.c.last_summary_at.is_(None), chats.c.last_summary_at <= cutoff)).values(
+                last_summary_at=now)).rowcount
+            if granted:
+                return None
+            last = conn.execute(select(chats.c.last_summary_at).where(chats.c.id == chat_id)).scalar()
+        return (last or now) + timedelta(seconds=cooldown_s)
+
+    def release_summary(self, ref: ChatRef, claimed_at: datetime) -> None:
+        """Give back a claim that produced nothing (the link failed): the chat may ask again at once. A newer
+        claim is left alone."""
+        with self.engine.begin() as conn:
+            # The claim succeeded, so the one before it had expired: clearing it is the same as restoring it.
+            conn.execute(update(chats).where(
+                chats.c.platform == ref.platform, chats.c.chat_ref == ref.chat_id,
+                chats.c.thread_ref == ref.thread_id, chats.c.last_summary_at == claimed_at).values(
+                last_summary_at=None))
 
     def request_digest(self, ref: ChatRef, now: datetime) -> bool:
         """Make an active subscription due now (its regular schedule resumes after this digest)."""

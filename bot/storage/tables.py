@@ -150,6 +150,8 @@ chats = Table(
     Column("kind", String(20), nullable=False, default="private"),
     Column("title", String(300), nullable=False, default=""),
     Column("created_at", UTCDateTime, nullable=False),
+    # When the last /summary here started: the cooldown, claimed and checked in one UPDATE (ChatStore.claim_summary).
+    Column("last_summary_at", UTCDateTime),
     UniqueConstraint("platform", "chat_ref", "thread_ref", name="uq_chats_platform_ref"),
 )
 
@@ -167,7 +169,6 @@ subscriptions = Table(
     Column("topics", JSON),
     Column("last_digest_at", UTCDateTime),
     Column("next_due_at", UTCDateTime, index=True),
-    Column("last_summary_at", UTCDateTime),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
