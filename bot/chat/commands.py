@@ -20,6 +20,8 @@ from bot.feedlist import check_public_url, not_allowed
 from bot.net import utcnow
 from bot.pipeline.digest import Schedule, build_digest, digest_since, parse_time_of_day
 from bot.ports import (
+    CHANNEL,
+    PRIVATE,
     Block,
     Button,
     ChatRef,
@@ -98,8 +100,9 @@ _CHAT_ADMIN_COMMANDS = frozenset({"subscribe", "unsubscribe", "settings", "callb
 
 def _admins_of(inv: Invocation) -> str:
     """Who may change a chat's subscription, in the platform's own words."""
-    return "members with the Manage Server permission" if inv.platform == "discord" else \
-        "this group's administrators"
+    if inv.platform == "discord":
+        return "members with the Manage Server permission"
+    return "this channel's administrators" if inv.chat.kind == CHANNEL else "this group's administrators"
 
 
 def needs_chat_admin(command: str) -> bool:
@@ -189,7 +192,7 @@ class CommandService:
         return inv.command
 
     def _require_chat_admin(self, inv: Invocation, what: str) -> None:
-        if inv.chat.is_group and not inv.user_is_chat_admin:
+        if inv.chat.kind != PRIVATE and not inv.user_is_chat_admin:
             raise PermissionDenied(f"Sorry, only {_admins_of(inv)} can {what}.")
 
     # users --------------------------------------------------------------------------------------------------
@@ -349,7 +352,8 @@ class CommandService:
         data = inv.callback_data or ""
         if not data.startswith("st:"):
             raise CommandError("That button is no longer valid. Send /settings again.")
-        if inv.chat.is_group and not inv.user_is_chat_admin:
+        # Outside a private chat only the chat's admins: in a channel any reader can press a button.
+        if inv.chat.kind != PRIVATE and not inv.user_is_chat_admin:
             raise PermissionDenied(f"Only {_admins_of(inv)} can change the settings.")
         sub = self._subscription_for_settings(inv)
         _, key, value = (data.split(":", 2) + ["", ""])[:3]

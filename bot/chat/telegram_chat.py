@@ -242,7 +242,8 @@ class TelegramChat:
             return
         chat = chat_ref(msg, update)
         user_id = str(q.from_user.id)
-        admin = chat.kind != GROUP or await self._is_chat_admin_by_id(chat, user_id)
+        # Only a private chat is the user's own: in a channel any reader can press a button, so ask.
+        admin = chat.kind == PRIVATE or await self._is_chat_admin_by_id(chat, user_id)
         inv = Invocation(PLATFORM, chat, user_id, "callback", user_is_chat_admin=admin, callback_data=q.data,
                          user_name=q.from_user.full_name)
         reply = await self.service.handle(inv)
