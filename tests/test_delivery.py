@@ -210,7 +210,11 @@ def test_wiring_picks_adapters_by_token(sqlite_store: Store) -> None:
     from bot.settings import FeedsFile, load_settings
 
     feeds_file = FeedsFile(path=None)
-    app = SimpleNamespace(store=sqlite_store, feeds_file=feeds_file, settings=load_settings({}))
+    from bot.net import FetchLimits
+
+    # The parts of App the chat wiring uses (fetch limits: /addfeed fetches the feed once).
+    app = SimpleNamespace(store=sqlite_store, feeds_file=feeds_file, settings=load_settings({}),
+                          fetch_limits=FetchLimits)
     rt = build_chat_runtime(app)
     assert list(rt.sinks) == ["console"] and rt.services == []
     sub = ChatStore(sqlite_store.engine).get_subscription(CONSOLE_CHAT)
