@@ -79,7 +79,15 @@ def test_geopolitics_head_on_unseen_headlines(embedder):
 
 def test_world_feed_flag_does_not_let_sport_or_celebrities_through(embedder):
     recs = {r["id"]: r for r in _records()}
-    texts = [topic.article_text_for_topic(recs[i]["title"], recs[i]["description"]) for i in SPORT_CELEB_IDS]
+    # The real items are in the shipped head's training data; the written ones are not, and carry the
+    # foreign names and "world" words that fooled the world head.
+    texts = [topic.article_text_for_topic(recs[i]["title"], recs[i]["description"]) for i in SPORT_CELEB_IDS] + [
+        "Brazil beat Argentina 2-0 in World Cup qualifier in Sao Paulo. Neymar scored the opener.",
+        "Prince attends charity polo match in Dubai. The royal was joined by his wife and children.",
+        "Russian figure skater wins gold at European championships. The 17-year-old set a personal best.",
+        "Pop star cancels Moscow concert citing exhaustion. Fans were told refunds would be issued.",
+        "Hollywood actor marries Italian model in Venice ceremony. Guests included several A-list stars.",
+    ]
     scores = TopicClassifier(embedder).score_many(texts)
     flagged = [topic.with_feed_override(s, all_world=True) for s in scores]
     for text, plain, raised in zip(texts, scores, flagged, strict=True):

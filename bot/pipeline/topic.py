@@ -253,7 +253,7 @@ class GeoHead:
     embeddings: np.ndarray
     labels: np.ndarray
     lexicon: CueLexicon
-    lex_weight: float = 0.5
+    lex_weight: float = 0.2
     k: int = 10
     threshold: float = 0.5
     meta: dict[str, Any] = field(default_factory=dict)

@@ -38,9 +38,9 @@ from bot.pipeline.topic import (
 from bot.train.topic_head import metrics, sha256_of
 
 GRID_SVM_C = (1.0, 3.0, 10.0)
-LR_C = 3.0
+LR_C = 10.0
 K = 10
-LEX_WEIGHT = 0.5
+LEX_WEIGHT = 0.2
 GRID_THRESHOLD = tuple(round(t, 3) for t in np.arange(0.15, 0.701, 0.025))
 FOLDS = 5
 SEED = 0
