@@ -72,12 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
     esub = ev.add_subparsers(dest="eval_cmd", required=True, metavar="STAGE")
     for name, helptext in (("extract", "article text extraction (DIR with ground-truth.json and html/)"),
                            ("classify", "a built-in topic: geo JSON lines (geopolitical 0/1) or AG News CSV"),
-                           ("dedup", "same-story detection (ECB+ JSONL .jsonl.gz)")):
+                           ("dedup", "same-story detection (JSON lines: doc_id, cluster_id, text, "
+                                     "optional title, published, outlet)")):
         e = esub.add_parser(name, help=helptext)
         e.add_argument("--data", type=Path, required=True)
         if name == "classify":
             e.add_argument("--topic", choices=("geopolitics", "world"), default=None,
                            help="default: geopolitics for geo JSON lines, world for AG News CSV")
+        if name == "dedup":
+            e.add_argument("--protocol", choices=("timed", "dense"), default=None,
+                           help="timed: publication order, times and the service's window; dense: file order, "
+                                "no time (default: timed when every record has `published`)")
 
     tr = sub.add_parser("train", help="train a model head")
     tsub = tr.add_subparsers(dest="train_cmd", required=True, metavar="WHAT")
@@ -91,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "point NEWSDIGEST_TOPIC_HEAD_DIR at it to use it")
     tc.add_argument("--positive", default="1", help="class value of the topic (AG News World: 1)")
     tc.add_argument("--no-eval", action="store_true", help="skip the cross-validation report")
+    td = tsub.add_parser("dedup", help="train the same-story pair model and its background word table")
+    td.add_argument("--ecb", type=Path, required=True, help="ECB+-format JSON lines")
+    td.add_argument("--allsides", type=Path, required=True, help="AllSides-format JSON lines")
+    td.add_argument("--background", type=Path, nargs="+", required=True,
+                    help="background news texts for word rarity (AG News CSV, JSON lines)")
+    td.add_argument("--out-dir", type=Path, default=None, help="default: replace the shipped model")
+    td.add_argument("--cv", action="store_true", help="also report the cross-fitted estimate (slow)")
 
     models = sub.add_parser("models", help="manage summarization models")
     msub = models.add_subparsers(dest="models_cmd", required=True, metavar="ACTION")
@@ -136,6 +148,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.train_cmd == "dedup":
+        from bot.train import story_pairs
+
+        return story_pairs.main(["--ecb", str(args.ecb), "--allsides", str(args.allsides), "--background",
+                                 *map(str, args.background)]
+                                + (["--out-dir", str(args.out_dir)] if args.out_dir else [])
+                                + (["--cv"] if args.cv else []))
     from bot.eval.classify import detect_format
     from bot.train import geo_head, topic_head
 
@@ -160,13 +179,9 @@ def _eval(args: argparse.Namespace) -> int:
         from bot.eval import extract
 
         return extract.main(["--data", str(args.data)])
-    from bot.eval import dedup as mod
+    from bot.eval import dedup
 
-    if not args.data.exists():
-        print(f"newsdigest: --data {args.data}: not found", file=sys.stderr)
-        return 1
-    print(json.dumps(mod.run(args.data)))
-    return 0
+    return dedup.main(["--data", str(args.data)] + (["--protocol", args.protocol] if args.protocol else []))
 
 
 def _dispatch(app, args: argparse.Namespace) -> int:  # noqa: ANN001

@@ -32,7 +32,7 @@ from summarizer import Summarizer
 
 log = logging.getLogger("newsdigest.processing")
 
-STORY_WINDOW = timedelta(days=3)
+STORY_WINDOW = story_stage.DEFAULT_WINDOW
 BATCH = 128
 _PG_LOCK_ID = 0x6E657773  # "news"
 
@@ -132,24 +132,25 @@ class Processor:
         for i, a in enumerate(batch):
             topics = scores[i]
             best = max(topics.values(), default=0.0)
-            story_id = reason = None
+            story_id = reason = score = None
             if i in placed:
-                story_id, reason = self._place(a, placed[i], topics, best, now)
+                story_id, decision = self._place(a, placed[i], topics, best, now)
+                reason, score = decision.reason, decision.score
                 touched.add(story_id)
             self.store.save_article_outcome(a["id"], topic_score=best, topics=topics, story_id=story_id,
-                                            reason=reason, now=now)
+                                            reason=reason, story_score=score, now=now)
         self.store.refresh_story_counts(touched)
         return touched
 
     def _place(self, a: dict[str, Any], features: story_stage.StoryFeatures, topics: dict[str, float],
-               best: float, now: datetime) -> tuple[int, str]:
+               best: float, now: datetime) -> tuple[int, story_stage.Decision]:
         """Put one article in its story (new or existing), store the story and keep the index in step."""
         decision, state = story_stage.place(self.index, features, now)
         if decision.story_id is None:
             sid = self.store.create_story(title=a["title"], now=now, topic_score=best, topics=topics,
                                           state=state.to_bytes())
             self.index.add_story(sid, state)
-            return sid, decision.reason
+            return sid, decision
         sid = decision.story_id
         update = story_stage.is_substantial_update(self.index.get(sid), features, decision)
         old = self.store.get_story(sid) or {}
@@ -157,4 +158,4 @@ class Processor:
         self.store.update_story(sid, now=now, state=state.to_bytes(), topic_score=max(best, old.get("topic_score") or 0),
                                 topics=merged, major=update.substantial)
         self.index.update_story(sid, state)
-        return sid, decision.reason
+        return sid, decision

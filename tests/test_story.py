@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bot.eval import dedup
-from bot.pipeline import story
+from bot.pipeline import story, story_pairs
 from bot.pipeline.story import StoryIndex, StoryParams
 
 DATA = Path(__file__).parent / "data"
@@ -56,8 +56,13 @@ def unit(rng: np.random.Generator, n: int) -> np.ndarray:
 
 def synthetic(key: str, vec: np.ndarray, terms: dict[str, int] | None = None, published=None,  # noqa: ANN001
               text: str | None = None) -> story.StoryFeatures:
-    return story.StoryFeatures(key=key, embedding=vec, terms=terms or {}, lead_terms=terms or {},
-                               minhash=story.minhash_of(text or key), published=published)
+    terms = terms or {}
+    body = text or " ".join(terms) or key
+    minhash = story.minhash_of(text or key)
+    signals = story_pairs.text_signals(key=key, title="", lead=body, body=body, names=terms, lead_names=terms,
+                                       embedding=vec, title_embedding=vec, minhash=minhash, published=published)
+    return story.StoryFeatures(key=key, embedding=vec, terms=terms, lead_terms=terms, minhash=minhash,
+                               published=published, signals=signals)
 
 
 # ---- features ----------------------------------------------------------------------------------------------
@@ -96,6 +101,34 @@ def test_seed_writeups_are_one_story(embedder):
     state = index.get(sid1)
     assert state.n_members == 2 and [m.outlet for m in state.members] == ["outlet0", "outlet1"]
     assert state.first_seen == T0 and state.last_updated == T0 + timedelta(hours=1)
+
+
+def test_same_subject_stories_stay_apart_and_outlets_join(embedder):
+    """Real AllSides stories that share a subject (two Texas abortion rulings a week apart, two Yellen debt-limit
+    warnings, two vaccine-donation pledges), each told by a left, centre and right outlet."""
+    docs = dedup.load_documents(DATA / "allsides_sample.jsonl")
+    gold = [d["cluster_id"] for d in docs]
+    timed = dedup.bcubed(dedup.cluster_online(docs, embedder.encode, protocol="timed"), gold)
+    assert timed["precision"] == 1.0 and timed["recall"] >= 0.8  # never two events in one story
+    # Without publication times the two Texas rulings (days apart, same court, same law) are hard to tell apart.
+    dense = dedup.bcubed(dedup.cluster_online(docs, embedder.encode, protocol="dense"), gold)
+    assert dense["precision"] >= 0.9 and dense["recall"] >= 0.7
+
+
+@pytest.mark.xfail(strict=True, reason="known limitation: templated reports of the same kind of event that share "
+                   "rare boilerplate names (U.S. Geological Survey, Magnitude) within hours still score as one "
+                   "story; docs/story.md")
+def test_same_kind_of_event_in_different_places_stays_apart(embedder):
+    """Two small earthquakes on one day share their words but not their places and magnitudes."""
+    arts = [{"key": "q1", "title": "Earthquake: Magnitude 3.8 quake hits near Coalinga",
+             "text": "A magnitude 3.8 earthquake struck near Coalinga in Fresno County on Thursday morning, the "
+                     "U.S. Geological Survey said. No damage was reported.", "published": T0},
+            {"key": "q2", "title": "Earthquake: Magnitude 3.6 quake rattles Thousand Oaks",
+             "text": "A magnitude 3.6 earthquake rattled Thousand Oaks in Ventura County on Thursday, the U.S. "
+                     "Geological Survey said. Residents felt light shaking.", "published": T0 + timedelta(hours=2)}]
+    index = StoryIndex()
+    (s1, _), (s2, d2) = stream(index, story.featurize(arts, embedder.encode))
+    assert s1 != s2 and d2.reason == "new"
 
 
 def test_two_similar_events_stay_separate(embedder):
@@ -225,6 +258,8 @@ def test_state_round_trip_and_rebuild():
     assert np.array_equal(back.centroid, state.centroid) and back.terms == {"kyiv": 3, "nato": 1}
     assert back.n_members == 2 and back.first_seen == T0 and back.last_updated == T0 + timedelta(hours=2)
     assert [m.key for m in back.members] == ["a", "b"] and np.array_equal(back.members[0].minhash, f1.minhash)
+    assert back.members[1].signals is not None and back.members[1].signals.names == {"kyiv": 1}
+    assert np.allclose(back.members[1].signals.embedding, v[1], atol=1e-3)  # stored as float16
     index = StoryIndex()
     index.add_story(7, back)  # the runner rebuilds the index from stored states at start
     assert story.decide(f1, index.candidates(f1)) == story.Decision(7, 1.0, "exact")
@@ -235,6 +270,29 @@ def test_state_round_trip_and_rebuild():
 def test_bad_state_is_a_clear_error(blob):
     with pytest.raises(ValueError, match="story state"):
         story.StoryState.from_bytes(blob)
+
+
+def test_old_states_load_and_only_copies_join_them():
+    rng = np.random.default_rng(6)
+    v = unit(rng, 1)[0]
+    old = story.new_story(synthetic("a", v, {"kyiv": 1}))
+    doc = json.loads(old.to_bytes())
+    doc["v"] = 1
+    for m in doc["members"]:
+        m.pop("signals")
+    back = story.StoryState.from_bytes(json.dumps(doc).encode())
+    assert back.members[0].signals is None
+    f = synthetic("b", v, {"kyiv": 1})
+    assert story.decide(f, [story.Candidate(1, back, 1.0)]) == story.Decision(None, 0.0, "new")
+
+
+def test_only_recent_members_keep_pair_signals():
+    rng = np.random.default_rng(7)
+    state = story.new_story(synthetic("m0", unit(rng, 1)[0]))
+    for j in range(1, 12):
+        state = story.join_story(state, synthetic(f"m{j}", unit(rng, 1)[0]))
+    kept = [m.key for m in state.members if m.signals is not None]
+    assert kept == [f"m{j}" for j in range(12 - story_pairs.MAX_SCORED_MEMBERS, 12)]
 
 
 def test_join_story_caps_terms_and_members():
@@ -263,7 +321,8 @@ def test_eval_dedup_contract(tmp_path, embedder):
     with gzip.open(path, "wt", encoding="utf-8") as fh:
         fh.write("\n".join(lines[:8]) + "\n")
     result = dedup.run(path, embedder=embedder)
-    assert result["n"] == 8 and set(result) == {"n", "bcubed", "pairwise", "clusters", "baseline"}
+    assert result["n"] == 8 and result["protocol"] == "dense"  # no `published`: dense by default
+    assert set(result) == {"n", "protocol", "bcubed", "pairwise", "clusters", "baseline"}
     for block in (result, result["baseline"]):
         for name in ("bcubed", "pairwise"):
             assert set(block[name]) == {"precision", "recall", "f1"}
@@ -271,8 +330,43 @@ def test_eval_dedup_contract(tmp_path, embedder):
         assert block["clusters"]["gold"] == len({json.loads(x)["cluster_id"] for x in lines[:8]})
 
 
-def test_eval_dedup_rejects_bad_files(tmp_path, capsys):
+def test_eval_dedup_protocols(embedder):
+    docs = dedup.load_documents(DATA / "allsides_sample.jsonl")
+    assert dedup.default_protocol(docs) == "timed"
+    timed = dedup.run(DATA / "allsides_sample.jsonl", embedder=embedder)
+    dense = dedup.run(DATA / "allsides_sample.jsonl", embedder=embedder, protocol="dense")
+    assert timed["protocol"] == "timed" and dense["protocol"] == "dense"
+    assert "bcubed" in timed["baseline"] and "bcubed" in dense["baseline"]
+    # timed places in publication order: shuffling the file changes nothing
+    shuffled = list(reversed(docs))
+    assert dedup.bcubed(dedup.cluster_online(shuffled, embedder.encode, protocol="timed"),
+                        [d["cluster_id"] for d in shuffled]) == timed["bcubed"]
+
+
+def test_timed_baseline_respects_the_window():
+    vec = np.ones((3, story.DIM), np.float32) / np.sqrt(story.DIM)
+    docs = [{"doc_id": str(i), "cluster_id": "c", "text": "x", "published": T0 + timedelta(days=d)}
+            for i, d in enumerate((0, 1, 9))]
+    assert dedup.cluster_baseline(docs, lambda texts: vec[:len(texts)], protocol="timed") == [0, 0, 1]
+    assert dedup.cluster_baseline(docs, lambda texts: vec[:len(texts)], protocol="dense") == [0, 0, 0]
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ('{"doc_id": "x", "text": "no cluster"}\n', "missing field(s) cluster_id"),
+    ('{"doc_id": "x", "cluster_id": "c", "text": "t"}\n{broken\n', ":2: not a JSON object"),
+    ('[1, 2]\n', ":1: not a JSON object"),
+    ('{"doc_id": "x", "cluster_id": "c", "text": "t", "published": "yesterday"}\n', "not an ISO 8601 time"),
+])
+def test_eval_dedup_rejects_bad_files(tmp_path, capsys, content, message):
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"doc_id": "x", "text": "no cluster"}\n')
+    bad.write_text(content)
     assert dedup.main(["--data", str(bad)]) == 2
-    assert "missing field(s) cluster_id" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_eval_dedup_timed_needs_times(tmp_path, capsys):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"doc_id": "x", "cluster_id": "c", "text": "t"}\n')
+    assert dedup.main(["--data", str(path), "--protocol", "timed"]) == 2
+    assert "needs `published`" in capsys.readouterr().err

@@ -2,26 +2,27 @@
 
 Storage-agnostic and online (one article at a time, as a live bot sees them):
 
-    featurize(...)  ─▶ StoryFeatures (title+lead embedding, salient terms, MinHash)
+    featurize(...)  ─▶ StoryFeatures (title+lead embedding, salient terms, MinHash, pair-scoring signals)
     index.candidates(features) ─▶ stories worth comparing (exact keys, LSH near-copies, nearest centroids)
-    decide(features, candidates, params) ─▶ Decision(story_id | None, score, reason)
+    decide(features, candidates, params, model) ─▶ Decision(story_id | None, score, reason)
     new_story / join_story ─▶ StoryState (serializable: the caller persists it, then add_story/update_story)
     is_substantial_update(state, features) ─▶ whether a joining article brings new information
 
-The same-story score is `w * cos(title+lead, story centroid) + (1 - w) * cos(salient terms)` (w: embed_weight)
-where salient terms are capitalised words and numbers (names, places, figures, dates): two earthquakes share
-their vocabulary but not their places and magnitudes. Settings and how they were chosen: docs/story.md.
+A story's same-story score is the mean of the best pair probabilities of the article against the story's recent
+members (bot/pipeline/story_pairs.py: a learned pair model over embeddings, rare names weighted by background
+IDF, numbers, dates and time gap): an article must agree with most of a story, not with its centroid, so
+stories do not chain into other events. When unsure, it starts a new story. Settings and how they were chosen:
+docs/story.md.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Literal
@@ -30,13 +31,19 @@ import numpy as np
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
+from bot.pipeline import story_pairs
+from bot.pipeline.story_pairs import PairScorer, Signals
+
 Reason = Literal["exact", "near_duplicate", "same_story", "new"]
-STATE_VERSION = 1
+STATE_VERSION = 2
+READABLE_STATE_VERSIONS = (1, 2)  # version 1 members carry no pair signals
 DIM = 384
 # Pinned so that signatures stored in story states stay comparable across datasketch upgrades.
 MINHASH_SCHEME = "affine32"
 MINHASH_SEED = 1
 MINHASH_DTYPE = np.uint32  # the affine32 scheme's hash values
+# Stories take new articles for this long after their last one (the service's and the timed evaluation's).
+DEFAULT_WINDOW = timedelta(days=3)
 # HNSW settings, measured by bench/bench_story.py: int8 vectors (half the build time of float16 at about the
 # same recall), a cheaper build than usearch's default expansion_add of 128 with a wider search to make up for
 # it; hits are re-scored exactly against the float32 centroids. 0 threads = all cores for batch adds.
@@ -53,10 +60,9 @@ ANN_THREADS = 0
 
 @dataclass(frozen=True)
 class StoryParams:
-    """Tunable settings of same-story detection (defaults chosen on ECB+ dev, see docs/story.md)."""
+    """Tunable settings of same-story detection (defaults chosen on ECB+ and AllSides dev, docs/story.md)."""
 
-    embed_weight: float = 0.2
-    join_threshold: float = 0.325
+    join_threshold: float = 0.55
     near_duplicate_jaccard: float = 0.8
     num_perm: int = 128
     shingle_words: int = 3
@@ -69,7 +75,7 @@ class StoryParams:
     update_min_new_terms: int = 2
     # A member that joined with at least this score (or as an exact/near copy, or as the story's first
     # article) is core: digest ranking counts only core members' outlets, and summaries use only them.
-    core_threshold: float = 0.5
+    core_threshold: float = 0.7
 
 
 DEFAULT_PARAMS = StoryParams()
@@ -152,37 +158,42 @@ class StoryFeatures:
     outlet: str = ""
     link: str | None = None
     title: str = ""
+    signals: Signals | None = None
+
+
+def headline_of(title: str, text: str) -> str:
+    """The article's title, or its first sentence when it has none."""
+    title = " ".join(title.split())
+    if title:
+        return title
+    first = sentences(text, 1)
+    return first[0] if first else ""
 
 
 def featurize(articles: Sequence[dict], encode: Callable[[list[str]], np.ndarray],
-              params: StoryParams = DEFAULT_PARAMS) -> list[StoryFeatures]:
+              params: StoryParams = DEFAULT_PARAMS, idf: story_pairs.Idf | None = None) -> list[StoryFeatures]:
     """Features of articles given as dicts with `key`, `title`, `text` and optionally `published`,
-    `canonical_url`, `content_hash`, `outlet`, `link`; `encode` is e.g. `Embedder().encode` (unit vectors)."""
+    `canonical_url`, `content_hash`, `outlet`, `link`; `encode` is e.g. `Embedder().encode` (unit vectors).
+    Leads and headlines are embedded in one batch."""
     leads = [lead_text(a.get("title") or "", a.get("text") or "", params.lead_sentences) for a in articles]
-    vecs = encode(leads) if leads else np.zeros((0, DIM), np.float32)
+    heads = [headline_of(a.get("title") or "", a.get("text") or "") for a in articles]
+    vecs = encode(leads + heads) if leads else np.zeros((0, DIM), np.float32)
     out = []
-    for a, lead, vec in zip(articles, leads, vecs, strict=True):
+    for a, lead, vec, tvec in zip(articles, leads, vecs[:len(leads)], vecs[len(leads):], strict=True):
         title, text = a.get("title") or "", a.get("text") or ""
         body = f"{title}\n{text}" if title and not text.startswith(title) else text or title
+        terms, lead_terms = dict(salient_terms(body)), dict(salient_terms(lead))
+        minhash = minhash_of(body, params.num_perm, params.shingle_words)
+        key = str(a["key"])
+        signals = story_pairs.text_signals(
+            key=key, title=title, lead=lead, body=text or title, names=terms, lead_names=lead_terms,
+            embedding=vec, title_embedding=tvec, minhash=minhash, published=a.get("published"), idf=idf)
         out.append(StoryFeatures(
-            key=str(a["key"]), embedding=np.asarray(vec, dtype=np.float32),
-            terms=dict(salient_terms(body)), lead_terms=dict(salient_terms(lead)),
-            minhash=minhash_of(body, params.num_perm, params.shingle_words),
-            published=a.get("published"), canonical_url=a.get("canonical_url"),
+            key=key, embedding=np.asarray(vec, dtype=np.float32), terms=terms, lead_terms=lead_terms,
+            minhash=minhash, published=a.get("published"), canonical_url=a.get("canonical_url"),
             content_hash=a.get("content_hash") or "", outlet=a.get("outlet") or "", link=a.get("link"),
-            title=title))
+            title=title, signals=signals))
     return out
-
-
-def term_cosine(a: dict[str, int], b: dict[str, int]) -> float:
-    """Cosine of sublinear term-count vectors (1 + log tf); 0 when either is empty."""
-    if not a or not b:
-        return 0.0
-    wa = {t: 1.0 + math.log(c) for t, c in a.items() if c > 0}
-    wb = {t: 1.0 + math.log(c) for t, c in b.items() if c > 0}
-    dot = sum(w * wb[t] for t, w in wa.items() if t in wb)
-    na, nb = math.sqrt(sum(w * w for w in wa.values())), math.sqrt(sum(w * w for w in wb.values()))
-    return dot / (na * nb) if na and nb else 0.0
 
 
 # ---- story state -------------------------------------------------------------------------------------------
@@ -198,6 +209,7 @@ class StoryMember:
     content_hash: str = ""
     first_seen: datetime | None = None
     minhash: np.ndarray | None = None
+    signals: Signals | None = None
 
 
 @dataclass
@@ -227,7 +239,8 @@ class StoryState:
 
         members = [{"key": m.key, "outlet": m.outlet, "link": m.link, "canonical_url": m.canonical_url,
                     "content_hash": m.content_hash, "first_seen": iso(m.first_seen),
-                    "minhash": b64(m.minhash)} for m in self.members]
+                    "minhash": b64(m.minhash),
+                    **({"signals": m.signals.to_doc()} if m.signals is not None else {})} for m in self.members]
         doc = {"v": STATE_VERSION, "centroid": b64(self.centroid.astype(np.float32)), "n": self.n_members,
                "terms": self.terms, "first_seen": iso(self.first_seen),
                "last_updated": iso(self.last_updated), "members": members}
@@ -238,7 +251,7 @@ class StoryState:
         """Inverse of `to_bytes`; raises ValueError on a state this version cannot read."""
         try:
             doc = json.loads(data)
-            if doc.get("v") != STATE_VERSION:
+            if doc.get("v") not in READABLE_STATE_VERSIONS:
                 raise ValueError(f"unsupported story state version {doc.get('v')!r}")
 
             def arr(s: str | None, dtype: type) -> np.ndarray | None:
@@ -253,7 +266,8 @@ class StoryState:
             members = [StoryMember(key=m["key"], outlet=m.get("outlet", ""), link=m.get("link"),
                                    canonical_url=m.get("canonical_url"),
                                    content_hash=m.get("content_hash", ""), first_seen=dt(m.get("first_seen")),
-                                   minhash=arr(m.get("minhash"), MINHASH_DTYPE))
+                                   minhash=arr(m.get("minhash"), MINHASH_DTYPE),
+                                   signals=Signals.from_doc(m["signals"]) if m.get("signals") else None)
                        for m in doc.get("members", [])]
             return cls(centroid=centroid, n_members=int(doc["n"]), terms={str(k): int(v) for k, v in
                                                                           doc["terms"].items()},
@@ -265,7 +279,16 @@ class StoryState:
 
 def _member(f: StoryFeatures, now: datetime | None) -> StoryMember:
     return StoryMember(key=f.key, outlet=f.outlet, link=f.link, canonical_url=f.canonical_url,
-                       content_hash=f.content_hash, first_seen=now or f.published, minhash=f.minhash)
+                       content_hash=f.content_hash, first_seen=now or f.published, minhash=f.minhash,
+                       signals=f.signals)
+
+
+def _bound_signals(members: list[StoryMember]) -> list[StoryMember]:
+    """Only the most recent MAX_SCORED_MEMBERS members keep their pair signals (the state stays small)."""
+    keep = story_pairs.MAX_SCORED_MEMBERS
+    with_signals = [i for i, m in enumerate(members) if m.signals is not None]
+    drop = set(with_signals[:-keep]) if len(with_signals) > keep else set()
+    return [replace(m, signals=None) if i in drop else m for i, m in enumerate(members)]
 
 
 def new_story(features: StoryFeatures, now: datetime | None = None) -> StoryState:
@@ -283,7 +306,7 @@ def join_story(state: StoryState, features: StoryFeatures, now: datetime | None 
     terms.update(features.terms)
     seen = now or features.published
     last = max((d for d in (state.last_updated, seen) if d is not None), default=None)
-    members = [*state.members, _member(features, now)][-params.max_tracked_members:]
+    members = _bound_signals([*state.members, _member(features, now)][-params.max_tracked_members:])
     return StoryState(centroid=(state.centroid + features.embedding).astype(np.float32),
                       n_members=state.n_members + 1, terms=dict(terms.most_common(params.max_terms)),
                       first_seen=state.first_seen or seen, last_updated=last, members=members)
@@ -311,15 +334,31 @@ class Decision:
     reason: Reason
 
 
-def same_story_score(features: StoryFeatures, cand: Candidate, params: StoryParams = DEFAULT_PARAMS) -> float:
-    """Blend of lead-embedding cosine to the story centroid and salient-term cosine to the story's terms."""
-    w = params.embed_weight
-    return w * cand.cosine + (1.0 - w) * term_cosine(features.terms, cand.state.terms)
+def story_scores(features: StoryFeatures, candidates: Sequence[Candidate],
+                 model: PairScorer | None = None) -> list[float]:
+    """Same-story score of the article against each candidate story: its pair probabilities against the
+    story's scored members (one batch for all candidates), the best TOP_MEMBERS averaged. A story with no
+    scored member (an old state) scores 0: only exact and near-identical copies can join it."""
+    if features.signals is None:
+        raise ValueError("features without pair signals: build them with featurize()")
+    model = model or story_pairs.default_model()
+    rows, owner = [], []
+    for i, c in enumerate(candidates):
+        for m in c.state.members[-story_pairs.MAX_SCORED_MEMBERS:]:
+            if m.signals is not None:
+                rows.append(story_pairs.pair_features(features.signals, m.signals))
+                owner.append(i)
+    probs = model.proba(np.asarray(rows, dtype=np.float64).reshape(len(rows), len(story_pairs.FEATURE_NAMES)))
+    per: list[list[float]] = [[] for _ in candidates]
+    for i, p in zip(owner, probs, strict=True):
+        per[i].append(float(p))
+    return [story_pairs.story_score(np.asarray(ps)) for ps in per]
 
 
 def decide(features: StoryFeatures, candidates: Iterable[Candidate],
-           params: StoryParams = DEFAULT_PARAMS) -> Decision:
-    """Exact match, else the closest near-identical copy, else the best same-story score over threshold."""
+           params: StoryParams = DEFAULT_PARAMS, model: PairScorer | None = None) -> Decision:
+    """Exact match, else the closest near-identical copy, else the story with the best same-story score if
+    it reaches the join threshold (ties and doubt: a new story)."""
     cands = list(candidates)
     for c in cands:
         if c.exact:
@@ -328,13 +367,13 @@ def decide(features: StoryFeatures, candidates: Iterable[Candidate],
     if near:
         best = max(near, key=lambda c: c.jaccard)
         return Decision(best.story_id, best.jaccard, "near_duplicate")
-    scored = [(same_story_score(features, c, params), c) for c in cands]
-    if not scored:
+    if not cands:
         return Decision(None, 0.0, "new")
-    score, best = max(scored, key=lambda sc: sc[0])
-    if score >= params.join_threshold:
-        return Decision(best.story_id, score, "same_story")
-    return Decision(None, score, "new")
+    scores = story_scores(features, cands, model)
+    i = int(np.argmax(scores))
+    if scores[i] >= params.join_threshold:
+        return Decision(cands[i].story_id, round(scores[i], 4), "same_story")
+    return Decision(None, round(scores[i], 4), "new")
 
 
 def is_core_member(reason: str | None, score: float | None, params: StoryParams = DEFAULT_PARAMS) -> bool:
@@ -373,8 +412,9 @@ class StoryIndex:
     """In-memory index of active stories: exact keys, MinHash LSH over tracked members, and nearest centroids
     (numpy brute force below `ann_min_size` stories, a usearch HNSW graph from there on)."""
 
-    def __init__(self, params: StoryParams = DEFAULT_PARAMS) -> None:
+    def __init__(self, params: StoryParams = DEFAULT_PARAMS, model: PairScorer | None = None) -> None:
         self.params = params
+        self.model = model
         self._states: dict[int, StoryState] = {}
         self._exact: dict[str, int] = {}
         self._exact_keys_of: dict[int, list[str]] = {}
@@ -564,7 +604,7 @@ def place(index: StoryIndex, features: StoryFeatures,
     """Decide for one article and return the story's new state (story_id None: a new story to be stored and
     then added with `index.add_story(new_id, state)`). Does not modify the index; placing an article that is
     already a member returns the story's state unchanged, so reruns are idempotent."""
-    decision = decide(features, index.candidates(features), index.params)
+    decision = decide(features, index.candidates(features), index.params, index.model)
     if decision.story_id is None:
         return decision, new_story(features, now)
     state = index.get(decision.story_id)
@@ -574,7 +614,6 @@ def place(index: StoryIndex, features: StoryFeatures,
 
 
 __all__ = ["Candidate", "DEFAULT_PARAMS", "Decision", "StoryFeatures", "StoryIndex", "StoryMember",
-           "StoryParams", "StoryState", "UpdateCheck", "decide", "featurize", "is_substantial_update",
-           "is_core_member", "join_story", "lead_text",
-           "minhash_of", "new_story", "place", "salient_terms", "same_story_score", "sentences",
-           "term_cosine"]
+           "StoryParams", "StoryState", "UpdateCheck", "decide", "featurize", "headline_of",
+           "is_core_member", "is_substantial_update", "join_story", "lead_text", "minhash_of", "new_story", "place",
+           "salient_terms", "sentences", "story_scores"]

@@ -1,0 +1,258 @@
+"""Train the same-story pair model and its background word table.
+
+    python -m bot.train.story_pairs --ecb documents_dev.jsonl.gz --allsides allsides_dev.jsonl.gz \\
+        --background ag_news_dev.csv.gz xsum_dev.jsonl.gz cnndm_dev.jsonl.gz geo_dev.jsonl.gz [--out-dir DIR]
+
+1. Document frequencies of the background texts (never the story files) -> story_idf.json.gz.
+2. Every article pair of each story file, featurized by the service's own code (bot/pipeline/story.py):
+   ECB+ without times (it has none); AllSides twice, with and without publication times, so one model serves
+   both protocols. (Giving ECB+ pairs random 0-48 h gaps as timed copies was tried: it lowered every
+   cross-fitted score; docs/story.md.)
+3. A LightGBM classifier (fixed settings, deterministic) -> story_pairs.txt + story_pairs.json (files' sha256,
+   pair counts and, with --cv, a cross-fitted estimate: each story file split in two by story, each half's
+   pairs scored by a model that never saw them, articles placed online as the service places them).
+The result depends only on this script and the files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import hashlib
+import io
+import itertools
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bot.pipeline import story
+from bot.pipeline.story_pairs import (
+    FEATURE_NAMES,
+    IDF_FILE,
+    MODEL_FILE,
+    MODEL_META,
+    Idf,
+    PairModel,
+    pair_features,
+)
+from bot.train.topic_head import sha256_of
+
+LGBM_PARAMS = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 50,
+               "bagging_fraction": 0.8, "bagging_freq": 1, "feature_fraction": 0.8, "seed": 0,
+               "deterministic": True, "force_row_wise": True, "num_threads": 1, "verbose": -1}
+ROUNDS = 300
+CV_THRESHOLDS = (0.35, 0.4, 0.45, 0.5, 0.55)
+
+
+def _open_text(path: str | Path) -> str:
+    raw = Path(path).read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    return raw.decode("utf-8-sig")
+
+
+def background_texts(path: str | Path) -> list[str]:
+    """News texts of a background file: AG News-style CSV (title, description) or JSON lines with
+    `document`, `article` or `title`/`description` fields."""
+    text = _open_text(path)
+    if str(path).removesuffix(".gz").endswith(".csv"):
+        return [f"{r.get('title') or ''} {r.get('description') or ''}" for r in csv.DictReader(io.StringIO(text))]
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{n}: not JSON ({e.msg})") from e
+        out.append(d.get("document") or d.get("article") or f"{d.get('title') or ''} {d.get('description') or ''}")
+    return out
+
+
+def story_records(path: str | Path) -> list[dict[str, Any]]:
+    """Records of a labelled story file (doc_id, cluster_id, text; optional title, published)."""
+    from bot.eval.dedup import load_documents
+
+    return load_documents(path)
+
+
+def article_dicts(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The service's article shape for labelled records."""
+    return [{"key": r["doc_id"], "title": r.get("title") or "", "text": r["text"],
+             "published": parse_time(r.get("published"))} for r in records]
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 time (a trailing Z allowed), or None."""
+    if not value:
+        return None
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def pair_matrix(features: Sequence[story.StoryFeatures], idf: Idf, *, timed: bool) -> np.ndarray:
+    """Features of every pair (i < j), in itertools.combinations order."""
+    sig = [f.signals for f in features]
+    return np.asarray([pair_features(sig[i], sig[j], idf, timed=timed)
+                       for i, j in itertools.combinations(range(len(sig)), 2)], dtype=np.float64)
+
+
+def pair_labels(records: Sequence[dict[str, Any]]) -> np.ndarray:
+    """1 where both articles of a pair belong to the same story."""
+    c = [r["cluster_id"] for r in records]
+    return np.asarray([c[i] == c[j] for i, j in itertools.combinations(range(len(c)), 2)], dtype=np.int8)
+
+
+def fit(X: np.ndarray, y: np.ndarray) -> Any:
+    """A deterministic LightGBM booster."""
+    import lightgbm
+
+    return lightgbm.train(LGBM_PARAMS, lightgbm.Dataset(X, label=y, feature_name=list(FEATURE_NAMES)),
+                          num_boost_round=ROUNDS)
+
+
+def half_of(cluster_id: str) -> int:
+    """A stable split of stories in two (md5 parity of the story id)."""
+    return int(hashlib.md5(str(cluster_id).encode()).hexdigest(), 16) % 2
+
+
+def cluster_with(probs: np.ndarray, order: Sequence[int], times: Sequence[float | None],
+                 threshold: float, window_s: float | None) -> list[int]:
+    """Online placement on a precomputed pair-probability matrix, as StoryIndex places articles: the story
+    whose best member probabilities (story_pairs.story_score over its recent members) reach the threshold."""
+    from bot.pipeline.story_pairs import MAX_SCORED_MEMBERS, story_score
+
+    stories: list[list[int]] = []
+    label = [0] * len(order)
+    for i in order:
+        best, best_score = None, -1.0
+        for s, members in enumerate(stories):
+            if window_s is not None and times[i] is not None and \
+                    abs(times[i] - times[members[-1]]) > window_s:  # type: ignore[operator]
+                continue
+            score = story_score(probs[i, members[-MAX_SCORED_MEMBERS:]])
+            if score > best_score:
+                best, best_score = s, score
+        if best is not None and best_score >= threshold:
+            stories[best].append(i)
+            label[i] = best
+        else:
+            stories.append([i])
+            label[i] = len(stories) - 1
+    return label
+
+
+def cross_fitted(sets: dict[str, tuple[list[dict], np.ndarray, np.ndarray | None, np.ndarray]],
+                 log: Callable[[str], None]) -> dict[str, Any]:
+    """Cross-fitted B-cubed scores: for each story file and half, a model trained on every other file and the
+    other half; pairs across halves get the mean of both halves' models."""
+    from bot.eval.dedup import bcubed
+
+    out: dict[str, Any] = {}
+    for name, (records, y, X_timed, X_plain) in sets.items():
+        halves = np.asarray([half_of(r["cluster_id"]) for r in records])
+        pairs = np.asarray(list(itertools.combinations(range(len(records)), 2)))
+        ph = np.where(halves[pairs[:, 0]] == halves[pairs[:, 1]], halves[pairs[:, 0]], -1)
+        p_timed, p_plain = np.zeros(len(pairs)), np.zeros(len(pairs))
+        for h in (0, 1):
+            Xs, ys = [], []
+            for other, (_, oy, oXt, oXp) in sets.items():
+                if other != name:
+                    Xs += ([oXt] if oXt is not None else []) + [oXp]
+                    ys += [oy] + ([oy] if oXt is not None else [])
+            keep = ph == h
+            Xs += [X_plain[keep]] + ([X_timed[keep]] if X_timed is not None else [])
+            ys += [y[keep]] + ([y[keep]] if X_timed is not None else [])
+            booster = fit(np.vstack(Xs), np.concatenate(ys))
+            for target, X in ((p_plain, X_plain), (p_timed, X_timed)):
+                if X is None:
+                    continue
+                unseen, across = ph == 1 - h, ph == -1
+                target[unseen] = booster.predict(X[unseen])
+                target[across] += 0.5 * booster.predict(X[across])
+            log(f"cv {name}: half {h} done")
+        n = len(records)
+        gold = [r["cluster_id"] for r in records]
+        res: dict[str, Any] = {}
+        for protocol, p in (("dense", p_plain), ("timed", p_timed if X_timed is not None else None)):
+            if p is None:
+                continue
+            M = np.zeros((n, n))
+            M[pairs[:, 0], pairs[:, 1]] = p
+            M[pairs[:, 1], pairs[:, 0]] = p
+            if protocol == "timed":
+                times = [parse_time(r["published"]).timestamp() for r in records]  # type: ignore[union-attr]
+                order = sorted(range(n), key=lambda i: times[i])
+                window = story.DEFAULT_WINDOW.total_seconds()
+            else:
+                times, order, window = [None] * n, list(range(n)), None
+            res[protocol] = {str(t): bcubed(cluster_with(M, order, times, t, window), gold) for t in CV_THRESHOLDS}
+        out[name] = res
+    return out
+
+
+def train(ecb: str | Path, allsides: str | Path, background: Sequence[str | Path], embedder: Any, *,
+          cv: bool = False, log: Callable[[str], None] = lambda s: None) -> tuple[Idf, PairModel]:
+    """Build the background table and the pair model (see the module docstring)."""
+    texts = [t for path in background for t in background_texts(path)]
+    if not texts:
+        raise ValueError("the background files hold no texts")
+    idf = Idf.from_texts(texts)
+    log(f"background: {len(texts)} texts, {len(idf.df)} words")
+    sets: dict[str, tuple[list[dict], np.ndarray, np.ndarray | None, np.ndarray]] = {}
+    for name, path in (("ecbplus", ecb), ("allsides", allsides)):
+        records = story_records(path)
+        feats = story.featurize(article_dicts(records), embedder.encode, idf=idf)
+        timed = all(r.get("published") for r in records)
+        sets[name] = (records, pair_labels(records), pair_matrix(feats, idf, timed=True) if timed else None,
+                      pair_matrix(feats, idf, timed=False))
+        log(f"{name}: {len(records)} articles, {int(sets[name][1].sum())} same-story pairs")
+    X = np.vstack([m for _, _, Xt, Xp in sets.values() for m in ((Xt, Xp) if Xt is not None else (Xp,))])
+    y = np.concatenate([yy for _, yy, Xt, _ in sets.values() for yy in ((yy, yy) if Xt is not None else (yy,))])
+    booster = fit(X, y)
+    meta: dict[str, Any] = {
+        "features": list(FEATURE_NAMES), "threshold": story.DEFAULT_PARAMS.join_threshold,
+        "lightgbm": LGBM_PARAMS, "rounds": ROUNDS, "pairs": int(len(y)), "positive_pairs": int(y.sum()),
+        "files": {Path(p).name: sha256_of(p) for p in (ecb, allsides, *background)},
+        "story_files": [sha256_of(ecb), sha256_of(allsides)], "encoder": "all-MiniLM-L6-v2",
+        "trained_by": "python -m bot.train.story_pairs"}
+    if cv:
+        meta["cross_fitted_bcubed"] = cross_fitted(sets, log)
+    return idf, PairModel(booster, meta)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: `newsdigest train dedup`; writes the three files and prints one JSON summary."""
+    parser = argparse.ArgumentParser(prog="newsdigest train dedup", description=__doc__.splitlines()[0])
+    parser.add_argument("--ecb", required=True, help="ECB+-format JSON lines (doc_id, cluster_id, text)")
+    parser.add_argument("--allsides", required=True,
+                        help="AllSides-format JSON lines (doc_id, cluster_id, title, text, published)")
+    parser.add_argument("--background", nargs="+", required=True,
+                        help="background news texts for word rarity (AG News CSV, JSON lines)")
+    parser.add_argument("--out-dir", default=str(Path(__file__).resolve().parent.parent / "resources"),
+                        help="where to write the model and the word table (default: the package's)")
+    parser.add_argument("--cv", action="store_true", help="also compute the cross-fitted estimate (slow)")
+    args = parser.parse_args(argv)
+    from summarizer.embedding import Embedder
+
+    try:
+        idf, model = train(args.ecb, args.allsides, args.background, Embedder(), cv=args.cv,
+                           log=lambda s: print(s, file=sys.stderr))
+    except (OSError, ValueError, KeyError, UnicodeDecodeError) as e:
+        print(f"newsdigest train dedup: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    idf.save(out / IDF_FILE)
+    model.save(out / MODEL_FILE, out / MODEL_META)
+    print(json.dumps({"out": str(out), **{k: v for k, v in model.meta.items() if k != "lightgbm"}}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

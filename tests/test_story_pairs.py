@@ -1,0 +1,103 @@
+"""Same-story pair scoring: background word rarity, signals, pair features, the model and its training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.pipeline import story, story_pairs
+from bot.pipeline.story_pairs import FEATURE_NAMES, Idf, PairModel
+from bot.train import story_pairs as training
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def embedder():  # noqa: ANN201
+    from summarizer.embedding import Embedder
+
+    return Embedder()
+
+
+def test_rare_words_weigh_more_than_common_ones():
+    idf = Idf.from_texts(["Covid cases rise in Texas", "Covid vaccines for Texas", "Covid rules end",
+                          "Biden speaks on Covid"], min_df=1)
+    assert idf("coalinga") > idf("biden") > idf("covid")
+    vec = story_pairs.word_vector("Covid quake near Coalinga", idf)
+    assert vec["coalinga"] > vec["covid"] and abs(sum(x * x for x in vec.values()) - 1) < 1e-3
+
+
+def test_shipped_background_table_and_model_load():
+    idf = story_pairs.default_idf()
+    assert idf.n > 1000 and idf("zahawi") > idf("taliban") > idf("government")
+    model = story_pairs.default_model()
+    assert tuple(model.meta["features"]) == FEATURE_NAMES
+    assert model.threshold == story.DEFAULT_PARAMS.join_threshold
+    assert set(model.meta["story_files"]) and model.meta["files"]
+
+
+def test_idf_round_trip(tmp_path):
+    idf = Idf.from_texts(["a b c", "b c", "c"], min_df=1)
+    idf.save(tmp_path / "idf.json.gz")
+    idf.save(tmp_path / "again.json.gz")
+    assert Idf.load(tmp_path / "idf.json.gz") == idf
+    assert (tmp_path / "idf.json.gz").read_bytes() == (tmp_path / "again.json.gz").read_bytes()
+
+
+def test_signals_round_trip_and_pair_features(embedder):
+    docs = [json.loads(line) for line in (DATA / "allsides_sample.jsonl").read_text().splitlines()]
+    arts = training.article_dicts(docs[:3])
+    a, b, _ = story.featurize(arts, embedder.encode)
+    back = story_pairs.Signals.from_doc(json.loads(json.dumps(a.signals.to_doc())))
+    assert back.key == a.signals.key and back.names == a.signals.names and back.published == a.signals.published
+    f = story_pairs.pair_features(a.signals, b.signals)
+    g = story_pairs.pair_features(back, b.signals)
+    assert len(f) == len(FEATURE_NAMES) and np.allclose(f, g, atol=2e-3)  # float16 embeddings
+    timed = dict(zip(FEATURE_NAMES, f, strict=True))
+    untimed = dict(zip(FEATURE_NAMES, story_pairs.pair_features(a.signals, b.signals, timed=False), strict=True))
+    assert timed["has_time"] == 1.0 and 0 < timed["time_near"] <= 1
+    assert untimed["has_time"] == untimed["time_near"] == 0.0
+
+
+def test_same_story_pairs_score_higher_than_same_subject_pairs(embedder):
+    docs = [json.loads(line) for line in (DATA / "allsides_sample.jsonl").read_text().splitlines()]
+    feats = story.featurize(training.article_dicts(docs), embedder.encode)
+    X = training.pair_matrix(feats, story_pairs.default_idf(), timed=False)
+    y = training.pair_labels(docs)
+    p = story_pairs.default_model().proba(X)
+    assert p[y == 1].mean() > 0.7 > 0.2 > p[y == 0].mean()
+
+
+def test_a_model_for_other_features_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="do not match"):
+        PairModel(booster=None, meta={"features": ["lead_cos"], "threshold": 0.5})
+
+
+def test_story_score_is_the_mean_of_the_best_members():
+    assert story_pairs.story_score(np.array([])) == 0.0
+    probs = np.array([0.9, 0.1, 0.8, 0.7, 0.95, 0.85, 0.0])
+    assert story_pairs.story_score(probs) == pytest.approx(np.mean([0.95, 0.9, 0.85, 0.8, 0.7]))
+
+
+def test_training_is_deterministic_and_writes_a_loadable_model(tmp_path, embedder, capsys):
+    args = ["--ecb", str(DATA / "ecbplus_sample.jsonl"), "--allsides", str(DATA / "allsides_sample.jsonl"),
+            "--background", str(DATA / "topic_sample.csv"), str(DATA / "geo_sample.jsonl")]
+    assert training.main([*args, "--out-dir", str(tmp_path / "a")]) == 0
+    assert training.main([*args, "--out-dir", str(tmp_path / "b")]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["pairs"] == 66 + 2 * 153 and summary["positive_pairs"] == 12 + 2 * 18
+    for name in (story_pairs.MODEL_FILE, story_pairs.MODEL_META, story_pairs.IDF_FILE):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    model = PairModel.load(tmp_path / "a" / story_pairs.MODEL_FILE, tmp_path / "a" / story_pairs.MODEL_META)
+    assert model.proba(np.zeros((2, len(FEATURE_NAMES)))).shape == (2,)
+
+
+def test_training_rejects_bad_files(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{broken\n")
+    assert training.main(["--ecb", str(bad), "--allsides", str(bad), "--background", str(bad),
+                          "--out-dir", str(tmp_path)]) == 2
+    assert "not JSON" in capsys.readouterr().err
