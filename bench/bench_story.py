@@ -5,8 +5,9 @@ threshold) beside numpy brute force over the same stories, in the same run; memo
 
 Vectors are synthetic but clustered like news (stories around topics; queries are noisy copies of a stored
 story's centroid, cosine ~0.85 to it). "place" = candidates (exact keys, MinHash LSH, k nearest centroids) +
-decide, what the runner calls per article. The 1M run stores no members per story (no LSH entries) to keep
-the bench's memory at a few GB; the LSH lookup is a hash-table probe whose cost does not grow with N.
+decide (pair-model scoring against each candidate's members), what the runner calls per article. The 1M run
+stores no members per story (no LSH entries, no pair scoring) to keep the bench's memory at a few GB; the LSH
+lookup is a hash-table probe whose cost does not grow with N.
 Also prints the numpy-vs-HNSW crossover that sets StoryParams.ann_min_size.
 """
 
@@ -20,7 +21,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from bot.pipeline import story
+from bot.pipeline import story, story_pairs
 
 DIM = story.DIM
 
@@ -47,12 +48,18 @@ def synthetic_centroids(n: int, rng: np.random.Generator, chunk: int = 100_000) 
     return out
 
 
+def signals(key: str, vec: np.ndarray, terms: dict[str, int], minhash: np.ndarray) -> story_pairs.Signals:
+    text = " ".join(terms)
+    return story_pairs.text_signals(key=key, title=text, lead=text, body=text, names=terms, lead_names=terms,
+                                    embedding=vec, title_embedding=vec, minhash=minhash, published=None)
+
+
 def states_for(vecs: np.ndarray, rng: np.random.Generator, members: bool) -> list[story.StoryState]:
     out = []
     for i, v in enumerate(vecs):
         terms = {f"t{j}": 1 for j in rng.integers(0, 5000, 8)}
-        m = [story.StoryMember(key=f"a{i}", minhash=rng.integers(0, 2**32, 128, dtype=np.uint64)
-                               .astype(story.MINHASH_DTYPE))] if members else []
+        mh = rng.integers(0, 2**32, 128, dtype=np.uint64).astype(story.MINHASH_DTYPE)
+        m = [story.StoryMember(key=f"a{i}", minhash=mh, signals=signals(f"a{i}", v, terms, mh))] if members else []
         out.append(story.StoryState(centroid=v, n_members=1, terms=terms, members=m))
     return out
 
@@ -60,10 +67,13 @@ def states_for(vecs: np.ndarray, rng: np.random.Generator, members: bool) -> lis
 def queries_for(vecs: np.ndarray, rng: np.random.Generator, q: int) -> list[story.StoryFeatures]:
     pick = rng.integers(0, len(vecs), q)
     noisy = unit(vecs[pick] + 0.6 * rng.standard_normal((q, DIM)).astype(np.float32) / np.sqrt(DIM))
-    return [story.StoryFeatures(key=f"q{i}", embedding=noisy[i], terms={"t1": 1, "t2": 1}, lead_terms={},
-                                minhash=rng.integers(0, 2**32, 128, dtype=np.uint64)
-                                .astype(story.MINHASH_DTYPE))
-            for i in range(q)], pick
+    out = []
+    for i in range(q):
+        mh = rng.integers(0, 2**32, 128, dtype=np.uint64).astype(story.MINHASH_DTYPE)
+        terms = {"t1": 1, "t2": 1}
+        out.append(story.StoryFeatures(key=f"q{i}", embedding=noisy[i], terms=terms, lead_terms={}, minhash=mh,
+                                       signals=signals(f"q{i}", noisy[i], terms, mh)))
+    return out, pick
 
 
 def time_place(index: story.StoryIndex, feats: list[story.StoryFeatures]) -> tuple[float, list[list[int]]]:
