@@ -3,8 +3,10 @@
 Takes one snapshot folder of the evaluation tarball (e.g. `news_outlets/gesab001_headlines/2021-09-16T2320Z`),
 shifts every item's date so the newest item is now (order and gaps kept), points every item's link at a local
 article page built from the item's own title and description, serves feeds and pages on 127.0.0.1 (an ephemeral
-port), runs `newsdigest poll --once --json` and `newsdigest digest --since 48h --json` against a fresh SQLite
-file, then reads the database to list every story with more than one article. Nothing leaves the loopback.
+port), runs `newsdigest poll --once --json` against a fresh SQLite file (again, as the service's next cycles
+would, while articles wait for their page: one cycle fetches at most 200 pages) and `newsdigest digest --since 48h
+--json`, then reads the database to list every story with more than one article. Nothing leaves the loopback.
+Story placement depends on the order pages arrive, so two runs can differ by a story or two.
 Usage:  python bench/real_snapshot.py --data ../shared/data/feeds.tar.xz
             --snapshot news_outlets/gesab001_headlines/2021-09-16T2320Z [--out DIR] [--json]
 """
@@ -24,6 +26,7 @@ import tarfile
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -329,7 +332,7 @@ def read_database(db: Path) -> dict[str, Any]:
             rows = conn.execute(
                 select(articles.c.id, articles.c.story_id, articles.c.title, articles.c.story_reason,
                        articles.c.story_score, articles.c.topic_score, articles.c.topics, articles.c.text_source,
-                       articles.c.published_at, feeds.c.name.label("outlet"))
+                       articles.c.url, articles.c.published_at, feeds.c.name.label("outlet"))
                 .select_from(articles.outerjoin(feeds, articles.c.feed_id == feeds.c.id))
                 .order_by(articles.c.story_id, articles.c.published_at, articles.c.id)).mappings().all()
             story_rows = {r.id: r for r in conn.execute(
@@ -346,7 +349,7 @@ def read_database(db: Path) -> dict[str, Any]:
                 "topic_score": None if r.topic_score is None else round(r.topic_score, 4),
                 "topics": {k: round(v, 4) if isinstance(v, float) else v for k, v in topics.items()}
                 if isinstance(topics, dict) else topics,
-                "text_source": r.text_source,
+                "text_source": r.text_source, "url": r.url,
                 "published_at": r.published_at.isoformat() if r.published_at else None}
 
     all_articles = [article(r) for r in rows]
@@ -437,7 +440,11 @@ def run_snapshot(data: Path, snapshot: str, workdir: Path, *, since: str = "48h"
         "digest_s": round(digest_s, 1),
         "counts": {"articles": db_report["articles"], "stories": db_report["stories"],
                    "multi_article_stories": len(db_report["multi_article_stories"]),
-                   "digest_items": len(items)},
+                   "digest_items": len(items),
+                   "text_source": dict(Counter(a["text_source"] for a in db_report["all_articles"])),
+                   # Every link should be a local page: anything else would have meant the network.
+                   "links_not_local": sum(not (a["url"] or "").startswith(site.base_url + "/")
+                                          for a in db_report["all_articles"])},
         "multi_article_stories": db_report["multi_article_stories"],
         "digest": {"since": since, "titles": [s["title"] for s in items], "stories": items},
         "articles": db_report["all_articles"],
@@ -465,7 +472,8 @@ def text_report(r: dict[str, Any]) -> str:
              f"(unprocessed after each: {', '.join(str(x['unprocessed']) for x in r['poll_rounds'])}), "
              f"{r['poll_s']} s in all; digest: {r['digest_s']} s",
              f"{c['articles']} articles, {c['stories']} stories, {c['multi_article_stories']} with more than one "
-             f"article, {c['digest_items']} digest items", ""]
+             f"article, {c['digest_items']} digest items; text from {c['text_source']}; "
+             f"{c['links_not_local']} links not local", ""]
     for i, rnd in enumerate(r["poll_rounds"], 1):
         for f in rnd["poll"].get("failed", []):
             lines.append(f"  round {i} failed: {f.get('url')}: {f.get('error')}")
