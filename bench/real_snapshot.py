@@ -6,7 +6,7 @@ article page built from the item's own title and description, serves feeds and p
 port), runs `newsdigest poll --once --json` against a fresh SQLite file (again, as the service's next cycles
 would, while articles wait for their page: one cycle fetches at most 200 pages) and `newsdigest digest --since 48h
 --json`, then reads the database to list every story with more than one article. Nothing leaves the loopback.
-Story placement depends on the order pages arrive, so two runs can differ by a story or two.
+Feeds are fetched concurrently, so article ids (the order stories form in) vary and two runs can differ a little.
 Usage:  python bench/real_snapshot.py --data ../shared/data/feeds.tar.xz
             --snapshot news_outlets/gesab001_headlines/2021-09-16T2320Z [--out DIR] [--json]
 """
