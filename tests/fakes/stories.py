@@ -28,7 +28,8 @@ def add_story(store: Store, *, title: str, summary: str, at: datetime, outlets: 
         sid = conn.execute(insert(stories).values(
             title=title, summary=summary, created_at=at, updated_at=at, version=version, major_update_at=at,
             article_count=len(outlets), outlet_count=len(set(outlets)), topic_score=topic_score,
-            topics=topics if topics is not None else {"world": 1.0})).inserted_primary_key[0]
+            topics=topics if topics is not None else {"geopolitics": 1.0, "world": 1.0},
+        )).inserted_primary_key[0]
         for i, feed_id in enumerate(outlets):
             key = hashlib.sha1(f"{sid}-{i}-{feed_id}".encode()).hexdigest()
             conn.execute(insert(articles).values(
