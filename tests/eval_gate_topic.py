@@ -13,9 +13,9 @@ import argparse
 import json
 import sys
 
-# Dev (nested CV): geopolitics F1 0.8696 (fold seeds 0/1/2 of the selection code: 0.870/0.859/0.856);
+# Dev (nested CV, the commands' fixed fold seed 0): geopolitics F1 0.873 (other fold seeds: 0.846, 0.862);
 # world F1 0.8994.
-FLOORS = {"geopolitics": 0.85, "world": 0.89}
+FLOORS = {"geopolitics": 0.86, "world": 0.89}
 
 
 def main(argv: list[str] | None = None) -> int:
