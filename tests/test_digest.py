@@ -54,6 +54,22 @@ def test_window_topics_min_score_and_sent_versions() -> None:
     assert len(everything) == 7
 
 
+def test_a_geopolitics_digest_needs_a_geopolitics_score() -> None:
+    """A story that scores high as world news but low on geopolitics (a COVID rule, a celebrity) stays out of a
+    geopolitics digest, and the rank uses the score on the chat's topics."""
+    covid = StoryCandidate(**{**cand(1, outlets=4).__dict__, "topic_score": 0.83, "topics": ("geopolitics", "world"),
+                              "topic_scores": {"geopolitics": 0.01, "world": 0.83}})
+    war = StoryCandidate(**{**cand(2, outlets=2).__dict__, "topic_score": 0.99, "topics": ("geopolitics", "world"),
+                            "topic_scores": {"geopolitics": 0.99, "world": 0.6}})
+    geo = select_stories([covid, war], now=NOW, since=NOW - timedelta(days=1), max_stories=5,
+                         topics=["geopolitics"], min_topic_score=0.5)
+    assert [s.id for s in geo] == [2]
+    world = select_stories([covid, war], now=NOW, since=NOW - timedelta(days=1), max_stories=5,
+                           topics=["world"], min_topic_score=0.5)
+    assert [s.id for s in world] == [1, 2]
+    assert covid.relevance({"geopolitics"}) == 0.01 and covid.relevance(()) == 0.83
+
+
 def test_links_deduplicated_per_outlet() -> None:
     links = [OutletLink("BBC", "https://a"), OutletLink("bbc ", "https://b"), OutletLink("DW", "https://a"),
              OutletLink("DW", "https://c"), OutletLink("X", "")]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -45,6 +45,14 @@ class StoryCandidate:
     topic_score: float
     topics: tuple[str, ...] = ()
     links: tuple[OutletLink, ...] = ()
+    topic_scores: Mapping[str, float] = field(default_factory=dict)
+
+    def relevance(self, wanted: Collection[str]) -> float:
+        """How on-topic the story is for a chat: its best score among the chat's topics (every topic when the
+        chat wants all, or when the story has no per-topic scores)."""
+        if wanted and self.topic_scores:
+            return max((float(self.topic_scores.get(t, 0.0)) for t in wanted), default=0.0)
+        return self.topic_score
 
 
 @dataclass(frozen=True)
@@ -79,12 +87,12 @@ class Digest:
         return {s.id: s.version for s in self.stories}
 
 
-def score_story(c: StoryCandidate, now: datetime) -> float:
-    """Rank score in [0, 1]: outlets carrying it, recency of its last major update, topic score."""
+def score_story(c: StoryCandidate, now: datetime, topics: Collection[str] = ()) -> float:
+    """Rank score in [0, 1]: outlets carrying it, recency of its last major update, score on the chat's topics."""
     outlets = min(1.0, math.log1p(max(c.outlet_count, 1)) / math.log1p(OUTLETS_FULL))
     age_h = max(0.0, (now - c.major_update_at).total_seconds() / 3600)
     recency = 0.5 ** (age_h / RECENCY_HALF_LIFE_H)
-    topic = min(1.0, max(0.0, c.topic_score))
+    topic = min(1.0, max(0.0, c.relevance(topics)))
     return W_OUTLETS * outlets + W_RECENCY * recency + W_TOPIC * topic
 
 
@@ -93,14 +101,15 @@ def select_stories(candidates: Sequence[StoryCandidate], *, now: datetime, since
                    sent_versions: Mapping[int, int] | None = None) -> tuple[DigestStory, ...]:
     """The top `max_stories` stories updated in (since, now], on the chat's topics, not already sent at that version.
 
-    A story with no topic labels passes the topic filter (nothing says it is off-topic); an empty `topics`
-    means every topic.
+    A story must score at least `min_topic_score` on one of the chat's topics (a geopolitics digest carries
+    geopolitics, however high the story scores as world news); a story with no topic labels passes the topic
+    filter (nothing says it is off-topic); an empty `topics` means every topic.
     """
     sent = sent_versions or {}
     wanted = set(topics)
     chosen: list[DigestStory] = []
     for c in candidates:
-        if not (since < c.major_update_at <= now) or c.topic_score < min_topic_score:
+        if not (since < c.major_update_at <= now) or c.relevance(wanted) < min_topic_score:
             continue
         if wanted and c.topics and not wanted.intersection(c.topics):
             continue
@@ -110,7 +119,7 @@ def select_stories(candidates: Sequence[StoryCandidate], *, now: datetime, since
         links = story_links(c.links)
         title = headline(c, links)
         chosen.append(DigestStory(id=c.id, version=c.version, title=title, summary=strip_headline(c.summary, title),
-                                  links=links, outlet_count=c.outlet_count, score=score_story(c, now),
+                                  links=links, outlet_count=c.outlet_count, score=score_story(c, now, wanted),
                                   updated=previous is not None))
     chosen.sort(key=lambda s: (-s.score, -s.id))
     return tuple(chosen[:max_stories])

@@ -76,6 +76,12 @@ def _topic_names(raw: Any) -> tuple[str, ...]:
     return ()
 
 
+def _topic_scores(raw: Any) -> dict[str, float]:
+    if isinstance(raw, dict):
+        return {str(k): float(v) for k, v in raw.items() if isinstance(v, int | float)}
+    return {}
+
+
 class ChatStore:
     """Database access for the chat layer: chats, subscriptions, sent stories, outbox."""
 
@@ -305,7 +311,8 @@ class ChatStore:
         return [StoryCandidate(id=r.id, version=r.version, title=r.title or "", summary=r.summary or "",
                                major_update_at=r.major_update_at, outlet_count=r.outlet_count,
                                article_count=r.article_count, topic_score=r.topic_score or 0.0,
-                               topics=_topic_names(r.topics), links=tuple(links[r.id])) for r in rows]
+                               topics=_topic_names(r.topics), links=tuple(links[r.id]),
+                               topic_scores=_topic_scores(r.topics)) for r in rows]
 
     def sent_versions(self, sub_id: int, story_ids: Sequence[int] | None = None) -> dict[int, int]:
         """story id -> version already sent to this subscription."""
