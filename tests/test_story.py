@@ -131,6 +131,15 @@ def test_same_kind_of_event_in_different_places_stays_apart(embedder):
     assert s1 != s2 and d2.reason == "new"
 
 
+def test_an_outlets_own_items_do_not_vouch_for_its_new_one(embedder):
+    """One feed's consecutive items are nearly always different events: the seed's second write-up from the same
+    outlet starts its own story (from another outlet it joins: test_seed_writeups_are_one_story)."""
+    first, second = story.featurize([{**a, "outlet": "Same Outlet"} for a in seed_writeups()], embedder.encode)
+    index = StoryIndex()
+    (s1, _), (s2, d2) = stream(index, [first, second])
+    assert s1 != s2 and d2.reason == "new" and d2.score == 0.0
+
+
 def test_two_similar_events_stay_separate(embedder):
     """ECB+ topics 12 and 14: two pirate captures and two store fires; each event must be its own story."""
     docs = [json.loads(line) for line in (DATA / "ecbplus_sample.jsonl").read_text().splitlines()]

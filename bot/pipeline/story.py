@@ -62,7 +62,7 @@ ANN_THREADS = 0
 class StoryParams:
     """Tunable settings of same-story detection (defaults chosen on ECB+ and AllSides dev, docs/story.md)."""
 
-    join_threshold: float = 0.55
+    join_threshold: float = 0.6
     near_duplicate_jaccard: float = 0.8
     num_perm: int = 128
     shingle_words: int = 3
@@ -337,15 +337,17 @@ class Decision:
 def story_scores(features: StoryFeatures, candidates: Sequence[Candidate],
                  model: PairScorer | None = None) -> list[float]:
     """Same-story score of the article against each candidate story: its pair probabilities against the
-    story's scored members (one batch for all candidates), the best TOP_MEMBERS averaged. A story with no
-    scored member (an old state) scores 0: only exact and near-identical copies can join it."""
+    story's scored members from other outlets (one batch for all candidates), the best TOP_MEMBERS averaged.
+    An outlet's own earlier items do not vouch for its new one: one feed's consecutive items are nearly always
+    different events, and a feed's updates of a story join through the other outlets' members. A story with no
+    such member (only this outlet's, or an old state) scores 0: only exact and near-identical copies join it."""
     if features.signals is None:
         raise ValueError("features without pair signals: build them with featurize()")
     model = model or story_pairs.default_model()
     rows, owner = [], []
     for i, c in enumerate(candidates):
         for m in c.state.members[-story_pairs.MAX_SCORED_MEMBERS:]:
-            if m.signals is not None:
+            if m.signals is not None and not (features.outlet and m.outlet == features.outlet):
                 rows.append(story_pairs.pair_features(features.signals, m.signals))
                 owner.append(i)
     probs = model.proba(np.asarray(rows, dtype=np.float64).reshape(len(rows), len(story_pairs.FEATURE_NAMES)))
