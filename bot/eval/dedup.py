@@ -13,7 +13,6 @@ centroid is >= 0.75, else start a new one (under the same protocol: order and wi
 from __future__ import annotations
 
 import argparse
-import gzip
 import itertools
 import json
 import sys
@@ -26,6 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from bot.datafiles import read_json_lines
 from bot.pipeline import story
 
 BASELINE_THRESHOLD = 0.75
@@ -47,34 +47,20 @@ def arrival(docs: Sequence[dict], protocol: Protocol) -> list[int]:
 def load_documents(path: str | Path) -> list[dict]:
     """Documents with `doc_id`, `cluster_id` and `text` from a (gzipped) JSON-lines file, in file order;
     raises ValueError naming the line of a bad record."""
-    opener = gzip.open if str(path).endswith(".gz") else open
     docs = []
-    try:
-        with opener(path, "rt", encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    d = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{n}: not a JSON object ({e.msg})") from e
-                if not isinstance(d, dict):
-                    raise ValueError(f"{path}:{n}: not a JSON object")
-                missing = {"doc_id", "cluster_id", "text"} - set(d)
-                if missing:
-                    raise ValueError(f"{path}:{n}: missing field(s) {', '.join(sorted(missing))}")
-                if d.get("published"):
-                    try:
-                        published = datetime.fromisoformat(str(d["published"]).replace("Z", "+00:00"))
-                    except ValueError as e:
-                        raise ValueError(f"{path}:{n}: published is not an ISO 8601 time: "
-                                         f"{d['published']}") from e
-                    if published.tzinfo is None:
-                        published = published.replace(tzinfo=UTC)
-                    d = {**d, "published": published}
-                docs.append(d)
-    except (gzip.BadGzipFile, EOFError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: unreadable ({e})") from e
+    for n, d in read_json_lines(path):
+        missing = {"doc_id", "cluster_id", "text"} - set(d)
+        if missing:
+            raise ValueError(f"{path}:{n}: missing field(s) {', '.join(sorted(missing))}")
+        if d.get("published"):
+            try:
+                published = datetime.fromisoformat(str(d["published"]).replace("Z", "+00:00"))
+            except ValueError as e:
+                raise ValueError(f"{path}:{n}: published is not an ISO 8601 time: {d['published']}") from e
+            if published.tzinfo is None:
+                published = published.replace(tzinfo=UTC)
+            d = {**d, "published": published}
+        docs.append(d)
     if not docs:
         raise ValueError(f"{path}: no documents")
     return docs

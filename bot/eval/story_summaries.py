@@ -18,24 +18,17 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from bot.datafiles import read_json_lines
 from bot.eval.dedup import load_documents
 
 
 def load_roundups(path: str | Path) -> dict[str, str]:
     """cluster_id -> roundup text from a (gzipped) JSON-lines file with `cluster_id` and `summary`."""
-    import gzip
-
-    opener = gzip.open if str(path).endswith(".gz") else open
     out = {}
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                out[str(row["cluster_id"])] = str(row["summary"])
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(f"{path}:{n}: needs a JSON object with cluster_id and summary") from e
+    for n, row in read_json_lines(path):
+        if "cluster_id" not in row or "summary" not in row:
+            raise ValueError(f"{path}:{n}: needs a JSON object with cluster_id and summary")
+        out[str(row["cluster_id"])] = str(row["summary"])
     if not out:
         raise ValueError(f"{path}: no stories")
     return out

@@ -11,7 +11,6 @@ geo_head.npz + geo_head.json with the file's sha256, row count and nested cross-
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import sys
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.svm import SVC
 
+from bot.datafiles import read_json_lines
 from bot.pipeline.topic import (
     GEO_JSON,
     GEO_NPZ,
@@ -57,21 +57,7 @@ class GeoData:
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Records of a (gzipped) JSON-lines file; raises ValueError naming the bad line."""
-    raw = Path(path).read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    out = []
-    for n, line in enumerate(raw.decode("utf-8-sig").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{n}: not JSON ({e.msg})") from None
-        if not isinstance(rec, dict):
-            raise ValueError(f"{path}:{n}: each line must be a JSON object")
-        out.append(rec)
-    return out
+    return [rec for _, rec in read_json_lines(path)]
 
 
 def load_geo_jsonl(path: str | Path) -> GeoData:

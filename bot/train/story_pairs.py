@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import gzip
 import hashlib
 import io
 import itertools
@@ -31,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from bot.datafiles import read_json_lines, read_text
 from bot.pipeline import story
 from bot.pipeline.story_pairs import (
     FEATURE_NAMES,
@@ -51,29 +51,14 @@ ROUNDS = 300
 CV_THRESHOLDS = (0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8)
 
 
-def _open_text(path: str | Path) -> str:
-    raw = Path(path).read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    return raw.decode("utf-8-sig")
-
-
 def background_texts(path: str | Path) -> list[str]:
     """News texts of a background file: AG News-style CSV (title, description) or JSON lines with
     `document`, `article` or `title`/`description` fields."""
-    text = _open_text(path)
     if str(path).removesuffix(".gz").endswith(".csv"):
-        return [f"{r.get('title') or ''} {r.get('description') or ''}" for r in csv.DictReader(io.StringIO(text))]
-    out = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            d = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{n}: not JSON ({e.msg})") from e
-        out.append(d.get("document") or d.get("article") or f"{d.get('title') or ''} {d.get('description') or ''}")
-    return out
+        rows = csv.DictReader(io.StringIO(read_text(path)))
+        return [f"{r.get('title') or ''} {r.get('description') or ''}" for r in rows]
+    return [d.get("document") or d.get("article") or f"{d.get('title') or ''} {d.get('description') or ''}"
+            for _, d in read_json_lines(path)]
 
 
 def story_records(path: str | Path) -> list[dict[str, Any]]:
