@@ -148,6 +148,10 @@ class FakeDiscord:
         self._nonces: dict[tuple[int, str], dict[str, Any]] = {}
         self._runner: web.AppRunner | None = None
         self.port = 0
+        # Fault injection (tests/test_fault_chat_outage.py): while `outage` is "500", "502" or "reset", every
+        # message post fails that way; "lost" performs the post, then resets the connection before the answer.
+        self.outage: str | None = None
+        self.faults = 0
 
     # lifecycle ------------------------------------------------------------------------------------------
 
@@ -387,7 +391,10 @@ class FakeDiscord:
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         body, files = await self._body(request)
         path = "/" + request.match_info["tail"]
-        self._count_rate(request.method, path)
+        if self.outage is None:
+            # During an injected outage the requests never reach Discord's rate limiter (see the report of
+            # tests/test_fault_chat_outage.py: discord.py's own 5xx retries are not paced by the outbox).
+            self._count_rate(request.method, path)
         if self.token is not None and request.headers.get("Authorization") != f"Bot {self.token}" \
                 and not path.startswith(("/interactions/", "/webhooks/", "/cdn/")):
             return self._error(401, 0, "401: Unauthorized")
@@ -398,10 +405,24 @@ class FakeDiscord:
             if problems:
                 self.invalid.append((f"{request.method} {path}", problems))
                 return _json({"message": "Invalid Form Body", "code": 50035, "errors": problems}, status=400)
+            if self.outage and request.method == "POST" and parts[0] == "channels" and parts[-1] == "messages":
+                return await self._faulty(request, parts, body, files)
             return await self._route(request, parts, body, files)
         finally:
             async with self._changed:
                 self._changed.notify_all()
+
+    async def _faulty(self, request: web.Request, parts: list[str], body: Any,
+                      files: dict[str, bytes]) -> web.StreamResponse:
+        """A message post during an injected outage."""
+        self.faults += 1
+        if self.outage in ("500", "502"):
+            return self._error(int(self.outage), 0, f"{self.outage}: Server Error")
+        if self.outage == "lost":
+            await self._route(request, parts, body, files)
+        assert request.transport is not None
+        request.transport.abort()
+        return web.Response(status=599)
 
     def _count_rate(self, method: str, path: str) -> None:
         now = time.monotonic()

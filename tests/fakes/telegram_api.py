@@ -175,6 +175,16 @@ class FakeTelegramAPI:
         self._group_times: dict[int, deque[float]] = defaultdict(deque)
         self._runner: web.AppRunner | None = None
         self.port = 0
+        # Fault injection (tests/test_fault_chat_outage.py): while `outage` is "500", "502", "reset" or
+        # "timeout", every Bot API call fails that way; "timeout" holds the request until the outage ends and,
+        # with `deliver_timed_out`, then performs it (the client gave up: the documented in-flight duplicate).
+        # `storm_retry_after` > 0 answers every send 429 with that retry_after. `log` has (time, method, chat, status).
+        self.outage: str | None = None
+        self.deliver_timed_out = False
+        self.storm_retry_after = 0
+        self.faults = 0
+        self.log: list[tuple[float, str, int | None, int]] = []
+        self._outage_over = asyncio.Event()
 
     # server lifecycle ---------------------------------------------------------------------------------------
 
@@ -193,6 +203,7 @@ class FakeTelegramAPI:
     async def __aexit__(self, *exc: object) -> None:
         for ev in self.hold.values():
             ev.set()
+        self._outage_over.set()
         assert self._runner is not None
         await self._runner.cleanup()
 
@@ -236,6 +247,16 @@ class FakeTelegramAPI:
     def rate_limit_next(self, chat_id: int, retry_after: int) -> None:
         """The next send to this chat answers 429 with retry_after."""
         self._next_429[chat_id].append(retry_after)
+
+    def start_outage(self, mode: str, *, deliver_timed_out: bool = False) -> None:
+        """Every call fails as `mode` ("500", "502", "reset", "timeout") until end_outage()."""
+        self.outage, self.deliver_timed_out = mode, deliver_timed_out
+        self._outage_over.clear()
+
+    def end_outage(self) -> None:
+        """The API answers normally again (held "timeout" requests proceed)."""
+        self.outage = None
+        self._outage_over.set()
 
     def add_file(self, data: bytes) -> str:
         """Store a file the bot can getFile + download; returns its file_id."""
@@ -349,8 +370,13 @@ class FakeTelegramAPI:
         params = await self._params(request)
         if self.record_requests:
             self.requests.append((method, {k: v for k, v in params.items() if k != "document"}))
-        handler = getattr(self, f"_m_{method}", None)
         chat_id = params.get("chat_id")
+        response = await self._faulty(request, method, params)
+        self.log.append((time.monotonic(), method, int(chat_id) if chat_id is not None else None,
+                         response.status if response is not None else 200))
+        if response is not None:
+            return response
+        handler = getattr(self, f"_m_{method}", None)
         if method == "sendMessage" and chat_id is not None and int(chat_id) in self.hold:
             # Held: the test decides when this request proceeds; if the client went away meanwhile (killed),
             # the message counts as never delivered, like a request Telegram never finished.
@@ -367,6 +393,28 @@ class FakeTelegramAPI:
         except (KeyError, ValueError, TypeError) as exc:
             self.unexpected.append(f"{method}: bad parameters {params!r}: {exc!r}")
             return self._err(400, f"Bad Request: {exc}")
+
+    async def _faulty(self, request: web.Request, method: str, params: dict[str, Any]) -> web.Response | None:
+        """The injected fault's answer, or None to handle the call normally."""
+        mode = self.outage
+        if mode is None:
+            if self.storm_retry_after and method in ("sendMessage", "sendDocument"):
+                self.too_many += 1
+                ra = self.storm_retry_after
+                return self._err(429, f"Too Many Requests: retry after {ra}", retry_after=ra)
+            return None
+        self.faults += 1
+        if mode in ("500", "502"):
+            return self._err(int(mode), "Internal Server Error" if mode == "500" else "Bad Gateway")
+        if mode == "reset":
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response(status=599)
+        assert mode == "timeout", mode
+        await self._outage_over.wait()
+        if self.deliver_timed_out and method == "sendMessage":
+            return None
+        return self._err(500, "client gone")
 
     async def _file(self, request: web.Request) -> web.Response:
         path = request.match_info["path"]
