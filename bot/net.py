@@ -13,8 +13,9 @@ import ipaddress
 import logging
 import socket
 import time
+import zlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -55,6 +56,12 @@ def check_url(url: str) -> str:
         raise BlockedURLError(url, "only http and https URLs are allowed")
     if not parts.hostname:
         raise BlockedURLError(url, "URL has no host")
+    if not url.isascii():
+        try:
+            # Lone surrogates (a YAML or JSON "\ud800" escape) cannot be sent or stored: refuse them here.
+            url.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BlockedURLError(url, "URL contains invalid characters (lone surrogates)") from None
     return url
 
 
@@ -220,17 +227,56 @@ class Fetcher:
                 raise TooLargeError(url, self.limits.max_bytes)
             chunks: list[bytes] = []
             size = 0
-            # Counted after decompression, so a gzip bomb is cut off too.
-            async for chunk in resp.aiter_bytes():
-                size += len(chunk)
-                if size > self.limits.max_bytes:
-                    raise TooLargeError(url, self.limits.max_bytes)
-                chunks.append(chunk)
+            # Inflated here in bounded steps and counted after decompression, so a gzip bomb is cut off at the
+            # cap: httpx would inflate each network chunk whole (a 64 kB chunk of a two-layer bomb is gigabytes).
+            inflater = _Inflater(url, resp.headers.get("Content-Encoding"))
+            async for raw in resp.aiter_raw():
+                for chunk in inflater.feed(raw, self.limits.max_bytes - size + 1):
+                    size += len(chunk)
+                    if size > self.limits.max_bytes:
+                        raise TooLargeError(url, self.limits.max_bytes)
+                    chunks.append(chunk)
             return FetchResult(
                 url=url, status=resp.status_code, body=b"".join(chunks), etag=resp.headers.get("ETag"),
                 last_modified=resp.headers.get("Last-Modified"), content_type=resp.headers.get("Content-Type"),
                 final_url=str(resp.url), max_age_s=_parse_max_age(resp.headers.get("Cache-Control")),
                 retry_after_s=retry_after)
+
+
+class _Inflater:
+    """Content-Encoding decoding (gzip or deflate, one layer) that never yields more than asked per step."""
+
+    _STEP = 256 * 1024
+
+    def __init__(self, url: str, encoding: str | None) -> None:
+        codings = [c.strip().lower() for c in (encoding or "").split(",") if c.strip().lower() not in ("", "identity")]
+        if len(codings) > 1 or (codings and codings[0] not in ("gzip", "x-gzip", "deflate")):
+            raise FetchError(url, f"unsupported Content-Encoding {encoding!r}", transient=False)
+        self.url = url
+        self.coding = codings[0] if codings else None
+        # gzip: header required; deflate: zlib-wrapped per the RFC, raw deflate (what some servers send) as fallback
+        self._z = zlib.decompressobj(16 + zlib.MAX_WBITS if self.coding in ("gzip", "x-gzip") else zlib.MAX_WBITS)
+        self._started = False
+
+    def feed(self, data: bytes, budget: int) -> Iterator[bytes]:
+        """Decoded pieces of `data`, in steps of at most 256 kB; stops once `budget` bytes came out."""
+        if self.coding is None:
+            yield data
+            return
+        out = 0
+        while data and out < budget and not self._z.eof:
+            try:
+                piece = self._z.decompress(data, min(self._STEP, budget - out))
+            except zlib.error as exc:
+                if self.coding == "deflate" and not self._started:
+                    self._z, self._started = zlib.decompressobj(-zlib.MAX_WBITS), True
+                    continue
+                raise FetchError(self.url, f"corrupt {self.coding} body: {exc}", transient=False) from None
+            self._started = True
+            data = self._z.unconsumed_tail
+            out += len(piece)
+            if piece:
+                yield piece
 
 
 def utcnow() -> datetime:
