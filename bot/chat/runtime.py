@@ -338,8 +338,13 @@ class ChatRuntime:
                 log.exception("sink %s raised an unexpected error", sink.platform)
                 await self._failed(item, DeliveryError(f"{type(exc).__name__}: {exc}"))
             else:
-                await asyncio.to_thread(self.chats.mark_sent, item.id, ref, self.clock.now())
                 self.stats["sent"] += 1
+                await asyncio.to_thread(self.chats.mark_sent, item.id, ref, self.clock.now())
+        except Exception:
+            # The database is down (confirming the send or recording the failure): the part stays claimed and
+            # goes again after its lease (a sent one is the documented in-flight duplicate); the task must
+            # not end with an error nobody logs.
+            log.exception("outbox bookkeeping for %s failed; the part goes again after its lease", item.chat.key)
         finally:
             self._in_flight.discard(item.chat_db_id)
             sem.release()
