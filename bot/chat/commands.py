@@ -117,7 +117,8 @@ def _quoted(value: str) -> str:
 
 def parse_command(text: str, bot_username: str | None = None) -> tuple[str, tuple[str, ...]] | None:
     """'/Summary@MyBot 6h' -> ('summary', ('6h',)); None when not a command or addressed to another bot."""
-    text = text.strip()
+    # Lone surrogates (a JSON "\\ud800" escape) can be neither stored nor sent: replaced before parsing.
+    text = text.encode("utf-8", "replace").decode("utf-8").strip()
     if not text.startswith("/") or len(text) < 2:
         return None
     head, *rest = text.split()

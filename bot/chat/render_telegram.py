@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from urllib.parse import urlsplit
 
 from bot.pipeline.digest import Digest, DigestStory
-from bot.ports import Block, OutgoingMessage, Reply, Span
+from bot.ports import Block, Button, OutgoingMessage, Reply, Span
 
 MESSAGE_LIMIT = 4096
 CAPTION_LIMIT = 1024
@@ -205,7 +205,9 @@ class TelegramRenderer:
             out = [OutgoingMessage(text="OK", parse_mode="html")]
         if reply.buttons:
             last = out[-1]
-            out[-1] = OutgoingMessage(text=last.text, parse_mode="html", buttons=reply.buttons)
+            # Labels may carry configured names (topics): cleaned like text, or the UTF-8 request fails.
+            buttons = tuple(tuple(Button(one_line(b.label), b.data) for b in row) for row in reply.buttons)
+            out[-1] = OutgoingMessage(text=last.text, parse_mode="html", buttons=buttons)
         if reply.digest is not None:
             out += self.render_digest(reply.digest)
         if reply.file is not None:
