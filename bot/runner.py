@@ -257,9 +257,14 @@ class Runner:
                     decision, paused_reason="it killed the parse process twice in a row (a crash in the parser "
                                             "or out of memory)")
             report.failed.append({"url": feed.url, "error": decision.error})
-            await asyncio.to_thread(self.store.record_feed_failure, feed.id, now=now, error=decision.error,
-                                    error_count=decision.error_count, next_check_at=decision.next_check_at,
-                                    paused_reason=decision.paused_reason)
+            try:
+                await asyncio.to_thread(self.store.record_feed_failure, feed.id, now=now, error=decision.error,
+                                        error_count=decision.error_count, next_check_at=decision.next_check_at,
+                                        paused_reason=decision.paused_reason)
+            except Exception:  # noqa: BLE001 - the database itself is down: the claim's lease brings it back
+                log.exception("%s: could not record the failure (%s); polled again after its lease", feed.url,
+                              decision.error)
+                return
             if decision.paused_reason:
                 log.warning("%s: paused: %s", feed.url, decision.paused_reason)
             else:
