@@ -54,7 +54,8 @@ class TgRig:
 
 
 @asynccontextmanager
-async def telegram(store: Store) -> AsyncIterator[TgRig]:
+async def telegram(store: Store, config: RuntimeConfig = CONFIG) -> AsyncIterator[TgRig]:
+    """A Telegram adapter and chat runtime on the store, against a fake Bot API; started, stopped at exit."""
     clock = ShiftClock()
     async with FakeTelegramAPI() as api:
         chats = ChatStore(store.engine)
@@ -63,7 +64,7 @@ async def telegram(store: Store) -> AsyncIterator[TgRig]:
                                  topics=("world",))
         tg = TelegramChat(TOKEN, api.root, service, poll_timeout_s=1)
         runtime = ChatRuntime(chats, DEFAULTS, [tg], services=[tg], clock=clock, limits={"telegram": TG_LIMITS},
-                              config=CONFIG)
+                              config=config)
         await runtime.start()
         try:
             yield TgRig(api, chats, runtime)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,20 +24,12 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError
 
-from bot.chat.commands import CommandService
-from bot.chat.feed_admin import StoreFeedAdmin
-from bot.chat.runtime import ChatRuntime, RuntimeConfig
-from bot.chat.telegram_chat import TelegramChat
 from bot.models import FeedSpec
 from bot.net import Fetcher, FetchLimits, utcnow
 from bot.runner import Runner
-from bot.storage.chat_store import ChatStore
 from bot.storage.store import Store
 from bot.storage.tables import articles
-from tests.fakes.clock import ShiftClock
-from tests.fakes.feed_probe import reachable_feed
-from tests.fakes.telegram_api import TOKEN, FakeTelegramAPI
-from tests.test_fault_chat_outage import CHATS, DEFAULTS, TG_LIMITS, collapse, enqueue, runtime_alive
+from tests.test_fault_chat_outage import CHATS, CONFIG, collapse, enqueue, runtime_alive, telegram
 
 
 class DatabaseOutage:
@@ -60,20 +53,12 @@ class DatabaseOutage:
 
 
 async def test_database_outage_mid_delivery(store: Store, caplog: pytest.LogCaptureFixture) -> None:
-    clock = ShiftClock()
-    async with FakeTelegramAPI() as api:
-        chats = ChatStore(store.engine)
-        service = CommandService(chats, admins=set(), defaults=DEFAULTS, clock=clock.now,
-                                 feed_admin=StoreFeedAdmin(store, allow_private=False, probe=reachable_feed),
-                                 topics=("world",))
-        tg = TelegramChat(TOKEN, api.root, service, poll_timeout_s=1)
-        runtime = ChatRuntime(chats, DEFAULTS, [tg], services=[tg], clock=clock, limits={"telegram": TG_LIMITS},
-                              config=RuntimeConfig(scheduler_tick_s=0.1, claim_interval_s=0.05, lease_s=2))
+    async with telegram(store, replace(CONFIG, lease_s=2)) as rig:
+        api, chats, runtime = rig.api, rig.chats, rig.runtime
         for c in CHATS:
             api.add_chat(c)
         expected = enqueue(chats, "telegram", [str(c) for c in CHATS], "db")
         outage = DatabaseOutage(store.engine)
-        await runtime.start()
         try:
             with caplog.at_level(logging.WARNING):
                 await api.wait_for(lambda: len(api.sent) >= 2, timeout=10)
@@ -94,8 +79,7 @@ async def test_database_outage_mid_delivery(store: Store, caplog: pytest.LogCapt
             assert runtime_alive(runtime)
         finally:
             outage.remove()
-            await runtime.stop()
-        assert api.unexpected == []
+    assert api.unexpected == []
 
 
 FEEDS = ["bbc_2020-04-27T2107Z.xml", "nytimes_2020-04-27T2107Z.xml", "aljazeera_youtube_2020-04-27T2107Z.atom",
