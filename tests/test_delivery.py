@@ -72,7 +72,11 @@ def test_failure_decisions() -> None:
     lim = Limits(max_attempts=5)
     assert on_failure(ChatForbiddenError("blocked"), 1, lim, 1).action == "pause"
     a = on_failure(RateLimitedError("429", 7), 1, lim, 1)
-    assert (a.action, a.delay_s, a.block_chat_s, a.block_all_s) == ("retry", 7, 7, 7)
+    assert (a.action, a.delay_s, a.block_chat_s, a.block_all_s, a.counts) == ("retry", 7, 7, 7, False)
+    # A 429 storm longer than max_attempts retry_after periods still ends in a send, not a lost part.
+    storm = on_failure(RateLimitedError("429", 3), lim.max_attempts + 20, lim, 1)
+    assert (storm.action, storm.delay_s, storm.counts) == ("retry", 3, False)
+    assert on_failure(DeliveryError("timeout"), 1, lim, 1).counts
     m = on_failure(DeliveryError("moved", migrate_to="-100123"), 1, lim, 1)
     assert (m.action, m.migrate_to) == ("migrate", "-100123")
     assert on_failure(DeliveryError("bad html", permanent=True), 1, lim, 1).action == "fail"

@@ -363,7 +363,7 @@ class ChatRuntime:
             self.stats["retried"] += 1
             log.info("send to %s failed (%s); retry in %.1f s", item.chat.key, action.reason, action.delay_s)
             await asyncio.to_thread(self.chats.retry_later, item.id, now + timedelta(seconds=action.delay_s),
-                                    action.reason)
+                                    action.reason, count_attempt=action.counts)
         elif action.action == "pause":
             self.stats["paused"] += 1
             log.warning("chat %s blocked the bot (%s); its subscription is paused", item.chat.key, action.reason)

@@ -133,7 +133,8 @@ class FailureAction:
 
     action: "retry" (after `delay_s`), "pause" (chat blocked us: pause its subscription), "migrate" (the chat has
     a new id: `migrate_to`, send again at once), "fail" (give up on this part).
-    `block_chat_s` and `block_all_s` tell the pacer to hold back that chat / every send.
+    `block_chat_s` and `block_all_s` tell the pacer to hold back that chat / every send. `counts`: whether the
+    try counts towards `max_attempts` (a rate-limit refusal says when to come back; it is no failure of the part).
     """
 
     action: str
@@ -142,6 +143,7 @@ class FailureAction:
     migrate_to: str | None = None
     block_chat_s: float = 0.0
     block_all_s: float = 0.0
+    counts: bool = True
 
 
 def backoff(attempts: int, limits: Limits, item_id: int) -> float:
@@ -157,12 +159,14 @@ def on_failure(error: DeliveryError, attempts: int, limits: Limits, item_id: int
         return FailureAction("pause", reason=error.reason)
     if error.migrate_to:
         return FailureAction("migrate", reason=error.reason, migrate_to=error.migrate_to)
-    if attempts >= limits.max_attempts:
-        return FailureAction("fail", reason=f"gave up after {attempts} attempts: {error.reason}")
     if isinstance(error, RateLimitedError) or error.retry_after:
         wait = max(0.0, float(error.retry_after or 0.0))
-        # Telegram's flood control applies to the bot as a whole too; hold everything back for that long.
-        return FailureAction("retry", delay_s=wait, reason=error.reason, block_chat_s=wait, block_all_s=wait)
+        # Telegram's flood control applies to the bot as a whole too; hold everything back for that long. A long
+        # 429 storm must not use up the part's attempts: it is sent once the platform lets us.
+        return FailureAction("retry", delay_s=wait, reason=error.reason, block_chat_s=wait, block_all_s=wait,
+                             counts=False)
+    if attempts >= limits.max_attempts:
+        return FailureAction("fail", reason=f"gave up after {attempts} attempts: {error.reason}")
     if error.permanent:
         return FailureAction("fail", reason=error.reason)
     return FailureAction("retry", delay_s=backoff(attempts, limits, item_id), reason=error.reason)
