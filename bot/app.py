@@ -68,9 +68,10 @@ class App:
                       processor=self.processor() if process else None, parse_pool=self._parse_pool)
 
     async def poll_once(self, *, force: bool = False, process: bool = True) -> PollReport:
-        """One poll cycle (the `poll --once` command)."""
+        """One poll cycle (the `poll --once` command): every waiting article page is fetched before processing,
+        so one run shows the whole result (the service fetches a batch a cycle)."""
         async with Fetcher(self.fetch_limits()) as fetcher:
-            return await self.runner(fetcher, process=process).cycle(force=force)
+            return await self.runner(fetcher, process=process).cycle(force=force, all_pages=True)
 
     def print_digest(self, since: timedelta, *, as_json: bool) -> int:
         """Print the digest `/summary` would send now."""

@@ -283,9 +283,23 @@ class Runner:
         await self._wait_with_progress(tasks, "feeds polled")
         return report
 
-    async def fill_texts(self, limit: int = 200) -> int:
-        """Fetch and extract the pages of teaser-only articles; returns how many got full text."""
-        pending = await asyncio.to_thread(self.store.articles_pending_text, limit)
+    async def fill_texts(self, limit: int = 200, *, all_pending: bool = False) -> int:
+        """Fetch and extract the pages of teaser-only articles, `limit` at a time (one batch, or with
+        `all_pending` batches until every waiting page was tried once in this call); returns how many got text."""
+        tried: set[int] = set()
+        done = 0
+        while True:
+            # Pages that failed for a passing reason stay pending: skip them here, the next cycle tries again.
+            rows = await asyncio.to_thread(self.store.articles_pending_text, limit + len(tried))
+            pending = [r for r in rows if r["id"] not in tried][:limit]
+            if not pending:
+                return done
+            tried.update(r["id"] for r in pending)
+            done += await self._fill_batch(pending)
+            if not all_pending:
+                return done
+
+    async def _fill_batch(self, pending: list[dict]) -> int:
         done = 0
 
         async def one(item: dict) -> None:
@@ -305,14 +319,13 @@ class Runner:
             await asyncio.to_thread(self.store.set_article_text, item["id"], text=text)
             done += 1
 
-        if pending:
-            await self._wait_with_progress([asyncio.create_task(one(p)) for p in pending], "article pages fetched")
+        await self._wait_with_progress([asyncio.create_task(one(p)) for p in pending], "article pages fetched")
         return done
 
-    async def cycle(self, *, force: bool = False) -> PollReport:
-        """One full pass: poll, fill texts, process new articles."""
+    async def cycle(self, *, force: bool = False, all_pages: bool = False) -> PollReport:
+        """One full pass: poll, fill texts (a batch, or with `all_pages` every waiting page), process."""
         report = await self.poll_once(force=force)
-        await self.fill_texts()
+        await self.fill_texts(all_pending=all_pages)
         if self.processor is not None:
             await asyncio.to_thread(self.processor.process, report.new_ids)
         return report

@@ -146,6 +146,27 @@ async def test_teaser_entries_get_page_text(sqlite_store: Store, feed_server) ->
     assert "email address will not be published" not in row.text
 
 
+async def test_fill_texts_in_batches_until_every_waiting_page_was_tried(sqlite_store: Store, feed_server) -> None:  # noqa: ANN001
+    items = ""
+    for i in range(5):
+        feed_server.files[f"/news/{i}.html"] = (
+            f"<html><body><article><h1>Story {i}</h1><p>{'Officials said the talks would go on. ' * 20}</p>"
+            f"<p>Story number {i} continues here with more detail.</p></article></body></html>").encode()
+        items += (f"<item><title>Story {i}</title><link>{feed_server.url(f'/news/{i}.html')}</link>"
+                  f"<guid>s{i}</guid><description>Teaser {i}...</description></item>")
+    items += (f"<item><title>Gone</title><link>{feed_server.url('/news/missing.html')}</link>"
+              "<guid>gone</guid><description>Teaser...</description></item>")
+    feed_server.files["/live/many.xml"] = ('<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>'
+                                           f"<link>http://x/</link>{items}</channel></rss>").encode()
+    sqlite_store.add_feed(FeedSpec(url=feed_server.url("/live/many.xml")), "cli")
+    async with Fetcher(LIMITS) as fetcher:
+        runner = Runner(sqlite_store, fetcher)
+        assert (await runner.poll_once()).new_articles == 6
+        assert await runner.fill_texts(limit=2) == 2  # one batch: the service's cycle
+        assert await runner.fill_texts(limit=2, all_pending=True) == 3  # the rest; the missing page tried once
+        assert [p["extract_attempts"] for p in sqlite_store.articles_pending_text()] in ([], [1])
+
+
 @pytest.mark.parametrize("allow", [False])
 async def test_private_feed_blocked_by_default(sqlite_store: Store, feed_server, allow: bool) -> None:  # noqa: ANN001
     sqlite_store.add_feed(FeedSpec(url=feed_server.url("/feeds/wsj_2020-04-27T2107Z.xml")), "cli")
