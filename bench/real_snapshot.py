@@ -3,9 +3,9 @@
 Takes one snapshot folder of the evaluation tarball (e.g. `news_outlets/gesab001_headlines/2021-09-16T2320Z`),
 shifts every item's date so the newest item is now (order and gaps kept), points every item's link at a local
 article page built from the item's own title and description, serves feeds and pages on 127.0.0.1 (an ephemeral
-port), runs `newsdigest poll --once --json` against a fresh SQLite file (again, as the service's next cycles
-would, while articles wait for their page: one cycle fetches at most 200 pages) and `newsdigest digest --since 48h
---json`, then reads the database to list every story with more than one article. Nothing leaves the loopback.
+port), runs `newsdigest poll --once --json` against a fresh SQLite file (again while any article is left
+unprocessed; `poll --once` fetches every waiting page, so one round is the normal case) and `newsdigest digest
+--since 48h --json`, then reads the database to list every story with more than one article. Nothing leaves the loopback.
 Feeds are fetched concurrently, so article ids (the order stories form in) vary and two runs can differ a little.
 Usage:  python bench/real_snapshot.py --data ../shared/data/feeds.tar.xz
             --snapshot news_outlets/gesab001_headlines/2021-09-16T2320Z [--out DIR] [--json]
