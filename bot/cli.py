@@ -29,7 +29,7 @@ def _since(value: str) -> timedelta:
     try:
         return timedelta(seconds=parse_duration(value))
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+
+def _rebuild(cls: type[Exception], message: str) -> Exception:
+    """Unpickle an error whose constructor takes other arguments than its message; its attributes follow."""
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    return err
+
 
 class NewsdigestError(Exception):
     """Base class of every error newsdigest raises on purpose."""
@@ -14,6 +23,9 @@ class ConfigError(NewsdigestError):
         self.source, self.key, self.problem = source, key, problem
         super().__init__(f"{source}: {key}: {problem}")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.source, self.key, self.problem), self.__dict__
+
 
 class FetchError(NewsdigestError):
     """A URL could not be fetched; `transient` says whether retrying later may help."""
@@ -23,6 +35,10 @@ class FetchError(NewsdigestError):
         self.url, self.reason, self.transient = url, reason, transient
         self.retry_after, self.status = retry_after, status
         super().__init__(f"{reason} ({url})")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Parsing runs in a process pool: an error must survive the trip back (pickle calls cls(*args) by default).
+        return _rebuild, (type(self), str(self)), self.__dict__
 
 
 class BlockedURLError(FetchError):
@@ -58,6 +74,9 @@ class DeliveryError(NewsdigestError):
                  migrate_to: str | None = None) -> None:
         self.reason, self.retry_after, self.permanent, self.migrate_to = reason, retry_after, permanent, migrate_to
         super().__init__(reason)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (type(self), str(self)), self.__dict__
 
 
 class ChatForbiddenError(DeliveryError):

@@ -51,7 +51,7 @@ def check_url(url: str) -> str:
     try:
         parts = urlsplit(url)
     except ValueError as exc:
-        raise BlockedURLError(url, f"not a valid URL: {exc}") from None
+        raise BlockedURLError(url, f"not a valid URL: {exc}") from exc
     if parts.scheme not in ("http", "https"):
         raise BlockedURLError(url, "only http and https URLs are allowed")
     if not parts.hostname:
@@ -60,8 +60,8 @@ def check_url(url: str) -> str:
         try:
             # Lone surrogates (a YAML or JSON "\ud800" escape) cannot be sent or stored: refuse them here.
             url.encode("utf-8")
-        except UnicodeEncodeError:
-            raise BlockedURLError(url, "URL contains invalid characters (lone surrogates)") from None
+        except UnicodeEncodeError as exc:
+            raise BlockedURLError(url, "URL contains invalid characters (lone surrogates)") from exc
     return url
 
 
@@ -197,17 +197,17 @@ class Fetcher:
             try:
                 async with asyncio.timeout(total):
                     return await self._get(url, headers, total)
-            except TimeoutError:
-                raise FetchError(url, f"timed out after {total:g} s") from None
-            except httpx.TooManyRedirects:
-                raise FetchError(url, f"more than {self.limits.max_redirects} redirects", transient=False) from None
+            except TimeoutError as exc:
+                raise FetchError(url, f"timed out after {total:g} s") from exc
+            except httpx.TooManyRedirects as exc:
+                raise FetchError(url, f"more than {self.limits.max_redirects} redirects", transient=False) from exc
             except _Blocked as exc:
-                raise BlockedURLError(url, str(exc)) from None
+                raise BlockedURLError(url, str(exc)) from exc
             except httpx.HTTPError as exc:
                 cause = exc.__cause__ or exc.__context__
                 if isinstance(cause, _Blocked):
-                    raise BlockedURLError(url, str(cause)) from None
-                raise FetchError(url, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from None
+                    raise BlockedURLError(url, str(cause)) from exc
+                raise FetchError(url, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from exc
 
     async def _get(self, url: str, headers: dict[str, str], total: float) -> FetchResult:
         timeout = httpx.Timeout(total)
@@ -271,7 +271,7 @@ class _Inflater:
                 if self.coding == "deflate" and not self._started:
                     self._z, self._started = zlib.decompressobj(-zlib.MAX_WBITS), True
                     continue
-                raise FetchError(self.url, f"corrupt {self.coding} body: {exc}", transient=False) from None
+                raise FetchError(self.url, f"corrupt {self.coding} body: {exc}", transient=False) from exc
             self._started = True
             data = self._z.unconsumed_tail
             out += len(piece)

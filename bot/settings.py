@@ -151,8 +151,8 @@ def _bool(name: str, raw: str) -> bool:
 def _int(name: str, raw: str, minimum: int = 1) -> int:
     try:
         value = int(raw)
-    except ValueError:
-        raise ConfigError(name, name, f"expected a whole number, got {raw!r}") from None
+    except ValueError as exc:
+        raise ConfigError(name, name, f"expected a whole number, got {raw!r}") from exc
     if value < minimum:
         raise ConfigError(name, name, f"must be at least {minimum}, got {value}")
     return value
@@ -161,8 +161,8 @@ def _int(name: str, raw: str, minimum: int = 1) -> int:
 def _float(name: str, raw: str) -> float:
     try:
         value = float(raw)
-    except ValueError:
-        raise ConfigError(name, name, f"expected a number of seconds, got {raw!r}") from None
+    except ValueError as exc:
+        raise ConfigError(name, name, f"expected a number of seconds, got {raw!r}") from exc
     if value <= 0:
         raise ConfigError(name, name, f"must be positive, got {raw!r}")
     return value
@@ -248,7 +248,7 @@ def _interval(value: Any, src: str, where: str) -> int:
     try:
         seconds = parse_duration(value)
     except ValueError as exc:
-        raise ConfigError(src, where, str(exc)) from None
+        raise ConfigError(src, where, str(exc)) from exc
     if seconds < MIN_INTERVAL_S:
         raise ConfigError(src, where, f"must be at least {MIN_INTERVAL_S:g} s (1m), got {value!r}")
     return round(seconds)
@@ -262,13 +262,13 @@ def _feed_spec(raw: Any, where: str, src: str, default_interval: int) -> FeedSpe
     try:
         check_url(url.strip())
     except BlockedURLError as exc:
-        raise ConfigError(src, f"{where}.url", exc.reason) from None
+        raise ConfigError(src, f"{where}.url", exc.reason) from exc
     url = canonical_url(url) or url  # as the database stores it: a tracking parameter makes no second feed
     interval = _interval(raw["interval"], src, f"{where}.interval") if "interval" in raw else default_interval
     try:
         timeout = parse_duration(raw["timeout"]) if raw.get("timeout") is not None else None
     except ValueError as exc:
-        raise ConfigError(src, f"{where}.timeout", str(exc)) from None
+        raise ConfigError(src, f"{where}.timeout", str(exc)) from exc
     for key in ("name", "region", "language"):
         if raw.get(key) is not None and not isinstance(raw[key], str):
             raise ConfigError(src, f"{where}.{key}", "must be a string (quote it)")
@@ -312,7 +312,7 @@ def _digest(raw: Any, src: str) -> DigestDefaults:
     try:
         cooldown = parse_duration(raw.get("summary_cooldown", d.summary_cooldown_s))
     except ValueError as exc:
-        raise ConfigError(src, "digest.summary_cooldown", str(exc)) from None
+        raise ConfigError(src, "digest.summary_cooldown", str(exc)) from exc
     return DigestDefaults(times=tuple(times), every_hours=every, timezone=tz, max_stories=max_stories,
                           min_topic_score=float(score), topics=tuple(topics), summary_cooldown_s=cooldown)
 
@@ -349,16 +349,16 @@ def load_feeds_file(path: Path | None) -> FeedsFile:
     src = str(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(src, "(file)", "not found (set NEWSDIGEST_FEEDS_FILE, or empty for none)") from None
+    except FileNotFoundError as exc:
+        raise ConfigError(src, "(file)", "not found (set NEWSDIGEST_FEEDS_FILE, or empty for none)") from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(src, "(file)", f"cannot read: {exc}") from None
+        raise ConfigError(src, "(file)", f"cannot read: {exc}") from exc
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "(file)"
-        raise ConfigError(src, where, f"invalid YAML: {getattr(exc, 'problem', exc)}") from None
+        raise ConfigError(src, where, f"invalid YAML: {getattr(exc, 'problem', exc)}") from exc
     _mapping(data, _TOP_KEYS, src, "", "must be a mapping with 'feeds', 'topics', 'digest'")
     defaults = _mapping(data["defaults"] if data.get("defaults") is not None else {}, _DEFAULTS_KEYS, src,
                         "defaults")

@@ -259,7 +259,7 @@ class CommandService:
             # The same up-front check as /addfeed: literal private addresses never reach the fetcher.
             check_public_url(url, allow_private=self.allow_private_urls)
         except BlockedURLError as exc:
-            raise CommandError(not_allowed(exc)) from None
+            raise CommandError(not_allowed(exc)) from exc
         if self.summarize is None:
             raise CommandError("Summaries of single links are not available on this bot.")
         claimed = await asyncio.to_thread(self._claim_cooldown, inv.chat)
@@ -269,11 +269,11 @@ class CommandService:
             # Nothing was summarized: the link's failure does not cost the chat its cooldown.
             await asyncio.to_thread(self.chats.release_summary, inv.chat, claimed)
             if isinstance(exc, BlockedURLError):
-                raise CommandError(not_allowed(exc)) from None
+                raise CommandError(not_allowed(exc)) from exc
             if isinstance(exc, FetchError):
-                raise CommandError(f"I couldn't fetch that page: {exc.reason}.") from None
+                raise CommandError(f"I couldn't fetch that page: {exc.reason}.") from exc
             if isinstance(exc, ExtractError):
-                raise CommandError("I couldn't find an article on that page.") from None
+                raise CommandError("I couldn't find an article on that page.") from exc
             raise
         head = para(bold(s.title or url))
         source = para(link(s.outlet or "source", s.url or url))
@@ -399,7 +399,7 @@ class CommandService:
             try:
                 times = sorted({parse_time_of_day(p).strftime("%H:%M") for p in parts})
             except ValueError as exc:
-                raise CommandError(f"{exc}. Usage: /settings times 08:00 18:00") from None
+                raise CommandError(f"{exc}. Usage: /settings times 08:00 18:00") from exc
             if len(times) > 12:
                 raise CommandError("At most 12 digest times a day.")
             schedule = Schedule(sub.schedule.timezone, tuple(times), None)
@@ -464,7 +464,7 @@ class CommandService:
         try:
             row, created = await self._feeds().add(inv.args[0].strip("<>"))
         except BlockedURLError as exc:
-            raise CommandError(not_allowed(exc)) from None
+            raise CommandError(not_allowed(exc)) from exc
         if not created:
             return Reply(blocks=(para("That feed is already in the list as ", code(str(row.id)), ": ",
                                       link(row.display_name, row.url), "."),))

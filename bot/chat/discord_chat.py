@@ -137,8 +137,8 @@ class DiscordSink:
         """Post the message; returns its id; raises ChatForbiddenError, RateLimitedError or DeliveryError."""
         try:
             target = int(chat.thread_id or chat.chat_id)
-        except ValueError:
-            raise DeliveryError(f"not a Discord channel id: {chat.key}", permanent=True) from None
+        except ValueError as exc:
+            raise DeliveryError(f"not a Discord channel id: {chat.key}", permanent=True) from exc
         if self.client.http.token is None or self.client.is_closed():
             raise DeliveryError("discord: not logged in yet", retry_after=30.0)
         channel = self.client.get_partial_messageable(target)
@@ -408,9 +408,9 @@ class DiscordAdapter:
     async def _login(self) -> None:
         try:
             await self.bot.login(self._token)
-        except discord.LoginFailure:
+        except discord.LoginFailure as exc:
             await self.bot.close()
-            raise ConfigError("DISCORD_BOT_TOKEN", "DISCORD_BOT_TOKEN", "Discord rejected the token") from None
+            raise ConfigError("DISCORD_BOT_TOKEN", "DISCORD_BOT_TOKEN", "Discord rejected the token") from exc
 
     async def _login_then_connect(self, delay: float = LOGIN_RETRY_S) -> None:
         while True:

@@ -37,7 +37,7 @@ class StoreFeedAdmin:
         try:
             probe = await self.probe(url)
         except (FetchError, ParseError) as exc:
-            raise CommandError(feedlist.feed_refusal(exc, url)) from None
+            raise CommandError(feedlist.feed_refusal(exc, url)) from exc
         row, created = await asyncio.to_thread(feedlist.add_feed, self.store, url, origin=self.origin,
                                                allow_private=self.allow_private)
         if created and probe.title:

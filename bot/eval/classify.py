@@ -41,7 +41,7 @@ def detect_format(path: str | Path) -> str:
         try:
             raw = gzip.GzipFile(fileobj=io.BytesIO(raw)).read(4096)
         except (OSError, EOFError) as e:
-            raise ValueError(f"{path}: not a readable gzip file ({e})") from None
+            raise ValueError(f"{path}: not a readable gzip file ({e})") from e
     head = raw.decode("utf-8-sig", errors="replace").lstrip()
     if not head:
         raise ValueError(f"{path}: empty file")

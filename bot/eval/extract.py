@@ -43,7 +43,7 @@ def load_pages(data_dir: str | Path) -> dict[str, tuple[str, str | None, str]]:
     try:
         truth = json.loads(gt.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{gt}: not valid JSON ({exc})") from None
+        raise DataError(f"{gt}: not valid JSON ({exc})") from exc
     if not isinstance(truth, dict) or not all(isinstance(v, dict) for v in truth.values()):
         raise DataError(f"{gt}: expected an object of {{id: {{articleBody, url}}}}")
     pages = {}
@@ -52,10 +52,10 @@ def load_pages(data_dir: str | Path) -> dict[str, tuple[str, str | None, str]]:
         try:
             with gzip.open(path, "rt", encoding="utf-8") as f:
                 pages[key] = (f.read(), item.get("url"), item.get("articleBody") or "")
-        except FileNotFoundError:
-            raise DataError(f"{path}: not found (every id in ground-truth.json needs its page)") from None
+        except FileNotFoundError as exc:
+            raise DataError(f"{path}: not found (every id in ground-truth.json needs its page)") from exc
         except (OSError, EOFError, UnicodeDecodeError) as exc:
-            raise DataError(f"{path}: not a gzip-compressed UTF-8 page ({exc})") from None
+            raise DataError(f"{path}: not a gzip-compressed UTF-8 page ({exc})") from exc
     return pages
 
 
