@@ -51,6 +51,9 @@ class Processor:
         self.window = window
         self._lock = threading.Lock()
         self.index: story_stage.StoryIndex | None = None
+        # Stories may be owed a summary: at start (a killed process never wrote them) and after a batch whose
+        # summaries failed. Article outcomes are committed before their stories are summarized.
+        self._summaries_owed = True
 
     @classmethod
     def build(cls, store: Store, settings: Settings, feeds_file: FeedsFile) -> Processor:
@@ -105,16 +108,33 @@ class Processor:
             if self.index is None:
                 self.index = self._load_index()
             self.index.evict_before(utcnow() - self.window)
+            if self._summaries_owed:
+                self._summarize_owed()
             while True:
                 batch = self.store.unprocessed_articles(BATCH)
                 if not batch:
                     break
+                self._summaries_owed = True
                 touched = self._process_batch(batch)
                 summarize_stories(self.store, self.summarizer, sorted(touched))
+                self._summaries_owed = False
                 done += len(batch)
         if done:
             log.info("processed %d article%s", done, "" if done == 1 else "s")
         return done
+
+    def _summarize_owed(self) -> None:
+        """Recount and summarize the stories whose last change has no summary yet (their articles are already
+        marked processed, so no batch would touch them again)."""
+        owed = self.store.stories_without_summary(utcnow() - self.window)
+        for i in range(0, len(owed), BATCH):
+            chunk = owed[i:i + BATCH]
+            self.store.refresh_story_counts(chunk)
+            summarize_stories(self.store, self.summarizer, chunk)
+        if owed:
+            log.info("summarized %d stor%s left without a current summary", len(owed),
+                     "y" if len(owed) == 1 else "ies")
+        self._summaries_owed = False
 
     def _process_batch(self, batch: list[dict[str, Any]]) -> set[int]:
         now = utcnow()

@@ -429,8 +429,11 @@ class Store:
 
     def update_story(self, story_id: int, *, now: datetime, state: bytes, topic_score: float,
                      topics: dict[str, float], major: bool) -> None:
-        """Store a story's new state after an article joined it; a major update bumps its version."""
-        values: dict[str, Any] = dict(updated_at=now, state=state, topic_score=topic_score, topics=topics)
+        """Store a story's new state after an article joined it; a major update bumps its version.
+
+        Its summary is marked out of date (summary_method NULL) until set_story_summary writes the new one."""
+        values: dict[str, Any] = dict(updated_at=now, state=state, topic_score=topic_score, topics=topics,
+                                      summary_method=None)
         if major:
             values.update(version=stories.c.version + 1, major_update_at=now)
         with self._write() as conn:
@@ -474,6 +477,13 @@ class Store:
         with self._write() as conn:
             conn.execute(update(stories).where(stories.c.id == story_id).values(
                 title=title, summary=summary, summary_method=method))
+
+    def stories_without_summary(self, since: datetime) -> list[int]:
+        """Stories updated since a time whose summary is missing or out of date (a crash or an error came
+        between their last change and its summary)."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(stories.c.id).where(
+                stories.c.updated_at >= since, stories.c.summary_method.is_(None)).order_by(stories.c.id)).scalars())
 
     def get_story(self, story_id: int) -> dict[str, Any] | None:
         """One story row."""

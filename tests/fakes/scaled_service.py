@@ -1,0 +1,61 @@
+"""`newsdigest run` with its durations scaled down, for the crash campaign (tests/test_fault_crash.py).
+
+Run as `python -m tests.fakes.scaled_service [--scale 60]`: the environment configures it as it does
+`newsdigest run` (database, feeds file, Telegram token and API root). Only timings change, each divided by
+`--scale`: the poll tick (30 s), a feed claim's lease (300 s), the time to a feed's next poll after a success or
+a failure (its interval, at least 60 s; the backoff), the scheduler tick (30 s) and an outbox claim's lease
+(120 s). Everything else is the real service: `bot.cli.main(["run"])`, the same code path, models and adapters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from datetime import datetime
+from typing import Any
+
+from bot import cli
+from bot.chat import wiring
+from bot.chat.runtime import RuntimeConfig
+from bot.pipeline import feed as feed_stage
+from bot.runner import Runner
+from bot.storage.store import Store
+
+
+def scale_timings(scale: float) -> None:
+    """Divide the service's waits and leases by `scale` (in this process only)."""
+    Runner.run_forever.__kwdefaults__["tick_s"] = 30.0 / scale
+    Store.claim_due_feeds.__kwdefaults__["lease_s"] = 300.0 / scale
+
+    after_success, after_failure = feed_stage.next_check_after_success, feed_stage.after_failure
+
+    def shrink(now: datetime, at: datetime) -> datetime:
+        return now + (at - now) / scale
+
+    def scaled_success(now: datetime, *args: Any, **kwargs: Any) -> datetime:
+        return shrink(now, after_success(now, *args, **kwargs))
+
+    def scaled_failure(exc: Exception, **kwargs: Any) -> feed_stage.FailureDecision:
+        decision = after_failure(exc, **kwargs)
+        return dataclasses.replace(decision, next_check_at=shrink(kwargs["now"], decision.next_check_at))
+
+    # The runner looks these up on the module at each call.
+    feed_stage.next_check_after_success = scaled_success
+    feed_stage.after_failure = scaled_failure
+
+    build = wiring.build_chat_runtime
+    base = RuntimeConfig()
+    config = dataclasses.replace(base, scheduler_tick_s=base.scheduler_tick_s / scale, lease_s=base.lease_s / scale)
+
+    def build_scaled(app: Any, **kwargs: Any) -> Any:
+        kwargs["config"] = kwargs.get("config") or config
+        return build(app, **kwargs)
+
+    wiring.build_chat_runtime = build_scaled
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("--scale", type=float, default=60.0)
+    scale_timings(p.parse_args().scale)
+    raise SystemExit(cli.main(["run"]))
