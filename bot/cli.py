@@ -249,7 +249,7 @@ def _dispatch(app, args: argparse.Namespace) -> int:  # noqa: ANN001
             sys.stdout.write(export_opml(store.list_feeds()))
             return 0
     if args.cmd == "articles":
-        from bot.net import utcnow
+        from bot.clock import utcnow
 
         since = utcnow() - args.since if args.since else None
         rows = store.list_articles(since=since, limit=args.limit)

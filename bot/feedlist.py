@@ -13,9 +13,10 @@ import listparser
 
 from bot.errors import BlockedURLError, CommandError, FetchError
 from bot.models import FeedSpec
-from bot.net import Fetcher, FetchLimits, address_is_public, check_url
+from bot.net import Fetcher, FetchLimits
 from bot.pipeline.entry import canonical_url, parse_feed
 from bot.storage.store import FeedRow, Store
+from bot.urls import address_is_public, check_url
 
 MAX_OPML_BYTES = 2 * 1024 * 1024
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import ipaddress
 import logging
 import socket
 import time
@@ -17,7 +16,7 @@ import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from urllib.parse import urlsplit
 
 import httpcore
@@ -26,6 +25,7 @@ import httpx
 from bot import __version__
 from bot.errors import BlockedURLError, FetchError, TooLargeError
 from bot.models import FetchResult
+from bot.urls import address_is_public, check_url
 
 log = logging.getLogger(__name__)
 
@@ -44,34 +44,6 @@ class FetchLimits:
     max_connections: int = 32
     per_host: int = 2
     allow_private: bool = False
-
-
-def check_url(url: str) -> str:
-    """Validate that a URL is absolute http(s) with a host; returns it unchanged or raises BlockedURLError."""
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:
-        raise BlockedURLError(url, f"not a valid URL: {exc}") from exc
-    if parts.scheme not in ("http", "https"):
-        raise BlockedURLError(url, "only http and https URLs are allowed")
-    if not parts.hostname:
-        raise BlockedURLError(url, "URL has no host")
-    if not url.isascii():
-        try:
-            # Lone surrogates (a YAML or JSON "\ud800" escape) cannot be sent or stored: refuse them here.
-            url.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise BlockedURLError(url, "URL contains invalid characters (lone surrogates)") from exc
-    return url
-
-
-def address_is_public(ip: str) -> bool:
-    """True when an IP address is globally routable (not private, loopback, link-local, multicast, reserved)."""
-    addr = ipaddress.ip_address(ip.split("%", 1)[0])
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return not (addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_multicast
-                or addr.is_reserved or addr.is_unspecified or not addr.is_global)
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):
@@ -277,8 +249,3 @@ class _Inflater:
             out += len(piece)
             if piece:
                 yield piece
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(UTC)

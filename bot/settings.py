@@ -19,9 +19,9 @@ import yaml
 
 from bot.errors import BlockedURLError, ConfigError
 from bot.models import FeedSpec
-from bot.net import check_url
 from bot.pipeline.entry import canonical_url
 from bot.pipeline.feed import MIN_INTERVAL_S
+from bot.urls import check_url
 
 DEFAULT_DATABASE_URL = "sqlite:///data/newsdigest.db"
 DEFAULT_FEEDS_FILE = "feeds.yaml"

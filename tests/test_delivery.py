@@ -6,8 +6,8 @@ import asyncio
 import random
 from datetime import timedelta
 
+from bot.clock import utcnow
 from bot.errors import ChatForbiddenError, DeliveryError, RateLimitedError
-from bot.net import utcnow
 from bot.pipeline.delivery import Limits, Pacer, SlidingWindow, backoff, on_failure
 from bot.ports import ChatRef
 from bot.settings import DigestDefaults

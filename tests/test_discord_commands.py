@@ -13,7 +13,7 @@ import simcord
 from bot.chat.commands import CommandService
 from bot.chat.discord_chat import DiscordBot
 from bot.chat.feed_admin import StoreFeedAdmin
-from bot.net import utcnow
+from bot.clock import utcnow
 from bot.ports import ChatRef, LinkSummary
 from bot.settings import DigestDefaults
 from bot.storage.chat_store import ChatStore

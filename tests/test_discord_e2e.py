@@ -23,8 +23,8 @@ from bot.chat.discord_chat import DISCORD_LIMITS, DiscordAdapter
 from bot.chat.feed_admin import StoreFeedAdmin
 from bot.chat.render_discord import DiscordRenderer
 from bot.chat.runtime import ChatRuntime, RuntimeConfig
+from bot.clock import utcnow
 from bot.errors import ChatForbiddenError, ConfigError, DeliveryError, RateLimitedError
-from bot.net import utcnow
 from bot.pipeline.digest import build_digest
 from bot.ports import ChatRef, OutgoingMessage
 from bot.settings import DigestDefaults, load_settings

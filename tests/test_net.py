@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bot.errors import BlockedURLError, FetchError, TooLargeError
-from bot.net import Fetcher, FetchLimits, address_is_public, check_url
+from bot.net import Fetcher, FetchLimits
+from bot.urls import address_is_public, check_url
 
 
 @pytest.mark.parametrize("ip,public", [

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from bot.chat.console import CONSOLE, ConsoleSink
 from bot.chat.runtime import ChatRuntime, RuntimeConfig
-from bot.net import utcnow
+from bot.clock import utcnow
 from bot.pipeline.delivery import Limits
 from bot.pipeline.digest import Schedule
 from bot.ports import ChatRef, OutgoingMessage

@@ -12,8 +12,9 @@ from bot.chat.discord_chat import DISCORD_LIMITS, DiscordAdapter
 from bot.chat.feed_admin import StoreFeedAdmin
 from bot.chat.runtime import ChatRuntime, RuntimeConfig
 from bot.chat.telegram_chat import TelegramChat
+from bot.clock import utcnow
 from bot.models import FeedSpec
-from bot.net import Fetcher, FetchLimits, utcnow
+from bot.net import Fetcher, FetchLimits
 from bot.ports import ChatRef
 from bot.runner import Runner
 from bot.settings import DigestDefaults, load_settings

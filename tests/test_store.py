@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from bot.clock import utcnow
 from bot.models import FeedSpec
-from bot.net import utcnow
 from bot.storage.store import NewArticle, Store
 
 

@@ -19,7 +19,7 @@ from bot.chat.commands import CommandService
 from bot.chat.feed_admin import StoreFeedAdmin
 from bot.chat.runtime import ChatRuntime, RuntimeConfig
 from bot.chat.telegram_chat import TelegramChat
-from bot.net import utcnow
+from bot.clock import utcnow
 from bot.ports import ChatRef
 from bot.settings import DigestDefaults
 from bot.storage.chat_store import ChatStore

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from bot.clock import utcnow
 from bot.errors import BlockedURLError, CommandError, ExtractError, FetchError, PermissionDenied
 from bot.feedlist import check_public_url, not_allowed
-from bot.net import utcnow
 from bot.pipeline.digest import Schedule, build_digest, digest_since, parse_time_of_day
 from bot.ports import (
     CHANNEL,

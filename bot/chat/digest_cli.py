@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any, TextIO
 
 from bot.chat.console import plain_digest
-from bot.net import utcnow
+from bot.clock import utcnow
 from bot.pipeline.digest import Digest, build_digest
 from bot.storage.chat_store import ChatStore
 

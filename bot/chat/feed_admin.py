@@ -6,8 +6,9 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
 from bot import feedlist
+from bot.clock import utcnow
 from bot.errors import CommandError, FetchError, ParseError
-from bot.net import FetchLimits, utcnow
+from bot.net import FetchLimits
 from bot.storage.store import FeedRow, Store
 
 Probe = Callable[[str], Awaitable[feedlist.FeedProbe]]

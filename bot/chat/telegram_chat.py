@@ -32,9 +32,9 @@ from telegram.warnings import PTBDeprecationWarning
 
 from bot.chat.commands import CommandService, needs_chat_admin, parse_command
 from bot.chat.render_telegram import TelegramRenderer
+from bot.clock import utcnow
 from bot.errors import ChatForbiddenError, DeliveryError, RateLimitedError
 from bot.feedlist import MAX_OPML_BYTES
-from bot.net import utcnow
 from bot.ports import CHANNEL, GROUP, PRIVATE, ChatRef, Invocation, OutgoingMessage, Reply, para
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from bot.chat.commands import CommandService
 from bot.chat.console import CONSOLE_CHAT, ConsoleSink
 from bot.chat.feed_admin import StoreFeedAdmin
 from bot.chat.runtime import ChatRuntime, RuntimeConfig
-from bot.net import utcnow
+from bot.clock import utcnow
 from bot.pipeline.delivery import Limits
 from bot.ports import ChatSink, Summarize
 from bot.storage.chat_store import ChatStore

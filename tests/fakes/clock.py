@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from bot.chat.runtime import SystemClock
-from bot.net import utcnow
+from bot.clock import utcnow
 
 
 class ShiftClock(SystemClock):
