@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy import text as sql
 
+from bot.clock import utcnow
 from bot.errors import ConfigError
-from bot.net import utcnow
 from bot.pipeline import story as story_stage
 from bot.pipeline import topic as topic_stage
 from bot.settings import FeedsFile, Settings

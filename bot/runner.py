@@ -29,9 +29,10 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from bot.clock import utcnow
 from bot.errors import ExtractError, FetchError, NewsdigestError, ParseError
 from bot.models import Entry
-from bot.net import PAGE_ACCEPT, Fetcher, utcnow
+from bot.net import PAGE_ACCEPT, Fetcher
 from bot.pipeline import article as article_stage
 from bot.pipeline import entry as entry_stage
 from bot.pipeline import feed as feed_stage

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from bot.clock import utcnow
 from bot.errors import DeliveryError
-from bot.net import utcnow
 from bot.pipeline.delivery import TELEGRAM_LIMITS, Limits, Pacer, on_failure
 from bot.pipeline.digest import StoryCandidate, build_digest, digest_key, digest_since, next_due
 from bot.ports import ChatRef, ChatSink, OutgoingMessage

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from bot.clock import utcnow
 from bot.models import FeedSpec
-from bot.net import utcnow
 from bot.pipeline.entry import canonical_url
 from bot.storage.db import make_engine, upgrade
 from bot.storage.tables import articles, feeds, stories, summaries
