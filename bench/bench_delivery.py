@@ -26,8 +26,8 @@ from sqlalchemy import insert  # noqa: E402
 from bot.chat.commands import CommandService  # noqa: E402
 from bot.chat.runtime import ChatRuntime, RuntimeConfig  # noqa: E402
 from bot.chat.telegram_chat import TelegramChat  # noqa: E402
+from bot.clock import utcnow  # noqa: E402
 from bot.errors import RateLimitedError  # noqa: E402
-from bot.net import utcnow  # noqa: E402
 from bot.ports import ChatRef, OutgoingMessage  # noqa: E402
 from bot.settings import DigestDefaults  # noqa: E402
 from bot.storage.chat_store import ChatStore  # noqa: E402

@@ -5,7 +5,7 @@ No project imports here; every stage module depends on these and nothing depends
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 
@@ -70,23 +70,3 @@ class ParsedFeed:
     version: str = ""
     bozo: bool = False
     bozo_reason: str | None = None
-
-
-@dataclass
-class Article:
-    """A stored article: one entry with its main text."""
-
-    id: int | None
-    feed_id: int | None
-    key: str
-    url: str | None
-    canonical_url: str | None
-    title: str
-    text: str
-    published: datetime | None = None
-    fetched_at: datetime | None = None
-    content_hash: str = ""
-    outlet: str = ""
-    topic_score: float | None = None
-    topics: dict[str, float] = field(default_factory=dict)
-    story_id: int | None = None

@@ -12,10 +12,10 @@ from bot.errors import ExtractError
 from bot.eval import extract as eval_extract
 from bot.models import Entry
 from bot.pipeline.article import (
-    clean_text,
     extract_article,
     html_to_text,
     needs_page,
+    strip_boilerplate,
     text_from_entry,
     word_count,
 )
@@ -53,7 +53,7 @@ def seed_as_page() -> str:
 
 
 def test_seed_plain_text_loses_promo_and_comment_form_only() -> None:
-    cleaned = clean_text(SEED)
+    cleaned = strip_boilerplate(SEED)
     assert PROMO not in cleaned
     for phrase in COMMENT_FORM:
         assert phrase not in cleaned
@@ -101,7 +101,7 @@ def test_extract_accepts_bytes() -> None:
 ])
 def test_boilerplate_lines_are_dropped(line: str) -> None:
     text = f"The talks ended on Friday.\n{line}\nBoth sides will meet again in May."
-    assert clean_text(text) == "The talks ended on Friday.\nBoth sides will meet again in May."
+    assert strip_boilerplate(text) == "The talks ended on Friday.\nBoth sides will meet again in May."
 
 
 @pytest.mark.parametrize("line", [
@@ -118,11 +118,11 @@ def test_boilerplate_lines_are_dropped(line: str) -> None:
 ])
 def test_ordinary_sentences_are_kept(line: str) -> None:
     text = f"The talks ended on Friday.\n{line}\nBoth sides will meet again in May."
-    assert clean_text(text) == text
+    assert strip_boilerplate(text) == text
 
 
 def test_click_to_tweet_suffix_is_cut_not_the_quote() -> None:
-    assert clean_text("Every business exists in the space-time continuum.Click To Tweet") == \
+    assert strip_boilerplate("Every business exists in the space-time continuum.Click To Tweet") == \
         "Every business exists in the space-time continuum."
 
 

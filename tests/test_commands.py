@@ -8,8 +8,8 @@ import pytest
 
 from bot.chat.commands import COMMANDS, CommandService, needs_chat_admin, parse_command
 from bot.chat.feed_admin import StoreFeedAdmin
+from bot.clock import utcnow
 from bot.errors import ExtractError, FetchError
-from bot.net import utcnow
 from bot.ports import GROUP, ChatRef, Invocation, LinkSummary, Reply
 from bot.settings import DigestDefaults
 from bot.storage.chat_store import ChatStore

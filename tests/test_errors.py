@@ -19,7 +19,7 @@ from bot.errors import (
     RateLimitedError,
     TooLargeError,
 )
-from bot.net import check_url
+from bot.urls import check_url
 
 ERRORS = [
     ConfigError("feeds.yaml", "digest.times", "expected a list"),

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import bot.processing
-from bot.net import utcnow
+from bot.clock import utcnow
 from bot.processing import Processor
 from bot.runner import NewArticle, content_hash
 from bot.storage.store import Store

@@ -24,8 +24,9 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError
 
+from bot.clock import utcnow
 from bot.models import FeedSpec
-from bot.net import Fetcher, FetchLimits, utcnow
+from bot.net import Fetcher, FetchLimits
 from bot.runner import Runner
 from bot.storage.store import Store
 from bot.storage.tables import articles

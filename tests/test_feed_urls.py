@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert
 
+from bot.clock import utcnow
 from bot.errors import ConfigError
 from bot.feedlist import add_feed, import_opml
 from bot.models import FeedSpec
-from bot.net import utcnow
 from bot.settings import load_feeds_file
 from bot.storage.store import Store
 from bot.storage.tables import feeds

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.clock import utcnow
 from bot.models import FeedSpec
-from bot.net import Fetcher, FetchLimits, utcnow
+from bot.net import Fetcher, FetchLimits
 from bot.pipeline.entry import parse_feed
 from bot.pipeline.feed import PollPolicy
 from bot.runner import Runner

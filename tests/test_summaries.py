@@ -96,8 +96,8 @@ def test_story_documents_use_only_core_members() -> None:
 def test_story_summary_is_built_from_core_members_only(sqlite_store: Store, summarizer: Summarizer) -> None:
     from datetime import timedelta
 
+    from bot.clock import utcnow
     from bot.models import FeedSpec
-    from bot.net import utcnow
     from bot.pipeline.digest import repeats_headline
     from bot.storage.store import NewArticle
     from bot.summaries import summarize_stories

@@ -10,8 +10,8 @@ from datetime import timedelta
 import pytest
 
 from bot.chat.commands import CommandService
+from bot.clock import utcnow
 from bot.errors import FetchError
-from bot.net import utcnow
 from bot.ports import ChatRef, Invocation, LinkSummary
 from bot.settings import DigestDefaults
 from bot.storage.chat_store import ChatStore

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from bot.net import utcnow
+from bot.clock import utcnow
 from bot.ports import ChatRef
 from bot.settings import DigestDefaults
 from bot.storage.chat_store import ChatStore

@@ -35,7 +35,7 @@ def sample_head(embedder) -> TopicHead:  # noqa: ANN001
 def test_clean_text_undoes_corpus_artefacts():
     raw = r"Oil Tops \$50\\Prices rose past #36;50 as Dubai #39;s output fell &amp; stocks slipped"
     want = "Oil Tops $50 Prices rose past $50 as Dubai's output fell & stocks slipped"
-    assert topic.clean_text(raw) == want
+    assert topic.undo_feed_escapes(raw) == want
 
 
 def test_article_text_for_topic_is_title_and_a_short_lead():

@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 
 MAX_SUMMARY_PERIOD = timedelta(days=7)
 MAX_FEEDS_LISTED = 40
-EVERY_CHOICES = (1, 2, 3, 4, 6, 8, 12, 24)
 MAX_STORIES_CHOICES = (3, 5, 8, 12)
 TIME_PRESETS = (("08:00",), ("08:00", "18:00"), ("07:00", "12:00", "19:00"))
 # Topic buttons: "All topics" and up to 7 topics, 4 to a row (Discord allows 5 rows of 5; 3 rows are schedule).

@@ -24,9 +24,9 @@ from bot.pipeline.topic import (
     WORLD,
     GeoHead,
     TopicHead,
-    clean_text,
     load_default_head,
     load_geo_head,
+    undo_feed_escapes,
 )
 from bot.train import geo_head as geo_training
 from bot.train import topic_head as training
@@ -57,7 +57,7 @@ def _load(path: str | Path, fmt: str, positive: str) -> tuple[list[str], np.ndar
         data = geo_training.load_geo_jsonl(path)
         return data.texts, data.labels == 1
     csv = training.load_labelled_csv(path)
-    return [clean_text(t) for t in csv.texts], csv.labels == positive
+    return [undo_feed_escapes(t) for t in csv.texts], csv.labels == positive
 
 
 def run(data_path: str | Path, topic: str | None = None, *, head: TopicHead | None = None,

@@ -1,7 +1,7 @@
 """Article stage: the main text of an entry, from the feed itself or from its fetched page.
 
 Pure: strings in, strings out, no network (the runner fetches pages with the SSRF rules). Pages are reduced to
-their main text with trafilatura, then `clean_text` drops boilerplate lines that survive (share, follow and
+their main text with trafilatura, then `strip_boilerplate` drops boilerplate lines that survive (share, follow and
 subscribe prompts, "you may also like" promotions, comment forms, ad labels); feed-provided text gets the
 same cleanup.
 """
@@ -111,13 +111,13 @@ def extract_article(html: str | bytes, url: str | None = None, *, max_bytes: int
     if not html or not html.strip():
         raise ExtractError(f"empty page ({url or 'no url'})")
     text = trafilatura.extract(html, url=url, output_format="txt", **EXTRACT_OPTIONS)
-    cleaned = clean_text(text or "")
+    cleaned = strip_boilerplate(text or "")
     if word_count(cleaned) < min_words:
         raise ExtractError(f"no article text found ({url or 'no url'})")
     return cleaned
 
 
-def clean_text(text: str) -> str:
+def strip_boilerplate(text: str) -> str:
     """Drop boilerplate lines (prompts, promotions, comment forms, ad labels) from plain text."""
     kept: list[str] = []
     for line in text[:MAX_TEXT_CHARS].splitlines():
@@ -131,7 +131,7 @@ def clean_text(text: str) -> str:
 
 def text_from_entry(entry: Entry) -> str:
     """Plain, cleaned text the feed itself carries for an entry (full content if any, else summary)."""
-    return clean_text(html_to_text(_feed_html(entry)))
+    return strip_boilerplate(html_to_text(_feed_html(entry)))
 
 
 def needs_page(entry: Entry, *, min_words: int = FULL_TEXT_WORDS) -> bool:
@@ -141,7 +141,7 @@ def needs_page(entry: Entry, *, min_words: int = FULL_TEXT_WORDS) -> bool:
     raw = html_to_text(_feed_html(entry))
     if _TEASER_END.search(raw[-300:]):
         return True
-    return word_count(clean_text(raw)) < min_words
+    return word_count(strip_boilerplate(raw)) < min_words
 
 
 def html_to_text(fragment: str) -> str:

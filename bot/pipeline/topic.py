@@ -64,7 +64,7 @@ _NUMERIC_REF = re.compile(r"&?#(\d{2,5});")
 _SPACED_APOSTROPHE = re.compile(r"\s+(?=&?#39;[a-z])")  # "Dubai #39;s" is "Dubai's"
 
 
-def clean_text(s: str) -> str:
+def undo_feed_escapes(s: str) -> str:
     """Undo feed/corpus artefacts (`#36;` for `$`, HTML entities, backslash escapes), squeeze spaces."""
     s = _SPACED_APOSTROPHE.sub("", s)
     s = _NUMERIC_REF.sub(lambda m: chr(int(m.group(1))) if int(m.group(1)) < 0x110000 else "", s)
@@ -76,7 +76,7 @@ def clean_text(s: str) -> str:
 def article_text_for_topic(title: str, text: str, max_chars: int = 400) -> str:
     """Title plus the start of the text, cleaned: the shape of the labelled examples (headline + one or two
     sentences), so long articles do not dilute the embedding."""
-    title, body = clean_text(title or ""), clean_text(text or "")
+    title, body = undo_feed_escapes(title or ""), undo_feed_escapes(text or "")
     if title and body.startswith(title):
         body = body[len(title):].lstrip(" .:-–—")
     if len(body) > max_chars:
@@ -399,7 +399,7 @@ class TopicClassifier:
         """One {topic: score in [0, 1]} per text (pass `article_text_for_topic(title, text)`)."""
         if not texts:
             return []
-        cleaned = [clean_text(t) for t in texts]
+        cleaned = [undo_feed_escapes(t) for t in texts]
         X = self.embedder.encode(cleaned)
         geo, world = self.geo_head.score(X, cleaned), self.head.score(X)
         out = [{GEOPOLITICS: round(float(g), 4), WORLD: round(float(w), 4)}

@@ -105,11 +105,6 @@ class ChatStore:
             conn.execute(update(chats).where(chats.c.id == row.id).values(kind=ref.kind, title=ref.title[:300]))
         return row.id
 
-    def upsert_chat(self, ref: ChatRef, now: datetime) -> int:
-        """The chat's row id, created on first sight."""
-        with self.engine.begin() as conn:
-            return self._upsert_chat(conn, ref, now)
-
     def _sub_query(self):  # noqa: ANN202
         return select(*_SUB_COLUMNS).select_from(subscriptions.join(chats, chats.c.id == subscriptions.c.chat_id))
 
@@ -268,16 +263,6 @@ class ChatStore:
             q = q.where(chats.c.platform.in_(list(platforms)))
         with self.engine.connect() as conn:
             return [_subscription(r) for r in conn.execute(q)]
-
-    def count_subscriptions(self, *, active: bool | None = None) -> int:
-        """Number of subscriptions (all, or only active/paused)."""
-        q = select(func.count()).select_from(subscriptions)
-        if active is not None:
-            q = q.where(subscriptions.c.active.is_(active))
-        with self.engine.connect() as conn:
-            return conn.execute(q).scalar_one()
-
-    # stories ------------------------------------------------------------------------------------------------
 
     def candidate_stories(self, since: datetime, until: datetime, limit: int = MAX_CANDIDATES
                           ) -> list[StoryCandidate]:

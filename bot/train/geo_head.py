@@ -32,8 +32,8 @@ from bot.pipeline.topic import (
     CueLexicon,
     GeoHead,
     article_text_for_topic,
-    clean_text,
     load_lexicon,
+    undo_feed_escapes,
 )
 from bot.train.topic_head import metrics, sha256_of
 
@@ -69,7 +69,7 @@ def load_geo_jsonl(path: str | Path) -> GeoData:
             raise ValueError(f"{path}: record {n}: 'geopolitical' must be 0 or 1")
         if not isinstance(rec.get("title"), str) or not isinstance(rec.get("description") or "", str):
             raise ValueError(f"{path}: record {n}: 'title' (and 'description') must be strings")
-        texts.append(clean_text(article_text_for_topic(rec["title"], rec.get("description") or "")))
+        texts.append(undo_feed_escapes(article_text_for_topic(rec["title"], rec.get("description") or "")))
         labels.append(int(label))
     if not texts:
         raise ValueError(f"{path}: no records")
