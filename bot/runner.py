@@ -36,6 +36,7 @@ from bot.net import PAGE_ACCEPT, Fetcher
 from bot.pipeline import article as article_stage
 from bot.pipeline import entry as entry_stage
 from bot.pipeline import feed as feed_stage
+from bot.storage.outage import Backoff, describe, is_database_down
 from bot.storage.store import FeedRow, NewArticle, Store
 
 log = logging.getLogger("newsdigest.runner")
@@ -248,7 +249,11 @@ class Runner:
                 log.info("%s: parsed with problems (%s); %d entries kept", feed.url, parsed.bozo_reason,
                          len(parsed.articles))
         except Exception as exc:  # noqa: BLE001 - every failure is data on the feed, ours included
-            if not isinstance(exc, NewsdigestError):
+            db_down = is_database_down(exc)
+            if db_down:
+                # One line per feed: the poll loop logs the outage (with one traceback) and backs off.
+                log.warning("%s: database unavailable while polling (%s)", feed.url, describe(exc))
+            elif not isinstance(exc, NewsdigestError):
                 log.error("%s: unexpected error while polling", feed.url, exc_info=exc)
             decision = feed_stage.after_failure(exc, previous_errors=feed.error_count, interval_s=feed.interval_s,
                                                 now=now, rng=self.rng, policy=self.policy)
@@ -262,9 +267,9 @@ class Runner:
                 await asyncio.to_thread(self.store.record_feed_failure, feed.id, now=now, error=decision.error,
                                         error_count=decision.error_count, next_check_at=decision.next_check_at,
                                         paused_reason=decision.paused_reason)
-            except Exception:  # noqa: BLE001 - the database itself is down: the claim's lease brings it back
-                log.exception("%s: could not record the failure (%s); polled again after its lease", feed.url,
-                              decision.error)
+            except Exception as record_exc:  # noqa: BLE001 - the database is down: the claim's lease brings it back
+                log.warning("%s: could not record the failure (%s); polled again after its lease", feed.url,
+                            decision.error, exc_info=None if db_down and is_database_down(record_exc) else record_exc)
                 return
             if decision.paused_reason:
                 log.warning("%s: paused: %s", feed.url, decision.paused_reason)
@@ -332,17 +337,29 @@ class Runner:
         return report
 
     async def run_forever(self, stop: asyncio.Event, *, tick_s: float = 30.0,
-                          on_cycle: Callable[[PollReport], None] | None = None) -> None:
-        """Poll due feeds every `tick_s` until `stop` is set; errors in one cycle never end the loop."""
+                          on_cycle: Callable[[PollReport], None] | None = None,
+                          db_retry_max_s: float = 300.0) -> None:
+        """Poll due feeds every `tick_s` until `stop` is set; errors in one cycle never end the loop.
+
+        While the database is unreachable the next cycle waits longer each time (tick_s doubling up to
+        `db_retry_max_s`, jittered), and the outage is logged once with its traceback, not once per tick.
+        """
+        backoff = Backoff("poller", base_s=tick_s, max_s=db_retry_max_s, logger=log, rng=self.rng)
         while not stop.is_set():
+            wait_s = tick_s
             try:
                 report = await self.cycle()
+                backoff.succeeded()
                 if on_cycle:
                     on_cycle(report)
-            except Exception:  # noqa: BLE001 - the service must outlive any single bad cycle
-                log.exception("poll cycle failed; retrying next tick")
+            except Exception as exc:  # noqa: BLE001 - the service must outlive any single bad cycle
+                delay = backoff.failed(exc)
+                if delay is None:
+                    log.exception("poll cycle failed; retrying next tick")
+                else:
+                    wait_s = delay
             try:
-                await asyncio.wait_for(stop.wait(), timeout=tick_s)
+                await asyncio.wait_for(stop.wait(), timeout=wait_s)
             except TimeoutError:
                 pass
 

@@ -23,6 +23,7 @@ from bot.pipeline.digest import StoryCandidate, build_digest, digest_key, digest
 from bot.ports import ChatRef, ChatSink, OutgoingMessage
 from bot.settings import DigestDefaults
 from bot.storage.chat_store import ChatStore, OutboxItem, Subscription
+from bot.storage.outage import Backoff, describe, is_database_down
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,10 @@ class RuntimeConfig:
     max_in_flight: int = 16
     shutdown_grace_s: float = 10.0
     min_topic_score: float | None = None
+    # While the database is unreachable each loop retries after waits doubling from the larger of its own
+    # interval and db_retry_base_s, up to db_retry_max_s (jittered).
+    db_retry_base_s: float = 1.0
+    db_retry_max_s: float = 30.0
 
 
 class ChatRuntime:
@@ -110,6 +115,11 @@ class ChatRuntime:
         self._heap: list[tuple[float, int, int]] = []
         self._seq = 0
         self.stats = {"sent": 0, "retried": 0, "paused": 0, "failed": 0, "migrated": 0, "digests": 0}
+        cfg = self.config
+        self._scheduler_db = Backoff("chat scheduler", base_s=max(cfg.scheduler_tick_s, cfg.db_retry_base_s),
+                                     max_s=cfg.db_retry_max_s, logger=log, clock=self.clock.monotonic)
+        self._sender_db = Backoff("chat sender", base_s=max(cfg.claim_interval_s, cfg.db_retry_base_s),
+                                  max_s=cfg.db_retry_max_s, logger=log, clock=self.clock.monotonic)
 
     # lifecycle ----------------------------------------------------------------------------------------------
 
@@ -170,13 +180,19 @@ class ChatRuntime:
 
     async def _scheduler_loop(self) -> None:
         while not self._stop.is_set():
+            wait_s = self.config.scheduler_tick_s
             try:
                 n = await asyncio.to_thread(self.schedule_due, self.clock.now())
+                self._scheduler_db.succeeded()
                 if n:
                     self._wake_sender.set()
-            except Exception:
-                log.exception("scheduler step failed")
-            await self._wait(self.config.scheduler_tick_s, self._wake_scheduler)
+            except Exception as exc:
+                delay = self._scheduler_db.failed(exc)
+                if delay is None:
+                    log.exception("scheduler step failed")
+                else:
+                    wait_s = delay
+            await self._wait(wait_s, self._wake_scheduler)
 
     def schedule_due(self, now: datetime) -> int:
         """Enqueue every due digest (one transaction each); returns how many were handled."""
@@ -190,7 +206,9 @@ class ChatRuntime:
                 try:
                     if self.enqueue_digest(sub, now, cache):
                         done += 1
-                except Exception:
+                except Exception as exc:
+                    if is_database_down(exc):
+                        raise  # every other chat would fail the same way: the loop backs off instead
                     log.exception("digest for %s failed", sub.chat.key)
             if len(due) < 500 or done == before or self._stop.is_set():
                 return done
@@ -263,15 +281,24 @@ class ChatRuntime:
         sem = asyncio.Semaphore(self.config.max_in_flight)
         last_claim = float("-inf")
         try:
+            db = self._sender_db
             while not self._stop.is_set():
                 mono = self.clock.monotonic()
                 since_claim = mono - last_claim
-                if since_claim >= self.config.claim_interval_s or (not self._heap and since_claim >= 0.05):
+                if (db.remaining() <= 0 if db.down else
+                        since_claim >= self.config.claim_interval_s or (not self._heap and since_claim >= 0.05)):
                     try:
                         await self._claim()
-                    except Exception:
-                        log.exception("claiming outbox parts failed")
+                        db.succeeded()
+                    except Exception as exc:
+                        if db.failed(exc) is None:
+                            log.exception("claiming outbox parts failed")
                     last_claim = self.clock.monotonic()
+                if db.down:
+                    # No send starts while the database is down: its confirmation could not be stored, so the
+                    # part would go out again after its lease. Sends finishing wake this; it waits on.
+                    await self._wait(max(db.remaining(), 0.01), self._wake_sender)
+                    continue
                 if not self._heap:
                     if await self._wait(self.config.claim_interval_s, self._wake_sender):
                         # New work was signalled: claim on the next turn, at most every 50 ms.
@@ -323,7 +350,13 @@ class ChatRuntime:
         self._buffer.clear()
         self._heap.clear()
         if unsent:
-            await asyncio.to_thread(self.chats.release, unsent)
+            try:
+                await asyncio.to_thread(self.chats.release, unsent)
+            except Exception as exc:
+                if not is_database_down(exc):
+                    raise
+                log.warning("could not release %d claimed parts (%s); they go after their lease", len(unsent),
+                            describe(exc))
 
     async def _send(self, item: OutboxItem, sem: asyncio.Semaphore) -> None:
         sink = self.sinks[item.chat.platform]
@@ -340,11 +373,16 @@ class ChatRuntime:
             else:
                 self.stats["sent"] += 1
                 await asyncio.to_thread(self.chats.mark_sent, item.id, ref, self.clock.now())
-        except Exception:
+        except Exception as exc:
             # The database is down (confirming the send or recording the failure): the part stays claimed and
             # goes again after its lease (a sent one is the documented in-flight duplicate); the task must
-            # not end with an error nobody logs.
-            log.exception("outbox bookkeeping for %s failed; the part goes again after its lease", item.chat.key)
+            # not end with an error nobody logs. The sender holds further sends until a claim succeeds.
+            if self._sender_db.failed(exc) is None:
+                log.exception("outbox bookkeeping for %s failed; the part goes again after its lease",
+                              item.chat.key)
+            else:
+                log.warning("outbox bookkeeping for %s failed (%s); the part goes again after its lease",
+                            item.chat.key, describe(exc))
         finally:
             self._in_flight.discard(item.chat_db_id)
             sem.release()
