@@ -6,10 +6,13 @@ import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .text import clean, normalize, split_sentences
 from .types import Summary
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 PRECISIONS = ("fp32", "bf16", "int8")
 DEFAULT_MAX_NEW_TOKENS = 128
@@ -55,8 +58,9 @@ class Seq2SeqSummarizer:
         self.max_chunks = max_chunks
         self.max_input_tokens = max_input_tokens
         self.generation = dict(generation or {})
-        self._model = None
-        self._tokenizer = None
+        # transformers' Auto classes return untyped models: the concrete class (BART, T5...) is known at load only.
+        self._model: Any = None
+        self._tokenizer: PreTrainedTokenizerBase | None = None
         self._prefix = ""
         self._lock = threading.Lock()
 
@@ -85,7 +89,8 @@ class Seq2SeqSummarizer:
 
                 with warnings.catch_warnings():  # torch flags its eager quantization API as deprecated
                     warnings.simplefilter("ignore")
-                    model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+                    model = quantize_dynamic(  # type: ignore[no-untyped-call]  # torch leaves it unannotated
+                        model, {torch.nn.Linear}, dtype=torch.qint8)
             from transformers import GenerationConfig
 
             # Checkpoints such as T5 and bart-large-cnn carry their summarization prefix and decoding settings
@@ -94,32 +99,39 @@ class Seq2SeqSummarizer:
             self._prefix = str(task.pop("prefix", "") or "")
             self.generation = {**task, **self.generation}
             if not {"max_new_tokens", "max_length"} & self.generation.keys() and \
-                    model.generation_config.max_length == GenerationConfig().max_length:
+                    model.generation_config.max_length == \
+                    GenerationConfig().max_length:  # type: ignore[no-untyped-call]  # transformers leaves __init__ untyped
                 # The checkpoint sets no summary length; transformers' fallback (about 20 tokens) is too short.
                 self.generation["max_new_tokens"] = DEFAULT_MAX_NEW_TOKENS
             self._model = model.to(device)
             self._tokenizer = tokenizer
 
+    def _loaded(self) -> tuple[Any, PreTrainedTokenizerBase]:
+        self.load()
+        if self._tokenizer is None:  # load() sets both or raises
+            raise RuntimeError(f"model {self.model_id} did not load")
+        return self._model, self._tokenizer
+
     def input_limit(self) -> int:
         """Longest input, in tokens, that the model accepts."""
-        self.load()
-        limits = [self.max_input_tokens, getattr(self._model.config, "max_position_embeddings", None)]
-        tok_max = self._tokenizer.model_max_length
+        model, tokenizer = self._loaded()
+        limits: list[int | None] = [self.max_input_tokens, getattr(model.config, "max_position_embeddings", None)]
+        tok_max = tokenizer.model_max_length
         limits.append(tok_max if tok_max and tok_max < 1_000_000 else None)
         return min((n for n in limits if n), default=512)
 
     def chunks(self, docs: Sequence[str]) -> list[str]:
         """Split the cleaned input into at most max_chunks pieces of whole sentences that fit the token limit."""
-        self.load()
+        _, tokenizer = self._loaded()
         sents = [s.text for d in docs for s in split_sentences(d) if not s.fragment]
         if not sents:
             sents = [clean(d) for d in docs if clean(d)]
         # A leading space tokenizes each sentence as it appears inside the joined chunk; one token spare
         # covers the chunk's first sentence, which has none.
-        prefix_len = len(self._tokenizer(self._prefix, add_special_tokens=False)["input_ids"]) if self._prefix else 0
-        budget = self.input_limit() - self._tokenizer.num_special_tokens_to_add() - prefix_len - 1
+        prefix_len = len(tokenizer(self._prefix, add_special_tokens=False)["input_ids"]) if self._prefix else 0
+        budget = self.input_limit() - tokenizer.num_special_tokens_to_add() - prefix_len - 1
         spaced = [" " + s for s in sents]
-        lengths = [len(ids) for ids in self._tokenizer(spaced, add_special_tokens=False, verbose=False)["input_ids"]]
+        lengths = [len(ids) for ids in tokenizer(spaced, add_special_tokens=False, verbose=False)["input_ids"]]
         out: list[str] = []
         cur: list[str] = []
         used = 0
@@ -139,19 +151,19 @@ class Seq2SeqSummarizer:
         """Summaries of texts, batched longest-first so each batch pads only to its own longest input."""
         import torch
 
-        self.load()
+        model, tokenizer = self._loaded()
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         results: list[str] = [""] * len(texts)
         limit = self.input_limit()
-        device = self._model.device
+        device = model.device
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
-            enc = self._tokenizer([self._prefix + texts[i] for i in idx], padding=True, truncation=True, max_length=limit,
-                                  return_tensors="pt").to(device)
+            enc = tokenizer([self._prefix + texts[i] for i in idx], padding=True, truncation=True, max_length=limit,
+                            return_tensors="pt").to(device)
             enc.pop("token_type_ids", None)
             with torch.inference_mode():
-                ids = self._model.generate(**enc, **self.generation)
-            for i, text in zip(idx, self._tokenizer.batch_decode(ids, skip_special_tokens=True), strict=True):
+                ids = model.generate(**enc, **self.generation)
+            for i, text in zip(idx, tokenizer.batch_decode(ids, skip_special_tokens=True), strict=True):
                 results[i] = normalize(text).replace("\n", " ").strip()
         return results
 
