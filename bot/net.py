@@ -55,14 +55,16 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                           local_address: str | None = None,
-                          socket_options: Iterable | None = None) -> httpcore.AsyncNetworkStream:
+                          socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+                          ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
         try:
             infos = await asyncio.wait_for(
                 loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout)
         except (OSError, TimeoutError) as exc:
             raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
-        addresses = list(dict.fromkeys(info[4][0] for info in infos))
+        # An IPv4 or IPv6 sockaddr starts with the address as text (typeshed also allows the int of AF_PACKET).
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         allowed = [a for a in addresses if self.allow_private or address_is_public(a)]
         if not allowed:
             raise _Blocked(f"{host} resolves to a non-public address ({', '.join(addresses)})")
@@ -76,7 +78,9 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         assert last is not None
         raise last
 
-    async def connect_unix_socket(self, *args, **kwargs):  # noqa: ANN002, ANN003
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+                                  ) -> httpcore.AsyncNetworkStream:
         raise _Blocked("unix sockets are not allowed")
 
     async def sleep(self, seconds: float) -> None:

@@ -15,6 +15,7 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .text import normalize
 
@@ -35,7 +36,7 @@ def detokenize_ptb(text: str) -> str:
         tok = _PTB.get(tok, tok)
         tokens.append("'" + tok if opening else tok)
         opening = False
-    return TreebankWordDetokenizer().detokenize(tokens)
+    return str(TreebankWordDetokenizer().detokenize(tokens))  # nltk is untyped
 
 
 def raw_sentences(text: str) -> list[str]:
@@ -92,7 +93,7 @@ def _batches(items: list[str], size: int) -> Iterator[list[str]]:
         yield items[i:i + size]
 
 
-def run(path: Path, methods: list[str], limit: int | None = None) -> dict:
+def run(path: Path, methods: list[str], limit: int | None = None) -> dict[str, Any]:
     """Evaluate methods on a data file; returns the result object."""
     fmt, records = read_records(path)
     records = records[:limit] if limit else records

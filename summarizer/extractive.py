@@ -123,8 +123,8 @@ class ExtractiveSummarizer:
         pos = np.array([c.pos for c in cs], dtype=np.float32)
         words = np.array([min(c.words, cfg.length_cap) for c in cs], dtype=np.float32)
         quote = np.array([c.text[:1] in _QUOTES for c in cs], dtype=np.float32)
-        score = (cfg.centrality * _z(v @ centroid) + cfg.length * _z(words) - cfg.quote * quote
-                 + cfg.position * np.exp(-pos / cfg.position_decay))
+        score: np.ndarray = (cfg.centrality * _z(v @ centroid) + cfg.length * _z(words) - cfg.quote * quote
+                              + cfg.position * np.exp(-pos / cfg.position_decay))
         if title_vec is not None:
             score += cfg.title * _z(v @ title_vec)
         return score

@@ -9,6 +9,7 @@ same cleanup.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import trafilatura
 from lxml import etree
@@ -24,8 +25,8 @@ MIN_ARTICLE_WORDS = 10
 FULL_TEXT_WORDS = 150
 
 # favor_precision is trafilatura's own stricter boilerplate filter; comments are never article text.
-EXTRACT_OPTIONS = {"include_comments": False, "favor_precision": True, "include_tables": True,
-                   "include_images": False, "include_links": False, "deduplicate": False}
+EXTRACT_OPTIONS: dict[str, Any] = {"include_comments": False, "favor_precision": True, "include_tables": True,
+                                   "include_images": False, "include_links": False, "deduplicate": False}
 
 _PROMO = (
     r"you(?: may| might| will|'ll| could) (?:also )?(?:like|love|enjoy|be interested)",
@@ -199,5 +200,6 @@ def _is_boilerplate(line: str) -> bool:
 
 def page_title(html: str | bytes) -> str:
     """The page's headline from its metadata (og:title, <title>), or '' when it has none."""
-    meta = trafilatura.extract_metadata(html)
+    # load_html inside takes bytes too (it decodes them); the annotation names str and trees only.
+    meta = trafilatura.extract_metadata(html)  # type: ignore[arg-type]
     return (meta.title or "").strip() if meta is not None else ""

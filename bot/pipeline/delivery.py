@@ -148,7 +148,7 @@ class FailureAction:
 
 def backoff(attempts: int, limits: Limits, item_id: int) -> float:
     """Exponential backoff with a deterministic jitter (same item, same delay) of up to +25%."""
-    base = min(limits.backoff_max_s, limits.backoff_base_s * (2 ** max(0, attempts - 1)))
+    base = min(limits.backoff_max_s, limits.backoff_base_s * (2.0 ** max(0, attempts - 1)))
     jitter = (zlib.crc32(f"{item_id}:{attempts}".encode()) % 1000) / 4000
     return min(limits.backoff_max_s, base * (1 + jitter))
 

@@ -48,7 +48,7 @@ def backoff_delay(error_count: int, interval_s: float, rng: random.Random | None
                   policy: PollPolicy = PollPolicy()) -> float:
     """Exponential backoff with jitter: interval * 2^(n-1), capped, scaled by a random factor in [0.5, 1]."""
     rng = rng or random.Random()
-    base = max(float(interval_s), policy.min_interval_s) * (2 ** max(0, error_count - 1))
+    base = max(float(interval_s), policy.min_interval_s) * (2.0 ** max(0, error_count - 1))
     return min(base, policy.max_delay_s) * rng.uniform(0.5, 1.0)
 
 
