@@ -21,11 +21,11 @@ import base64
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from datasketch import LeanMinHash, MinHash, MinHashLSH
@@ -33,6 +33,10 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from bot.pipeline import story_pairs
 from bot.pipeline.story_pairs import PairScorer, Signals
+
+if TYPE_CHECKING:
+    import pysbd
+    from usearch.index import Index
 
 Reason = Literal["exact", "near_duplicate", "same_story", "new"]
 STATE_VERSION = 2
@@ -102,7 +106,7 @@ def salient_terms(text: str) -> Counter[str]:
 
 
 @lru_cache(maxsize=1)
-def _segmenter():  # noqa: ANN202
+def _segmenter() -> pysbd.Segmenter:
     import pysbd
 
     return pysbd.Segmenter(language="en", clean=False)
@@ -140,7 +144,8 @@ def minhash_of(text: str, num_perm: int = 128, shingle_words: int = 3) -> np.nda
     shingles = {" ".join(words[i:i + n]).encode() for i in range(max(len(words) - n + 1, 1))}
     m = MinHash(num_perm=num_perm, seed=MINHASH_SEED, scheme=MINHASH_SCHEME)
     m.update_batch(list(shingles))
-    return m.hashvalues.astype(MINHASH_DTYPE)
+    hashes: np.ndarray = m.hashvalues.astype(MINHASH_DTYPE)  # datasketch is untyped
+    return hashes
 
 
 @dataclass(frozen=True)
@@ -170,7 +175,7 @@ def headline_of(title: str, text: str) -> str:
     return first[0] if first else ""
 
 
-def featurize(articles: Sequence[dict], encode: Callable[[list[str]], np.ndarray],
+def featurize(articles: Sequence[Mapping[str, Any]], encode: Callable[[list[str]], np.ndarray],
               params: StoryParams = DEFAULT_PARAMS, idf: story_pairs.Idf | None = None) -> list[StoryFeatures]:
     """Features of articles given as dicts with `key`, `title`, `text` and optionally `published`,
     `canonical_url`, `content_hash`, `outlet`, `link`; `encode` is e.g. `Embedder().encode` (unit vectors).
@@ -427,7 +432,7 @@ class StoryIndex:
         self._ids: list[int] = []
         self._row: dict[int, int] = {}
         self._mat = np.zeros((0, DIM), np.float32)
-        self._ann = None
+        self._ann: Index | None = None
 
     def __len__(self) -> int:
         return len(self._states)
@@ -555,8 +560,9 @@ class StoryIndex:
         if not self._states or k <= 0:
             return []
         if self._ann is not None:
-            self._ann.expansion_search = ANN_EXPANSION_SEARCH_LARGE if len(self._ann) >= ANN_LARGE \
-                else ANN_EXPANSION_SEARCH
+            # usearch defines this property's setter away from its getter, which mypy reads as read-only.
+            self._ann.expansion_search = (  # type: ignore[misc]
+                ANN_EXPANSION_SEARCH_LARGE if len(self._ann) >= ANN_LARGE else ANN_EXPANSION_SEARCH)
             m = self._ann.search(vec.astype(np.float32), k)
             ids = [int(i) for i in m.keys]
             # Re-score exactly: the graph stores half-precision vectors.

@@ -128,7 +128,7 @@ class TopicHead:
                                                                                  self.embeddings.shape[1]):
             raise ValueError("topic head arrays do not fit together")
 
-    def _neighbours(self):  # noqa: ANN202
+    def _neighbours(self) -> Any:  # a fitted KNeighborsClassifier; scikit-learn is untyped
         if self._knn is None:
             from sklearn.neighbors import KNeighborsClassifier
 
@@ -146,7 +146,8 @@ class TopicHead:
         p_knn = np.zeros((len(X), len(self.classes)))
         p_knn[:, knn.classes_] = knn.predict_proba(X)
         p_lr = softmax(X @ self.coef.T + self.intercept, axis=1)
-        return (p_knn + p_lr) / 2
+        mean: np.ndarray = (p_knn + p_lr) / 2
+        return mean
 
     def proba(self, X: np.ndarray) -> np.ndarray:
         """P(positive class) per row of X."""
@@ -155,7 +156,8 @@ class TopicHead:
     def score(self, X: np.ndarray) -> np.ndarray:
         """P(positive) with its log-odds shifted so that the head's decision threshold lands on 0.5."""
         p = np.clip(self.proba(X), 1e-6, 1 - 1e-6)
-        return expit(logit(p) - logit(self.threshold))
+        shifted: np.ndarray = expit(logit(p) - logit(self.threshold))
+        return shifted
 
     def save(self, npz_path: str | Path, json_path: str | Path) -> None:
         """Arrays to a compressed .npz (embeddings as float16), settings and provenance to JSON."""
@@ -285,7 +287,8 @@ class GeoHead:
         w = 1.0 / np.maximum(dist, 1e-9)
         knn = (w * self.labels[idx]).sum(1) / w.sum(1)
         parts = [np.clip(2.0 * svm, -12, 12), np.clip(lr, -12, 12), logit(np.clip(knn, 1e-3, 1 - 1e-3))]
-        return np.mean(parts, axis=0)
+        mean: np.ndarray = np.mean(parts, axis=0)
+        return mean
 
     def score(self, X: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         """P(geopolitical)-like score with the decision threshold moved to 0.5."""
