@@ -7,7 +7,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
     NEWSDIGEST_DATABASE_URL=sqlite:////data/newsdigest.db \
-    NEWSDIGEST_FEEDS_FILE=/app/feeds.yaml
+    NEWSDIGEST_FEEDS_FILE=/app/feeds.yaml \
+    NEWSDIGEST_MODEL_CACHE=/app/models
 
 WORKDIR /app
 
@@ -20,7 +21,8 @@ COPY summarizer ./summarizer
 COPY feeds.yaml ./feeds.yaml
 RUN pip install . \
     && useradd --system --create-home --uid 10001 newsdigest \
-    && mkdir -p /data && chown newsdigest:newsdigest /data
+    && mkdir -p /data && chown newsdigest:newsdigest /data \
+    && python -m summarizer.onnx_export >/dev/null
 
 USER newsdigest
 VOLUME ["/data"]

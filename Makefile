@@ -17,6 +17,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install -q -e ".[test]"
+	# Export the bundled MiniLM to ONNX once (the service never imports torch for it; see summarizer/embedding.py).
+	$(BIN)/python -m summarizer.onnx_export >/dev/null
 	touch $@
 
 run: setup
