@@ -230,7 +230,7 @@ _TOPIC_KEYS = {"name", "description", "examples", "keywords"}
 _DIGEST_KEYS = {"times", "every_hours", "timezone", "max_stories", "min_topic_score", "topics", "summary_cooldown"}
 
 
-def _mapping(raw: Any, allowed: Collection[str], src: str, where: str, problem: str = "must be a mapping") -> dict:
+def _mapping(raw: Any, allowed: Collection[str], src: str, where: str, problem: str = "must be a mapping") -> dict[str, Any]:
     """`raw` when it is a mapping of known keys; else a ConfigError naming the key path and the likely key."""
     if not isinstance(raw, dict):
         raise ConfigError(src, where or "(top level)", problem)

@@ -62,7 +62,7 @@ def _load(path: str | Path, fmt: str, positive: str) -> tuple[list[str], np.ndar
 
 def run(data_path: str | Path, topic: str | None = None, *, head: TopicHead | None = None,
         geo_head: GeoHead | None = None, embedder: Any = None, positive: str = "1",
-        folds: int = training.FOLDS) -> dict:
+        folds: int = training.FOLDS) -> dict[str, Any]:
     """`{"n", "precision", "recall", "f1", "accuracy"}` of the topic against the file's labels."""
     fmt = detect_format(data_path)
     topic = topic or (GEOPOLITICS if fmt == "geo" else WORLD)

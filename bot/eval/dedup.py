@@ -32,19 +32,19 @@ BASELINE_THRESHOLD = 0.75
 Protocol = Literal["timed", "dense"]
 
 
-def default_protocol(docs: Sequence[dict]) -> Protocol:
+def default_protocol(docs: Sequence[dict[str, Any]]) -> Protocol:
     """`timed` when every record has a publication time, else `dense`."""
     return "timed" if all(d.get("published") for d in docs) else "dense"
 
 
-def arrival(docs: Sequence[dict], protocol: Protocol) -> list[int]:
+def arrival(docs: Sequence[dict[str, Any]], protocol: Protocol) -> list[int]:
     """The order articles are placed in: by publication time (stable) or file order."""
     if protocol == "timed":
         return sorted(range(len(docs)), key=lambda i: docs[i]["published"])
     return list(range(len(docs)))
 
 
-def load_documents(path: str | Path) -> list[dict]:
+def load_documents(path: str | Path) -> list[dict[str, Any]]:
     """Documents with `doc_id`, `cluster_id` and `text` from a (gzipped) JSON-lines file, in file order;
     raises ValueError naming the line of a bad record."""
     docs = []
@@ -97,13 +97,13 @@ def _prf(p: float, r: float) -> dict[str, float]:
     return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4)}
 
 
-def scores(pred: Sequence[Hashable], gold: Sequence[Hashable]) -> dict:
+def scores(pred: Sequence[Hashable], gold: Sequence[Hashable]) -> dict[str, Any]:
     """The contract's scoring block for one clustering."""
     return {"bcubed": bcubed(pred, gold), "pairwise": pairwise(pred, gold),
             "clusters": {"predicted": len(set(pred)), "gold": len(set(gold))}}
 
 
-def cluster_online(docs: Sequence[dict], encode: Callable[[list[str]], np.ndarray],
+def cluster_online(docs: Sequence[dict[str, Any]], encode: Callable[[list[str]], np.ndarray],
                    params: story.StoryParams = story.DEFAULT_PARAMS, protocol: Protocol = "dense",
                    model: Any = None) -> list[int]:
     """Story id of each document, placing them one at a time with the StoryIndex (what the service does)."""
@@ -122,6 +122,8 @@ def cluster_online(docs: Sequence[dict], encode: Callable[[list[str]], np.ndarra
     out = [0] * len(docs)
     for i, f in zip(order, feats, strict=True):
         if timed and params.window is not None:
+            if f.published is None:  # default_protocol picks `timed` only when every document has a time
+                raise ValueError(f"document {f.key} has no publication time under the timed protocol")
             index.evict_before(f.published - params.window)
         decision, state = story.place(index, f, f.published)
         sid = decision.story_id if decision.story_id is not None else next(new_ids)
@@ -130,7 +132,7 @@ def cluster_online(docs: Sequence[dict], encode: Callable[[list[str]], np.ndarra
     return out
 
 
-def cluster_baseline(docs: Sequence[dict], encode: Callable[[list[str]], np.ndarray],
+def cluster_baseline(docs: Sequence[dict[str, Any]], encode: Callable[[list[str]], np.ndarray],
                      threshold: float = BASELINE_THRESHOLD, protocol: Protocol = "dense") -> list[int]:
     """Peer rule: nearest story centroid by title+lead embedding, join if cosine >= threshold (timed: in
     publication order, among stories updated within the window)."""
@@ -168,7 +170,7 @@ def in_training_data(data_path: str | Path) -> bool:
 
 
 def run(data_path: str | Path, params: story.StoryParams = story.DEFAULT_PARAMS,
-        embedder: Any = None, protocol: Protocol | None = None) -> dict:
+        embedder: Any = None, protocol: Protocol | None = None) -> dict[str, Any]:
     """Score online same-story detection and the peer baseline on one file under one protocol."""
     docs = load_documents(data_path)
     protocol = protocol or default_protocol(docs)

@@ -18,6 +18,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import trafilatura
 
@@ -59,7 +60,7 @@ def load_pages(data_dir: str | Path) -> dict[str, tuple[str, str | None, str]]:
     return pages
 
 
-def run(data_dir: str | Path) -> dict:
+def run(data_dir: str | Path) -> dict[str, Any]:
     """Score the article stage and the trafilatura-defaults baseline on every page of `data_dir`."""
     pages = load_pages(data_dir)
     return {
@@ -76,7 +77,7 @@ def _ours(html: str, url: str | None) -> str:
         return ""
 
 
-def _score(pages: dict[str, tuple[str, str | None, str]], extract: Callable[[str, str | None], str]) -> dict:
+def _score(pages: dict[str, tuple[str, str | None, str]], extract: Callable[[str, str | None], str]) -> dict[str, Any]:
     precisions, recalls, f1s = [], [], []
     for html, url, truth in pages.values():
         p, r, f = token_prf(truth, extract(html, url))

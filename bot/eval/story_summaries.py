@@ -34,7 +34,7 @@ def load_roundups(path: str | Path) -> dict[str, str]:
     return out
 
 
-def run(articles_path: str | Path, stories_path: str | Path, sentences: int = 4, summarizer: Any = None) -> dict:
+def run(articles_path: str | Path, stories_path: str | Path, sentences: int = 4, summarizer: Any = None) -> dict[str, Any]:
     """Story summaries and the first-sentence baseline, scored against the roundups."""
     from bot.pipeline.digest import strip_headline
     from bot.summaries import story_documents
@@ -42,7 +42,7 @@ def run(articles_path: str | Path, stories_path: str | Path, sentences: int = 4,
     from summarizer.eval import raw_sentences, score
 
     roundups = load_roundups(stories_path)
-    by_story: dict[str, list[dict]] = defaultdict(list)
+    by_story: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for d in load_documents(articles_path):
         if d["cluster_id"] in roundups:
             by_story[d["cluster_id"]].append(d)

@@ -91,7 +91,7 @@ def folds_of(X: np.ndarray, y: np.ndarray, folds: int = FOLDS,
 
 
 def fit_geo_head(X: np.ndarray, texts: list[str], y: np.ndarray, lexicon: CueLexicon, *, C: float,
-                 threshold: float = 0.5, meta: dict | None = None) -> GeoHead:
+                 threshold: float = 0.5, meta: dict[str, Any] | None = None) -> GeoHead:
     """Fit the SVM and the logistic regression on [X, cues]; keep the embeddings for the kNN vote."""
     if len(set(y.tolist())) < 2:
         raise ValueError("need both geopolitical (1) and other (0) items")

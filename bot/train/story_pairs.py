@@ -40,6 +40,7 @@ from bot.pipeline.story_pairs import (
     TIME_SCALE_H,
     Idf,
     PairModel,
+    Signals,
     pair_features,
 )
 from bot.train.topic_head import sha256_of
@@ -83,7 +84,11 @@ def parse_time(value: Any) -> datetime | None:
 
 def pair_matrix(features: Sequence[story.StoryFeatures], idf: Idf, *, timed: bool) -> np.ndarray:
     """Features of every pair (i < j), in itertools.combinations order."""
-    sig = [f.signals for f in features]
+    sig: list[Signals] = []
+    for f in features:
+        if f.signals is None:
+            raise ValueError("features without pair signals: build them with featurize()")
+        sig.append(f.signals)
     return np.asarray([pair_features(sig[i], sig[j], idf, timed=timed)
                        for i, j in itertools.combinations(range(len(sig)), 2)], dtype=np.float64)
 
@@ -149,7 +154,7 @@ def cluster_with(probs: np.ndarray, order: Sequence[int], times: Sequence[float 
     return label
 
 
-def cross_fitted(sets: dict[str, tuple[list[dict], np.ndarray, np.ndarray | None, np.ndarray]],
+def cross_fitted(sets: dict[str, tuple[list[dict[str, Any]], np.ndarray, np.ndarray | None, np.ndarray]],
                  log: Callable[[str], None]) -> dict[str, Any]:
     """Cross-fitted B-cubed scores: for each story file and half, a model trained on every other file and the
     other half; pairs across halves get the mean of both halves' models."""
@@ -206,7 +211,7 @@ def train(ecb: str | Path, allsides: str | Path, background: Sequence[str | Path
         raise ValueError("the background files hold no texts")
     idf = Idf.from_texts(texts)
     log(f"background: {len(texts)} texts, {len(idf.df)} words")
-    sets: dict[str, tuple[list[dict], np.ndarray, np.ndarray | None, np.ndarray]] = {}
+    sets: dict[str, tuple[list[dict[str, Any]], np.ndarray, np.ndarray | None, np.ndarray]] = {}
     for name, path in (("ecbplus", ecb), ("allsides", allsides)):
         records = story_records(path)
         feats = story.featurize(article_dicts(records), embedder.encode, idf=idf)

@@ -75,7 +75,7 @@ def load_labelled_csv(path: str | Path) -> Labelled:
 
 
 def fit_head(X: np.ndarray, labels: np.ndarray, positive: str, *, k: int, C: float, threshold: float = 0.5,
-             meta: dict | None = None) -> TopicHead:
+             meta: dict[str, Any] | None = None) -> TopicHead:
     """Fit the logistic regression on all classes and keep the examples for the kNN vote."""
     classes = tuple(sorted(set(labels.tolist())))
     if positive not in classes:
