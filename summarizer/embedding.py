@@ -115,7 +115,8 @@ class Embedder:
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()  # a service's logs are no place for progress bars
+        # A service's logs are no place for progress bars. (transformers leaves this function unannotated.)
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         model = SentenceTransformer(str(self.model_path), device=device, local_files_only=True)
@@ -130,7 +131,8 @@ class Embedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         model = self._load()
         if self.backend == "onnx":
-            return model.encode(list(texts), self.batch_size)
+            unit: np.ndarray = model.encode(list(texts), self.batch_size)
+            return unit
         vecs = model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
                             normalize_embeddings=True, show_progress_bar=False)
         return np.asarray(vecs, dtype=np.float32)

@@ -27,7 +27,7 @@ def export(model_dir: str | Path, out: str | Path, *, int8: bool = False) -> Pat
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # transformers leaves it unannotated
     base = AutoModel.from_pretrained(str(model_dir), local_files_only=True).eval()
 
     class HiddenStates(torch.nn.Module):
@@ -39,8 +39,9 @@ def export(model_dir: str | Path, out: str | Path, *, int8: bool = False) -> Pat
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                     token_type_ids: torch.Tensor) -> torch.Tensor:
-            return self.model(input_ids=input_ids, attention_mask=attention_mask,
-                              token_type_ids=token_type_ids).last_hidden_state
+            hidden: torch.Tensor = self.model(input_ids=input_ids, attention_mask=attention_mask,
+                                              token_type_ids=token_type_ids).last_hidden_state
+            return hidden
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
