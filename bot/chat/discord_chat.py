@@ -18,7 +18,7 @@ import hashlib
 import io
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
 import aiohttp
@@ -143,7 +143,9 @@ class DiscordSink:
             raise DeliveryError("discord: not logged in yet", retry_after=30.0)
         channel = self.client.get_partial_messageable(target)
         try:
-            sent = await channel.send(**send_kwargs(message), nonce=idempotency_nonce(target, message))
+            # None asks discord.py for a random nonce (its send does so); the overloads leave None out.
+            sent = await channel.send(**send_kwargs(message),
+                                      nonce=idempotency_nonce(target, message))  # type: ignore[arg-type]
         except _TRANSPORT_ERRORS as exc:
             raise delivery_error(exc) from exc
         return str(sent.id)
@@ -165,7 +167,7 @@ class DiscordBot(discord.Client):
         self.sink = DiscordSink(self, self.renderer)
         self.sync_guild = sync_guild
         self.tree = app_commands.CommandTree(self)
-        self.tree.on_error = self._on_tree_error
+        self.tree.error(self._on_tree_error)
 
     async def setup_hook(self) -> None:
         """Register and sync the slash commands (once, at login)."""
@@ -248,7 +250,9 @@ class DiscordBot(discord.Client):
         """Settings buttons: a click is the command "callback" with the button's data."""
         if interaction.type is not discord.InteractionType.component:
             return
-        data = (interaction.data or {}).get("custom_id", "")
+        payload: Mapping[str, object] = interaction.data or {}
+        custom_id = payload.get("custom_id")
+        data = custom_id if isinstance(custom_id, str) else ""
 
         async def work() -> Reply:
             return await self.service.handle(self.invocation(interaction, "callback", callback_data=data))
@@ -293,13 +297,13 @@ class DiscordBot(discord.Client):
                 await interaction.response.send_message(text, ephemeral=True)
 
 
-def build_commands(bot: DiscordBot) -> list[app_commands.Command]:
+def build_commands(bot: DiscordBot) -> list[app_commands.Command[Any, ..., Any]]:
     """The slash commands, new objects per bot (a command belongs to one tree)."""
     about = {c.name: (c.usage(PLATFORM) or (c.args, c.description))[1][:100] for c in COMMANDS}
 
-    def command(name: str, *, manage: bool = False) -> Callable[[Any], app_commands.Command]:
-        def wrap(fn: Any) -> app_commands.Command:
-            cmd = app_commands.command(name=name, description=about[name])(fn)
+    def command(name: str, *, manage: bool = False) -> Callable[[Any], app_commands.Command[Any, ..., Any]]:
+        def wrap(fn: Any) -> app_commands.Command[Any, ..., Any]:
+            cmd: app_commands.Command[Any, ..., Any] = app_commands.command(name=name, description=about[name])(fn)
             cmd = app_commands.guild_only()(cmd)
             return app_commands.default_permissions(manage_guild=True)(cmd) if manage else cmd
         return wrap

@@ -25,6 +25,7 @@ from telegram.ext import (
     CallbackQueryHandler,
     ChatMemberHandler,
     ContextTypes,
+    ExtBot,
     MessageHandler,
     filters,
 )
@@ -80,7 +81,8 @@ def chat_ref(msg: Message | None, update: Update) -> ChatRef:
     """ChatRef for the chat (and forum topic) an update came from."""
     chat = update.effective_chat
     assert chat is not None
-    kind = {ChatType.PRIVATE: PRIVATE, ChatType.CHANNEL: CHANNEL}.get(chat.type, GROUP)
+    kinds: dict[str, str] = {ChatType.PRIVATE: PRIVATE, ChatType.CHANNEL: CHANNEL}
+    kind = kinds.get(chat.type, GROUP)
     thread = ""
     if msg is not None and msg.is_topic_message and msg.message_thread_id:
         thread = str(msg.message_thread_id)
@@ -115,7 +117,7 @@ class TelegramChat:
         self._started = False
 
     @property
-    def bot(self):  # noqa: ANN201
+    def bot(self) -> ExtBot[None]:
         """The python-telegram-bot Bot."""
         return self.app.bot
 
