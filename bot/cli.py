@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import sys
@@ -254,11 +255,11 @@ def _dispatch(app, args: argparse.Namespace) -> int:  # noqa: ANN001
         since = utcnow() - args.since if args.since else None
         rows = store.list_articles(since=since, limit=args.limit)
         if args.json:
-            print(json.dumps(rows, default=lambda v: v.isoformat()))
+            print(json.dumps([dataclasses.asdict(r) for r in rows], default=lambda v: v.isoformat()))
         else:
             for r in rows:
-                when = (r["published_at"] or r["fetched_at"]).strftime("%Y-%m-%d %H:%M")
-                print(f"{r['id']:>6}  {when}  {(r['outlet'] or '')[:20]:<20}  {r['title'][:90]}")
+                when = (r.published_at or r.fetched_at).strftime("%Y-%m-%d %H:%M")
+                print(f"{r.id:>6}  {when}  {(r.outlet or '')[:20]:<20}  {r.title[:90]}")
             print(f"{len(rows)} articles", file=sys.stderr)
         return 0
     if args.cmd == "digest":

@@ -64,7 +64,15 @@ class ExtractError(NewsdigestError):
 
 
 class StorageError(NewsdigestError):
-    """The database failed in a way the caller should report."""
+    """The database failed in a way the caller should report; `unavailable` says it could not be reached or used
+    right now (connection lost or refused, "database is locked"), so retrying later may help."""
+
+    def __init__(self, reason: str, *, unavailable: bool = False) -> None:
+        self.reason, self.unavailable = reason, unavailable
+        super().__init__(reason)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (type(self), str(self)), self.__dict__
 
 
 class DeliveryError(NewsdigestError):

@@ -15,7 +15,8 @@ from bot.errors import BlockedURLError, CommandError, FetchError
 from bot.models import FeedSpec
 from bot.net import Fetcher, FetchLimits
 from bot.pipeline.entry import canonical_url, parse_feed
-from bot.storage.store import FeedRow, Store
+from bot.ports import FeedStore
+from bot.storage.feeds import FeedRow
 from bot.urls import address_is_public, check_url
 
 MAX_OPML_BYTES = 2 * 1024 * 1024
@@ -99,7 +100,7 @@ def feed_refusal(exc: Exception, url: str) -> str:
     return "That is not an RSS or Atom feed" + (f": {reason}." if reason else ".")
 
 
-def add_feed(store: Store, url: str, *, origin: str, allow_private: bool, name: str = "") -> tuple[FeedRow, bool]:
+def add_feed(store: FeedStore, url: str, *, origin: str, allow_private: bool, name: str = "") -> tuple[FeedRow, bool]:
     """Validate and add one feed URL; returns (feed, created)."""
     return store.add_feed(FeedSpec(url=validate_feed_url(url, allow_private=allow_private), name=name), origin)
 
@@ -135,7 +136,7 @@ def parse_opml(data: bytes) -> list[tuple[str, str]]:
     return [(f.url.strip(), (f.title or "").strip()) for f in result.feeds if f.url]
 
 
-def import_opml(store: Store, data: bytes, *, origin: str, allow_private: bool) -> ImportReport:
+def import_opml(store: FeedStore, data: bytes, *, origin: str, allow_private: bool) -> ImportReport:
     """Add every feed of an OPML file, reporting added, duplicate and rejected entries."""
     report = ImportReport()
     seen: set[str] = set()

@@ -70,3 +70,18 @@ class ParsedFeed:
     version: str = ""
     bozo: bool = False
     bozo_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class NewArticle:
+    """An article to store, as the entry stage made it from a parsed entry."""
+
+    key: str
+    url: str | None
+    canonical_url: str | None
+    title: str
+    teaser: str
+    text: str
+    text_source: str
+    content_hash: str
+    published_at: datetime | None

@@ -1,16 +1,27 @@
 """Boundary values and Protocols between the platform-neutral core and chat adapters (Telegram, Discord, console).
 
-Adapters translate SDK objects into these values and back; the core never imports a chat SDK.
+Adapters translate SDK objects into these values and back; the core never imports a chat SDK. The storage
+Protocols at the end list what the core uses of each storage domain (bot/storage/*.py implements them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from bot.pipeline.digest import Digest
+    from bot.models import FeedSpec, NewArticle
+    from bot.pipeline.digest import Digest, Schedule, StoryCandidate
+    from bot.settings import DigestDefaults
+    from bot.storage.articles import ArticleRow, PendingArticle, UnprocessedArticle
+    from bot.storage.chats import Subscription
+    from bot.storage.feeds import FeedRow
+    from bot.storage.outbox import OutboxItem
+    from bot.storage.stories import StoryMember, StoryRow
+    from bot.storage.summary_cache import SummaryEntry
 
 # Chat kinds an adapter reports; "group" covers Telegram groups/supergroups and Discord guild channels.
 PRIVATE, GROUP, CHANNEL = "private", "group", "channel"
@@ -245,3 +256,162 @@ class FeedAdmin(Protocol):
     def export_opml(self) -> bytes:
         """The feed list as OPML."""
         ...
+
+
+# Storage --------------------------------------------------------------------------------------------------------
+# Each Protocol lists what callers use of one storage domain; every method raises bot.errors.StorageError when the
+# database fails (`unavailable` set when it cannot be reached right now).
+
+
+class FeedStore(Protocol):
+    """The feed list and each feed's polling state (bot/storage/feeds.py)."""
+
+    def sync_file_feeds(self, specs: Sequence[FeedSpec]) -> dict[str, int]: ...
+
+    def add_feed(self, spec: FeedSpec, origin: str) -> tuple[FeedRow, bool]: ...
+
+    def remove_feed(self, id_or_url: str | int) -> FeedRow | None: ...
+
+    def resume_feed(self, id_or_url: str | int) -> FeedRow | None: ...
+
+    def get_feed(self, id_or_url: str | int) -> FeedRow | None: ...
+
+    def list_feeds(self, *, include_disabled: bool = True) -> list[FeedRow]: ...
+
+    def claim_due_feeds(self, now: datetime, *, force: bool = False, lease_s: float = 300,
+                        limit: int | None = None) -> list[FeedRow]: ...
+
+    def record_feed_success(self, feed_id: int, *, now: datetime, next_check_at: datetime,
+                            etag: str | None, last_modified: str | None, title: str | None = None) -> None: ...
+
+    def record_feed_failure(self, feed_id: int, *, now: datetime, error: str, error_count: int,
+                            next_check_at: datetime, paused_reason: str | None) -> None: ...
+
+
+class ArticleStore(Protocol):
+    """Articles as polled, their page text and their processing outcome (bot/storage/articles.py)."""
+
+    def insert_articles(self, feed_id: int | None, items: Iterable[NewArticle], now: datetime) -> list[int]: ...
+
+    def articles_pending_text(self, limit: int = 100, max_attempts: int = 3) -> list[PendingArticle]: ...
+
+    def set_article_text(self, article_id: int, *, text: str | None, error: str | None = None,
+                         give_up: bool = False) -> None: ...
+
+    def list_articles(self, since: datetime | None = None, limit: int = 500) -> list[ArticleRow]: ...
+
+    def unprocessed_articles(self, limit: int = 256) -> list[UnprocessedArticle]: ...
+
+    def save_article_outcome(self, article_id: int, *, topic_score: float, topics: dict[str, float],
+                             story_id: int | None, reason: str | None, now: datetime,
+                             story_score: float | None = None) -> None: ...
+
+
+class StoryStore(Protocol):
+    """Stories as the story stage merges them, with their members and summaries (bot/storage/stories.py)."""
+
+    def create_story(self, *, title: str, now: datetime, topic_score: float, topics: dict[str, float],
+                     state: bytes) -> int: ...
+
+    def update_story(self, story_id: int, *, now: datetime, state: bytes, topic_score: float,
+                     topics: dict[str, float], major: bool) -> None: ...
+
+    def refresh_story_counts(self, story_ids: Iterable[int]) -> None: ...
+
+    def story_states(self, since: datetime) -> list[tuple[int, bytes]]: ...
+
+    def story_members(self, story_id: int) -> list[StoryMember]: ...
+
+    def set_story_summary(self, story_id: int, *, title: str, summary: str, method: str) -> None: ...
+
+    def stories_without_summary(self, since: datetime) -> list[int]: ...
+
+    def get_story(self, story_id: int) -> StoryRow | None: ...
+
+
+class SummaryStore(Protocol):
+    """The summary cache by content key (bot/storage/summary_cache.py)."""
+
+    def summary_get(self, key: str) -> SummaryEntry | None: ...
+
+    def summary_put(self, key: str, model: str, payload: dict[str, Any]) -> None: ...
+
+
+class SingleWriter(Protocol):
+    """One worker at a time across processes for a named job (bot/storage/db.py)."""
+
+    def single_writer_lock(self, name: str) -> AbstractContextManager[bool]: ...
+
+
+class PollStore(FeedStore, ArticleStore, Protocol):
+    """What polling uses: feeds and articles."""
+
+
+class ProcessingStore(ArticleStore, StoryStore, SummaryStore, SingleWriter, Protocol):
+    """What processing uses: articles, stories, the summary cache and the single-worker lock."""
+
+
+class StoryCandidates(Protocol):
+    """The stories a digest picks from (bot/storage/stories.py)."""
+
+    def candidate_stories(self, since: datetime, until: datetime, limit: int = ...) -> list[StoryCandidate]: ...
+
+
+class SubscriptionStore(Protocol):
+    """Chats, subscriptions, the /summary cooldown and the story versions sent (bot/storage/chats.py)."""
+
+    def get_subscription(self, ref: ChatRef) -> Subscription | None: ...
+
+    def subscribe(self, ref: ChatRef, defaults: DigestDefaults, now: datetime, *,
+                  next_due: Callable[[Schedule, datetime], datetime]) -> tuple[Subscription, str]: ...
+
+    def unsubscribe(self, ref: ChatRef, now: datetime) -> bool: ...
+
+    def update_subscription(self, sub_id: int, now: datetime, *, schedule: Schedule | None = None,
+                            next_due_at: datetime | None = None, max_stories: int | None = None,
+                            topics: Sequence[str] | None = None) -> Subscription: ...
+
+    def pause(self, chat_db_id: int, reason: str, now: datetime) -> None: ...
+
+    def pause_chat(self, platform: str, chat_ref: str, reason: str, now: datetime) -> int: ...
+
+    def migrate_chat(self, platform: str, old_chat_id: str, new_chat_id: str) -> None: ...
+
+    def claim_summary(self, ref: ChatRef, now: datetime, cooldown_s: float) -> datetime | None: ...
+
+    def release_summary(self, ref: ChatRef, claimed_at: datetime) -> None: ...
+
+    def request_digest(self, ref: ChatRef, now: datetime) -> bool: ...
+
+    def due_subscriptions(self, now: datetime, limit: int = 500, platforms: Sequence[str] | None = None
+                          ) -> list[Subscription]: ...
+
+    def sent_versions(self, sub_id: int, story_ids: Sequence[int] | None = None) -> dict[int, int]: ...
+
+
+class OutboxStore(Protocol):
+    """The delivery outbox (bot/storage/outbox.py)."""
+
+    def enqueue_digest(self, sub: Subscription, *, due_at: datetime, next_due_at: datetime, digest_key: str,
+                       payloads: Sequence[dict[str, Any]], story_versions: dict[int, int], now: datetime) -> bool: ...
+
+    def claim_outbox(self, now: datetime, *, lease_s: float, limit: int, platforms: Sequence[str] | None = None,
+                     exclude_chats: Sequence[int] = ()) -> list[OutboxItem]: ...
+
+    def mark_sent(self, item_id: int, message_ref: str, now: datetime) -> None: ...
+
+    def retry_later(self, item_id: int, at: datetime, error: str | None, *, count_attempt: bool = True) -> None: ...
+
+    def release(self, item_ids: Sequence[int]) -> None: ...
+
+    def mark_failed(self, item_id: int, error: str, now: datetime) -> None: ...
+
+    def outbox_counts(self) -> dict[str, int]: ...
+
+
+class CommandStore(SubscriptionStore, StoryCandidates, Protocol):
+    """What chat commands use: subscriptions and digest candidates."""
+
+
+class ChatRuntimeStore(SubscriptionStore, OutboxStore, StoryCandidates, Protocol):
+    """What the chat runtime uses: subscriptions, the outbox and digest candidates."""

@@ -14,19 +14,17 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
 
 import numpy as np
-from sqlalchemy import text as sql
 
 from bot.clock import utcnow
 from bot.errors import ConfigError
 from bot.pipeline import story as story_stage
 from bot.pipeline import topic as topic_stage
+from bot.ports import ProcessingStore
 from bot.settings import FeedsFile, Settings
-from bot.storage.store import Store
+from bot.storage.articles import UnprocessedArticle
 from bot.summaries import StoreSummaryCache, summarize_stories
 from summarizer import Summarizer
 
@@ -34,13 +32,12 @@ log = logging.getLogger("newsdigest.processing")
 
 STORY_WINDOW = story_stage.DEFAULT_WINDOW
 BATCH = 128
-_PG_LOCK_ID = 0x6E657773  # "news"
 
 
 class Processor:
     """Runs topic, story and summary stages over stored articles."""
 
-    def __init__(self, store: Store, classifier: topic_stage.TopicClassifier,
+    def __init__(self, store: ProcessingStore, classifier: topic_stage.TopicClassifier,
                  encode: Callable[[list[str]], np.ndarray], summarizer: Summarizer, *,
                  min_topic_score: float = 0.5, window: timedelta = STORY_WINDOW) -> None:
         self.store = store
@@ -56,7 +53,7 @@ class Processor:
         self._summaries_owed = True
 
     @classmethod
-    def build(cls, store: Store, settings: Settings, feeds_file: FeedsFile) -> Processor:
+    def build(cls, store: ProcessingStore, settings: Settings, feeds_file: FeedsFile) -> Processor:
         """Load the shared encoder once and build every stage on it; rebuild the story index from the database."""
         from summarizer import Summarizer
         from summarizer.embedding import Embedder
@@ -83,25 +80,10 @@ class Processor:
         log.info("same-story index: %d recent stories", len(index))
         return index
 
-    @contextmanager
-    def _exclusive(self):  # noqa: ANN202
-        with self._lock:
-            if self.store.dialect != "postgresql":
-                yield True
-                return
-            with self.store.engine.connect() as conn:
-                got = conn.execute(sql("SELECT pg_try_advisory_lock(:k)"), {"k": _PG_LOCK_ID}).scalar()
-                try:
-                    yield bool(got)
-                finally:
-                    if got:
-                        conn.execute(sql("SELECT pg_advisory_unlock(:k)"), {"k": _PG_LOCK_ID})
-                        conn.commit()
-
     def process(self, article_ids: Sequence[int] = ()) -> int:
         """Process every unprocessed article (the ids are a hint; all pending ones are taken). Returns the count."""
         done = 0
-        with self._exclusive() as mine:
+        with self._lock, self.store.single_writer_lock("processing") as mine:
             if not mine:
                 log.debug("another worker is processing; skipping")
                 return 0
@@ -136,17 +118,17 @@ class Processor:
                      "y" if len(owed) == 1 else "ies")
         self._summaries_owed = False
 
-    def _process_batch(self, batch: list[dict[str, Any]]) -> set[int]:
+    def _process_batch(self, batch: list[UnprocessedArticle]) -> set[int]:
         now = utcnow()
-        scores = self.classifier.score_many([topic_stage.article_text_for_topic(a["title"], a["text"])
+        scores = self.classifier.score_many([topic_stage.article_text_for_topic(a.title, a.text)
                                              for a in batch])
-        scores = [topic_stage.with_feed_override(sc, a["all_world"]) for a, sc in zip(batch, scores, strict=True)]
+        scores = [topic_stage.with_feed_override(sc, a.all_world) for a, sc in zip(batch, scores, strict=True)]
         relevant = [i for i, sc in enumerate(scores) if max(sc.values(), default=0.0) >= self.min_topic_score]
         features = story_stage.featurize(
-            [dict(key=batch[i]["key"], title=batch[i]["title"], text=batch[i]["text"],
-                  published=batch[i]["published_at"] or batch[i]["fetched_at"],
-                  canonical_url=batch[i]["canonical_url"], content_hash=batch[i]["content_hash"],
-                  outlet=batch[i]["outlet"], link=batch[i]["url"]) for i in relevant], self.encode)
+            [dict(key=batch[i].key, title=batch[i].title, text=batch[i].text,
+                  published=batch[i].published_at or batch[i].fetched_at,
+                  canonical_url=batch[i].canonical_url, content_hash=batch[i].content_hash,
+                  outlet=batch[i].outlet, link=batch[i].url) for i in relevant], self.encode)
         placed = dict(zip(relevant, features, strict=True))
         touched: set[int] = set()
         for i, a in enumerate(batch):
@@ -157,25 +139,27 @@ class Processor:
                 story_id, decision = self._place(a, placed[i], topics, best, now)
                 reason, score = decision.reason, decision.score
                 touched.add(story_id)
-            self.store.save_article_outcome(a["id"], topic_score=best, topics=topics, story_id=story_id,
+            self.store.save_article_outcome(a.id, topic_score=best, topics=topics, story_id=story_id,
                                             reason=reason, story_score=score, now=now)
         self.store.refresh_story_counts(touched)
         return touched
 
-    def _place(self, a: dict[str, Any], features: story_stage.StoryFeatures, topics: dict[str, float],
+    def _place(self, a: UnprocessedArticle, features: story_stage.StoryFeatures, topics: dict[str, float],
                best: float, now: datetime) -> tuple[int, story_stage.Decision]:
         """Put one article in its story (new or existing), store the story and keep the index in step."""
         decision, state = story_stage.place(self.index, features, now)
         if decision.story_id is None:
-            sid = self.store.create_story(title=a["title"], now=now, topic_score=best, topics=topics,
+            sid = self.store.create_story(title=a.title, now=now, topic_score=best, topics=topics,
                                           state=state.to_bytes())
             self.index.add_story(sid, state)
             return sid, decision
         sid = decision.story_id
         update = story_stage.is_substantial_update(self.index.get(sid), features, decision)
-        old = self.store.get_story(sid) or {}
-        merged = {k: max(v, (old.get("topics") or {}).get(k, 0.0)) for k, v in topics.items()}
-        self.store.update_story(sid, now=now, state=state.to_bytes(), topic_score=max(best, old.get("topic_score") or 0),
+        old = self.store.get_story(sid)
+        old_topics = (old.topics if old else None) or {}
+        merged = {k: max(v, old_topics.get(k, 0.0)) for k, v in topics.items()}
+        old_score = (old.topic_score if old else 0) or 0
+        self.store.update_story(sid, now=now, state=state.to_bytes(), topic_score=max(best, old_score),
                                 topics=merged, major=update.substantial)
         self.index.update_story(sid, state)
         return sid, decision

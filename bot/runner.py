@@ -14,12 +14,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-import hashlib
 import logging
 import multiprocessing
 import os
 import random
-import re
 import threading
 import time
 import weakref
@@ -31,17 +29,18 @@ from typing import Any, Protocol, TypeVar
 
 from bot.clock import utcnow
 from bot.errors import ExtractError, FetchError, NewsdigestError, ParseError
-from bot.models import Entry
+from bot.models import NewArticle
 from bot.net import PAGE_ACCEPT, Fetcher
 from bot.pipeline import article as article_stage
 from bot.pipeline import entry as entry_stage
 from bot.pipeline import feed as feed_stage
+from bot.ports import PollStore
+from bot.storage.articles import PendingArticle
+from bot.storage.feeds import FeedRow
 from bot.storage.outage import Backoff, describe, is_database_down
-from bot.storage.store import FeedRow, NewArticle, Store
 
 log = logging.getLogger("newsdigest.runner")
 
-_SPACE = re.compile(r"\s+")
 _T = TypeVar("_T")
 
 PARSER_DIED = "the parse process died while parsing it (a crash in the parser or out of memory)"
@@ -77,21 +76,6 @@ class PollReport:
                 "new_articles": self.new_articles, "failed": self.failed}
 
 
-def content_hash(title: str, text: str) -> str:
-    """Hash of whitespace-normalized, case-folded title and text (exact-duplicate detection)."""
-    norm = _SPACE.sub(" ", f"{title}\n{text}").strip().casefold()
-    return hashlib.sha256(norm.encode("utf-8")).hexdigest()
-
-
-def new_article(entry: Entry) -> NewArticle:
-    """The row to store for a parsed entry (pure)."""
-    text = article_stage.text_from_entry(entry)
-    pending = bool(entry.url) and article_stage.needs_page(entry)
-    return NewArticle(key=entry.key, url=entry.url, canonical_url=entry.canonical_url, title=entry.title,
-                      teaser=article_stage.html_to_text(entry.summary)[:5000], text=text, text_source="pending" if pending else "feed",
-                      content_hash=content_hash(entry.title, text), published_at=entry.published)
-
-
 @dataclass(frozen=True)
 class ParsedBatch:
     """A parsed feed reduced to what the runner stores (small to pickle across processes)."""
@@ -105,7 +89,7 @@ def parse_to_articles(body: bytes, url: str, content_type: str | None, date_fall
     """Parse feed bytes into article rows (pure and CPU-bound, so it can run in a process pool)."""
     parsed = entry_stage.parse_feed(body, url=url, content_type=content_type, date_fallback=date_fallback)
     return ParsedBatch(title=parsed.title, bozo_reason=parsed.bozo_reason if parsed.bozo else None,
-                       articles=tuple(new_article(e) for e in parsed.entries))
+                       articles=tuple(entry_stage.new_article(e) for e in parsed.entries))
 
 
 def _watch_parent(parent_pid: int, initializer: Callable[[], object] | None) -> None:
@@ -206,7 +190,7 @@ class Runner:
     in a thread.
     """
 
-    def __init__(self, store: Store, fetcher: Fetcher, *, policy: feed_stage.PollPolicy | None = None,
+    def __init__(self, store: PollStore, fetcher: Fetcher, *, policy: feed_stage.PollPolicy | None = None,
                  processor: ArticleProcessor | None = None, rng: random.Random | None = None,
                  progress_every_s: float = 5.0, parse_pool: ParsePool | None = None) -> None:
         self.store = store
@@ -297,32 +281,32 @@ class Runner:
         while True:
             # Pages that failed for a passing reason stay pending: skip them here, the next cycle tries again.
             rows = await asyncio.to_thread(self.store.articles_pending_text, limit + len(tried))
-            pending = [r for r in rows if r["id"] not in tried][:limit]
+            pending = [r for r in rows if r.id not in tried][:limit]
             if not pending:
                 return done
-            tried.update(r["id"] for r in pending)
+            tried.update(r.id for r in pending)
             done += await self._fill_batch(pending)
             if not all_pending:
                 return done
 
-    async def _fill_batch(self, pending: list[dict]) -> int:
+    async def _fill_batch(self, pending: list[PendingArticle]) -> int:
         done = 0
 
-        async def one(item: dict) -> None:
+        async def one(item: PendingArticle) -> None:
             nonlocal done
             try:
-                page = await self.fetcher.get(item["url"], accept=PAGE_ACCEPT)
+                page = await self.fetcher.get(item.url or "", accept=PAGE_ACCEPT)
                 text = await asyncio.to_thread(article_stage.extract_article, page.body, page.final_url)
             except Exception as exc:  # noqa: BLE001 - a bad page is recorded on its article, never ends the pass
                 if not isinstance(exc, FetchError | ExtractError):
-                    log.error("article %s: unexpected error while extracting %s", item["id"], item["url"],
+                    log.error("article %s: unexpected error while extracting %s", item.id, item.url,
                               exc_info=exc)
-                give_up = item["extract_attempts"] + 1 >= 3 or (isinstance(exc, FetchError) and not exc.transient)
-                await asyncio.to_thread(self.store.set_article_text, item["id"], text=None,
+                give_up = item.extract_attempts + 1 >= 3 or (isinstance(exc, FetchError) and not exc.transient)
+                await asyncio.to_thread(self.store.set_article_text, item.id, text=None,
                                         error=feed_stage.describe_error(exc), give_up=give_up)
-                log.debug("article %s: %s", item["id"], exc)
+                log.debug("article %s: %s", item.id, exc)
                 return
-            await asyncio.to_thread(self.store.set_article_text, item["id"], text=text)
+            await asyncio.to_thread(self.store.set_article_text, item.id, text=text)
             done += 1
 
         await self._wait_with_progress([asyncio.create_task(one(p)) for p in pending], "article pages fetched")

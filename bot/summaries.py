@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 from bot.net import PAGE_ACCEPT, Fetcher, FetchLimits
 from bot.pipeline import article as article_stage
 from bot.pipeline.digest import repeats_headline, strip_headline, strip_leading_headline
 from bot.pipeline.story import is_core_member
-from bot.ports import LinkSummary
-from bot.storage.store import Store
+from bot.ports import LinkSummary, StoryStore, SummaryStore
+from bot.storage.stories import StoryMember
 from summarizer import Summarizer, Summary
 
 log = logging.getLogger(__name__)
@@ -27,12 +26,12 @@ MAX_DOCS_PER_STORY = 6
 class StoreSummaryCache:
     """The summarizer's cache protocol over the `summaries` table, so a story is summarized once."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: SummaryStore) -> None:
         self.store = store
 
     def get(self, key: str) -> Summary | None:
-        payload = self.store.summary_get(key)
-        return Summary.from_dict(payload) if payload else None
+        entry = self.store.summary_get(key)
+        return Summary.from_dict(entry.payload) if entry and entry.payload else None
 
     def put(self, key: str, summary: Summary) -> None:
         self.store.summary_put(key, summary.model, summary.to_dict())
@@ -50,34 +49,34 @@ def without_headlines(text: str, titles: Sequence[str]) -> str:
     return "\n".join(kept)
 
 
-def core_members(members: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def core_members(members: Sequence[StoryMember]) -> list[StoryMember]:
     """The members that surely belong to the story (`story.is_core_member`), in the given order."""
-    return [m for m in members if is_core_member(m.get("story_reason"), m.get("story_score"))]
+    return [m for m in members if is_core_member(m.story_reason, m.story_score)]
 
 
-def story_documents(members: Sequence[dict[str, Any]]) -> tuple[list[str], str]:
+def story_documents(members: Sequence[StoryMember]) -> tuple[list[str], str]:
     """The texts to summarize (one per outlet, core members only, in order) and the headline (the lead's title).
 
-    `members` come earliest published first (Store.story_members); the lead is the first core member, the
+    `members` come earliest published first (StoryStore.story_members); the lead is the first core member, the
     article the digest shows first. A weak member may be about another event: it feeds neither the summary nor
     the headline. Lines that repeat a core member's headline are dropped: the digest shows the headline already.
     """
     core = core_members(members)
-    titles = [m["title"] for m in core if (m["title"] or "").strip()]
+    titles = [m.title for m in core if (m.title or "").strip()]
     docs, seen_feeds = [], set()
     for m in core:
-        text = without_headlines(m["text"] or "", titles)
-        if m["feed_id"] in seen_feeds or not text.strip():
+        text = without_headlines(m.text or "", titles)
+        if m.feed_id in seen_feeds or not text.strip():
             continue
-        seen_feeds.add(m["feed_id"])
+        seen_feeds.add(m.feed_id)
         docs.append(text)
         if len(docs) >= MAX_DOCS_PER_STORY:
             break
-    title = core[0]["title"] if core else ""
+    title = core[0].title if core else ""
     return docs, title
 
 
-def summarize_stories(store: Store, summarizer: Summarizer, story_ids: Sequence[int]) -> int:
+def summarize_stories(store: StoryStore, summarizer: Summarizer, story_ids: Sequence[int]) -> int:
     """Summarize these stories (cached by content, model and settings); returns how many were written."""
     batch = []
     for sid in story_ids:

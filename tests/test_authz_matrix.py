@@ -14,6 +14,7 @@ import pytest
 
 from bot.chat.commands import CommandService
 from bot.chat.feed_admin import StoreFeedAdmin
+from bot.pipeline.digest import next_due
 from bot.ports import CHANNEL, GROUP, PRIVATE, ChatRef, Invocation, Reply
 from bot.settings import DigestDefaults
 from bot.storage.chat_store import ChatStore
@@ -88,7 +89,7 @@ async def test_authorization_matrix(svc: CommandService, platform: str, where: s
     chat = chat_of(platform, where, who)
     is_chat_admin = who == "chat admin" or where == "private"
     # The chat is subscribed (by its admins) so that settings and its buttons have something to change.
-    svc.chats.subscribe(chat, svc.defaults, svc.clock())
+    svc.chats.subscribe(chat, svc.defaults, svc.clock(), next_due=next_due)
     expected_chat, expected_owner = MATRIX[(platform, where, who)]
     for command, args in CHAT_ADMIN_COMMANDS.items():
         inv = Invocation(platform, chat, USERS[who], command, args, user_is_chat_admin=is_chat_admin,

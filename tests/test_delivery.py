@@ -9,10 +9,12 @@ from datetime import timedelta
 from bot.clock import utcnow
 from bot.errors import ChatForbiddenError, DeliveryError, RateLimitedError
 from bot.pipeline.delivery import Limits, Pacer, SlidingWindow, backoff, on_failure
+from bot.pipeline.digest import next_due
 from bot.ports import ChatRef
 from bot.settings import DigestDefaults
 from bot.storage.chat_store import ChatStore
 from bot.storage.store import Store
+from tests.fakes.store_queries import enqueue_messages, outbox_rows
 
 
 def simulate(pacer: Pacer, chats: list[tuple[str, bool]], n: int) -> list[tuple[float, str]]:
@@ -90,11 +92,11 @@ def _queue(chats: ChatStore, n_chats: int, parts: int) -> list[int]:
     now = utcnow()
     ids = []
     for c in range(n_chats):
-        sub, _ = chats.subscribe(ChatRef("telegram", str(1000 + c)), DigestDefaults(), now)
+        sub, _ = chats.subscribe(ChatRef("telegram", str(1000 + c)), DigestDefaults(), now, next_due=next_due)
         ids.append(sub.chat_db_id)
         payloads = [{"text": f"chat {c} part {p}"} for p in range(parts)]
-        assert chats.enqueue_messages(sub.chat_db_id, f"d{c}", payloads, now, sub.id) == parts
-        assert chats.enqueue_messages(sub.chat_db_id, f"d{c}", payloads, now, sub.id) == 0  # idempotent
+        assert enqueue_messages(chats, sub.chat_db_id, f"d{c}", payloads, now, sub.id) == parts
+        assert enqueue_messages(chats, sub.chat_db_id, f"d{c}", payloads, now, sub.id) == 0  # idempotent
     return ids
 
 
@@ -131,7 +133,7 @@ def test_outbox_retry_fail_pause(store: Store) -> None:
     retried = chats.claim_outbox(now + timedelta(seconds=31), lease_s=60, limit=10)
     assert [(i.chat_db_id, i.part, i.attempts) for i in retried] == [(a, 0, 1)]
     chats.pause(a, "blocked: 403", now)
-    rows = chats.outbox_rows(a)
+    rows = outbox_rows(chats, a)
     assert {r["status"] for r in rows} == {"cancelled"}
     sub = chats.get_subscription(ChatRef("telegram", "1000"))
     assert sub is not None and not sub.active and sub.paused_reason == "blocked: 403"
@@ -171,7 +173,7 @@ async def test_console_runtime_prints_due_digest_and_digest_cli(sqlite_store: St
     chats = ChatStore(sqlite_store.engine)
     now = utcnow()
     seed(sqlite_store, now, 3)
-    sub, _ = chats.subscribe(CONSOLE_CHAT, DigestDefaults(), now - timedelta(days=1))
+    sub, _ = chats.subscribe(CONSOLE_CHAT, DigestDefaults(), now - timedelta(days=1), next_due=next_due)
     assert sub.next_due_at is not None and sub.next_due_at <= now + timedelta(days=1)
     out = io.StringIO()
     runtime = ChatRuntime(chats, DigestDefaults(), [ConsoleSink(out)],

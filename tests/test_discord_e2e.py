@@ -25,7 +25,7 @@ from bot.chat.render_discord import DiscordRenderer
 from bot.chat.runtime import ChatRuntime, RuntimeConfig
 from bot.clock import utcnow
 from bot.errors import ChatForbiddenError, ConfigError, DeliveryError, RateLimitedError
-from bot.pipeline.digest import build_digest
+from bot.pipeline.digest import build_digest, next_due
 from bot.ports import ChatRef, OutgoingMessage
 from bot.settings import DigestDefaults, load_settings
 from bot.storage.chat_store import ChatStore
@@ -40,6 +40,7 @@ from tests.fakes.discord_api import (
     FakeGuild,
 )
 from tests.fakes.feed_probe import reachable_feed
+from tests.fakes.store_queries import enqueue_messages, outbox_rows
 from tests.fakes.stories import seed
 
 OWNER, MEMBER = 4242, 5151
@@ -193,7 +194,7 @@ async def test_subscribe_schedule_fires_and_digest_arrives_within_limits(rig: Ri
 async def test_blocked_and_deleted_channels_are_paused_and_429s_are_waited_out(rig: Rig) -> None:
     fake = rig.fake
     for name in ("blocked", "gone", "busy"):
-        rig.chats.subscribe(rig.ref(name), DEFAULTS, rig.clock.now())
+        rig.chats.subscribe(rig.ref(name), DEFAULTS, rig.clock.now(), next_due=next_due)
     rig.chats.update_subscription(rig.chats.get_subscription(rig.ref("blocked")).id, rig.clock.now(), max_stories=3)
     seed(rig.store, rig.clock.now(), 3)
     fake.fail_channel(rig.channel("blocked"), 403, 50001, "Missing Access")
@@ -265,7 +266,7 @@ async def test_a_large_digest_run_keeps_discords_rate_limits(sqlite_store: Store
         now = utcnow()
         for channel in guild.channels:
             chats.subscribe(ChatRef("discord", str(channel), kind="group"),
-                            DigestDefaults(times=("08:00",), max_stories=2, min_topic_score=0), now)
+                            DigestDefaults(times=("08:00",), max_stories=2, min_topic_score=0), now, next_due=next_due)
         seed(sqlite_store, now, 2, summary_chars=200)
         adapter = DiscordAdapter(load_settings({"DISCORD_BOT_TOKEN": TOKEN}),
                                  CommandService(chats, admins=(), defaults=DEFAULTS))
@@ -364,12 +365,12 @@ async def test_killed_mid_delivery_restart_loses_and_duplicates_nothing(tmp_path
         targets = list(guild.channels)
         expected: dict[int, list[tuple]] = {}
         for c in targets:
-            sub, _ = chats.subscribe(ChatRef("discord", str(c), kind="group"), DEFAULTS, now)
+            sub, _ = chats.subscribe(ChatRef("discord", str(c), kind="group"), DEFAULTS, now, next_due=next_due)
             digest = build_digest(chats.candidate_stories(now - timedelta(days=1), now), now=now,
                                   since=now - timedelta(days=1), max_stories=6)
             parts = [m.to_payload() for m in DiscordRenderer().render_digest(digest)]
             assert len(parts) >= 3
-            chats.enqueue_messages(sub.chat_db_id, f"crash-{c}", parts, now, sub.id)
+            enqueue_messages(chats, sub.chat_db_id, f"crash-{c}", parts, now, sub.id)
             expected[c] = [_shape({"content": p["text"], **p["extra"]}) for p in parts]
         first_target, held = targets[0], targets[1]
         fake.hold[held] = asyncio.Event()
@@ -383,7 +384,7 @@ async def test_killed_mid_delivery_restart_loses_and_duplicates_nothing(tmp_path
         finally:
             if first.poll() is None:
                 first.kill()
-        confirmed = {r["id"] for r in chats.outbox_rows() if r["status"] == "sent"}
+        confirmed = {r["id"] for r in outbox_rows(chats) if r["status"] == "sent"}
         assert confirmed, "some parts were confirmed before the kill"
         # The killed worker's held post is either lost, or Discord created the message although nobody recorded
         # that: then the restarted worker sends the same part again and its nonce makes Discord keep just one.

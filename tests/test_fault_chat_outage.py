@@ -26,6 +26,7 @@ from bot.chat.feed_admin import StoreFeedAdmin
 from bot.chat.runtime import ChatRuntime, RuntimeConfig
 from bot.chat.telegram_chat import TelegramChat
 from bot.pipeline.delivery import TELEGRAM_LIMITS
+from bot.pipeline.digest import next_due
 from bot.ports import ChatRef, OutgoingMessage
 from bot.settings import DigestDefaults, load_settings
 from bot.storage.chat_store import ChatStore
@@ -34,6 +35,7 @@ from tests.fakes.clock import ShiftClock
 from tests.fakes.discord_api import TOKEN as DISCORD_TOKEN
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.feed_probe import reachable_feed
+from tests.fakes.store_queries import enqueue_messages, outbox_rows
 from tests.fakes.telegram_api import TOKEN, FakeTelegramAPI
 
 DEFAULTS = DigestDefaults(times=("08:00",), timezone="UTC", max_stories=4, min_topic_score=0.5,
@@ -77,10 +79,10 @@ def enqueue(chats: ChatStore, platform: str, chat_ids: list[str], tag: str) -> d
     now = ShiftClock().now()
     expected: dict[str, list[str]] = {}
     for c in chat_ids:
-        sub, _ = chats.subscribe(ChatRef(platform, c), DEFAULTS, now)
+        sub, _ = chats.subscribe(ChatRef(platform, c), DEFAULTS, now, next_due=next_due)
         texts = [f"{tag} part {i} for {c}" for i in range(PARTS)]
         payloads = [OutgoingMessage(text=t).to_payload() for t in texts]
-        chats.enqueue_messages(sub.chat_db_id, f"{tag}-{c}", payloads, now, sub.id)
+        enqueue_messages(chats, sub.chat_db_id, f"{tag}-{c}", payloads, now, sub.id)
         expected[c] = texts
     return expected
 
@@ -127,7 +129,7 @@ async def test_telegram_outage_then_recovery(sqlite_store: Store, mode: str, out
         await rig.runtime.drain(60)
         assert faults >= 2, f"the outage must have hit sends: {faults}"
         assert rig.runtime.stats["retried"] >= 1 and rig.runtime.stats["failed"] == 0
-        rows = rig.chats.outbox_rows()
+        rows = outbox_rows(rig.chats)
         assert {r["status"] for r in rows} == {"sent"}, "nothing due left undelivered once the fault ends"
         for c in CHATS:
             got, repeats = collapse([s.text for s in api.sent_to(c)])
@@ -176,7 +178,7 @@ async def test_telegram_429_storm_honours_retry_after(sqlite_store: Store) -> No
         assert retry_after_violations(api.log, 2.0) == []
         for c in CHATS:
             assert [s.text for s in api.sent_to(c)] == expected[str(c)], f"chat {c}: lost or duplicated"
-        assert {r["status"] for r in rig.chats.outbox_rows()} == {"sent"}
+        assert {r["status"] for r in outbox_rows(rig.chats)} == {"sent"}
         assert limit_violations(api) == [] and runtime_alive(rig.runtime)
 
 
@@ -209,7 +211,7 @@ async def test_discord_outage_then_recovery_exactly_once(sqlite_store: Store, mo
             await runtime.drain(60)
             assert faults >= 2, f"the outage must have hit sends: {faults}"
             assert runtime.stats["failed"] == 0
-            assert {r["status"] for r in chats.outbox_rows()} == {"sent"}, "nothing due left undelivered"
+            assert {r["status"] for r in outbox_rows(chats)} == {"sent"}, "nothing due left undelivered"
             for c in channels:
                 # Exactly once: a post whose answer was lost is sent again with the same nonce, and Discord
                 # keeps the first message.

@@ -22,8 +22,9 @@ import pytest
 
 import bot.processing
 from bot.clock import utcnow
+from bot.models import NewArticle
+from bot.pipeline.entry import content_hash
 from bot.processing import Processor
-from bot.runner import NewArticle, content_hash
 from bot.storage.store import Store
 from tests.fakes.crash_rig import Campaign
 from tests.fakes.stories import add_outlet
@@ -107,13 +108,13 @@ def test_stories_are_summarized_after_a_crash_between_batch_and_summaries(sqlite
         with pytest.raises(SystemExit):
             processor(store).process()
     (a,) = store.list_articles()
-    story = store.get_story(a["story_id"])
-    assert story is not None and story["summary"] is None, "the crash came before the summary"
+    story = store.get_story(a.story_id)
+    assert story is not None and story.summary is None, "the crash came before the summary"
 
     # The restart: a new process finds no article to process, but the story still owed its summary.
     assert processor(store).process() == 0
-    story = store.get_story(a["story_id"])
-    assert story["summary"] and story["summary_method"] == "stub"
+    story = store.get_story(a.story_id)
+    assert story.summary and story.summary_method == "stub"
 
     # A story that gains a member and crashes before its new summary gets it after the restart too.
     store.insert_articles(feeds[1], [article(2, text.replace("Geneva", "Geneva on Monday"))], now)
@@ -121,9 +122,9 @@ def test_stories_are_summarized_after_a_crash_between_batch_and_summaries(sqlite
         m.setattr(bot.processing, "summarize_stories", crash)
         with pytest.raises(SystemExit):
             processor(store).process()
-    members = store.story_members(a["story_id"])
+    members = store.story_members(a.story_id)
     assert len(members) == 2, "the second write-up joined the story"
-    assert store.get_story(a["story_id"])["summary_method"] is None, "its summary is marked out of date"
+    assert store.get_story(a.story_id).summary_method is None, "its summary is marked out of date"
     assert processor(store).process() == 0
-    story = store.get_story(a["story_id"])
-    assert story["summary_method"] == "stub" and story["article_count"] == 2 and story["outlet_count"] == 2
+    story = store.get_story(a.story_id)
+    assert story.summary_method == "stub" and story.article_count == 2 and story.outlet_count == 2

@@ -37,6 +37,7 @@ from bot.net import Fetcher, FetchLimits
 from bot.runner import Runner
 from bot.storage.store import Store
 from bot.storage.tables import articles
+from tests.fakes.store_queries import outbox_rows
 from tests.test_fault_chat_outage import CHATS, CONFIG, collapse, enqueue, runtime_alive, telegram
 
 
@@ -103,7 +104,7 @@ async def deliver_through_outage(store: Store, down: Callable[[], None], up: Cal
                                   if method == "sendMessage" and t_down + 0.5 < t < t0)
         await runtime.drain(60)
         out.recovered_s = time.monotonic() - t0
-        out.statuses = {r["status"] for r in chats.outbox_rows()}
+        out.statuses = {r["status"] for r in outbox_rows(chats)}
         for c in chat_ids:
             out.got[str(c)], out.repeats[str(c)] = collapse([s.text for s in api.sent_to(c)])
         out.alive = runtime_alive(runtime)

@@ -65,17 +65,17 @@ async def test_same_story_from_two_outlets_becomes_one_summarized_story(store: S
     assert proc.process() == 3
     assert proc.process() == 0, "nothing is processed twice"
 
-    arts = {a["title"][:10]: a for a in store.list_articles()}
+    arts = {a.title[:10]: a for a in store.list_articles()}
     football = arts["City beat "]
-    assert football["topic_score"] < 0.5 and football["story_id"] is None
+    assert football.topic_score < 0.5 and football.story_id is None
     lavrov = [a for a in arts.values() if a is not football]
-    assert all(a["topic_score"] >= 0.5 for a in lavrov)
-    assert lavrov[0]["story_id"] == lavrov[1]["story_id"] is not None, "the two write-ups are one story"
-    story = store.get_story(lavrov[0]["story_id"])
-    assert (story["article_count"], story["outlet_count"]) == (2, 2)
-    assert "Lavrov" in story["summary"] and "YOU MAY ALSO LIKE" not in story["summary"]
+    assert all(a.topic_score >= 0.5 for a in lavrov)
+    assert lavrov[0].story_id == lavrov[1].story_id is not None, "the two write-ups are one story"
+    story = store.get_story(lavrov[0].story_id)
+    assert (story.article_count, story.outlet_count) == (2, 2)
+    assert "Lavrov" in story.summary and "YOU MAY ALSO LIKE" not in story.summary
     flat = " ".join(SEED.split())
-    for sentence in re.split(r"(?<=[.!?])\s+(?=[A-Z])", story["summary"]):
+    for sentence in re.split(r"(?<=[.!?])\s+(?=[A-Z])", story.summary):
         assert " ".join(sentence.split()) in flat, sentence
 
     # A restart rebuilds the index from the database: a third outlet's copy joins the same story.
@@ -84,9 +84,9 @@ async def test_same_story_from_two_outlets_becomes_one_summarized_story(store: S
     store.add_feed(FeedSpec(url=feed_server.url("/c.xml"), name="Outlet C"), "cli")
     await poll(store)
     assert make_processor(store, processor_parts).process() == 1
-    story2 = store.get_story(lavrov[0]["story_id"])
-    assert (story2["article_count"], story2["outlet_count"]) == (3, 3)
-    assert story2["version"] == story["version"], "a copy of known facts is not a substantial update"
+    story2 = store.get_story(lavrov[0].story_id)
+    assert (story2.article_count, story2.outlet_count) == (3, 3)
+    assert story2.version == story.version, "a copy of known facts is not a substantial update"
 
 
 def test_processor_builds_from_settings(sqlite_store: Store) -> None:

@@ -12,7 +12,7 @@ from bot.chat.console import CONSOLE, ConsoleSink
 from bot.chat.runtime import ChatRuntime, RuntimeConfig
 from bot.clock import utcnow
 from bot.pipeline.delivery import Limits
-from bot.pipeline.digest import Schedule
+from bot.pipeline.digest import Schedule, next_due
 from bot.ports import ChatRef, OutgoingMessage
 from bot.settings import DigestDefaults
 from bot.storage.chat_store import ChatStore
@@ -44,7 +44,7 @@ async def test_sends_do_not_wake_the_scheduler(sqlite_store: Store) -> None:
     chats = CountingChats(sqlite_store.engine)
     now = utcnow()
     for i in range(200):
-        sub, _ = chats.subscribe(ChatRef(CONSOLE, str(i)), DigestDefaults(), now)
+        sub, _ = chats.subscribe(ChatRef(CONSOLE, str(i)), DigestDefaults(), now, next_due=next_due)
         chats.enqueue_digest(sub, due_at=sub.next_due_at, next_due_at=sub.next_due_at + timedelta(days=1),
                              digest_key=f"part-{i}", payloads=[OutgoingMessage(f"part {i}").to_payload()],
                              story_versions={}, now=now)
@@ -65,7 +65,7 @@ async def test_a_due_digest_reaches_a_busy_sender_at_once(sqlite_store: Store) -
     now = utcnow()
     seed(sqlite_store, now, 3)
     ref = ChatRef(CONSOLE, "desk")
-    chats.subscribe(ref, DigestDefaults(times=(), every_hours=24), now - timedelta(hours=1))
+    chats.subscribe(ref, DigestDefaults(times=(), every_hours=24), now - timedelta(hours=1), next_due=next_due)
     assert chats.get_subscription(ref).schedule == Schedule("UTC", (), 24)
     chats.hold_first_claim_s = 4.0  # the sender is inside a claim when the digest is queued
     out = io.StringIO()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from bot.errors import BlockedURLError, FetchError
 from bot.net import FetchLimits
-from bot.storage.store import Store
+from bot.storage.store import Store, StoryMember
 from bot.summaries import LinkSummarizer, StoreSummaryCache
 from summarizer import Summarizer, Summary
 
@@ -74,8 +75,10 @@ async def test_link_summary_never_repeats_the_headline(feed_server, summarizer: 
     assert HEADLINE not in result.summary and "Lavrov" in result.summary
 
 
-def member(i: int, feed_id: int, title: str, text: str, reason: str, score: float | None = None) -> dict:
-    return {"id": i, "feed_id": feed_id, "title": title, "text": text, "story_reason": reason, "story_score": score}
+def member(i: int, feed_id: int, title: str, text: str, reason: str, score: float | None = None) -> StoryMember:
+    return StoryMember(id=i, title=title, text=text, url=None, canonical_url=None, published_at=None,
+                       fetched_at=datetime(2024, 1, 1, tzinfo=UTC), feed_id=feed_id, story_reason=reason,
+                       story_score=score, outlet="")
 
 
 def test_story_documents_use_only_core_members() -> None:
@@ -121,6 +124,6 @@ def test_story_summary_is_built_from_core_members_only(sqlite_store: Store, summ
                                story_score=0.33)
     assert summarize_stories(store, summarizer, [sid]) == 1
     row = store.get_story(sid)
-    assert row["title"] == HEADLINE and "Lavrov" in row["summary"]
-    assert not any(w in row["summary"] for w in ("Arsenal", "Saka", "Guardiola", "Premier League"))
-    assert not any(repeats_headline(s, HEADLINE) for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", row["summary"]))
+    assert row is not None and row.title == HEADLINE and row.summary and "Lavrov" in row.summary
+    assert not any(w in row.summary for w in ("Arsenal", "Saka", "Guardiola", "Premier League"))
+    assert not any(repeats_headline(s, HEADLINE) for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", row.summary))

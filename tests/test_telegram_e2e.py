@@ -20,6 +20,7 @@ from bot.chat.feed_admin import StoreFeedAdmin
 from bot.chat.runtime import ChatRuntime, RuntimeConfig
 from bot.chat.telegram_chat import TelegramChat
 from bot.clock import utcnow
+from bot.pipeline.digest import next_due
 from bot.ports import ChatRef
 from bot.settings import DigestDefaults
 from bot.storage.chat_store import ChatStore
@@ -27,6 +28,7 @@ from bot.storage.store import Store
 from bot.storage.tables import subscriptions
 from tests.fakes.clock import ShiftClock
 from tests.fakes.feed_probe import reachable_feed
+from tests.fakes.store_queries import enqueue_messages, outbox_rows
 from tests.fakes.stories import seed
 from tests.fakes.telegram_api import TOKEN, FakeTelegramAPI, Sent
 
@@ -257,12 +259,12 @@ async def test_killed_mid_delivery_restart_loses_and_duplicates_nothing(tmp_path
 
     expected: dict[int, list[str]] = {}
     for c in targets:
-        sub, _ = chats.subscribe(ChatRef("telegram", str(c)), DEFAULTS, now)
+        sub, _ = chats.subscribe(ChatRef("telegram", str(c)), DEFAULTS, now, next_due=next_due)
         digest = build_digest(chats.candidate_stories(now - timedelta(days=1), now), now=now,
                               since=now - timedelta(days=1), max_stories=6)
         parts = [m.to_payload() for m in TelegramRenderer().render_digest(digest)]
         assert len(parts) >= 3
-        chats.enqueue_messages(sub.chat_db_id, f"crash-{c}", parts, now, sub.id)
+        enqueue_messages(chats, sub.chat_db_id, f"crash-{c}", parts, now, sub.id)
         expected[c] = [p["text"] for p in parts]
     async with FakeTelegramAPI() as api:
         for c in targets:
@@ -278,7 +280,7 @@ async def test_killed_mid_delivery_restart_loses_and_duplicates_nothing(tmp_path
         finally:
             if first.poll() is None:
                 first.kill()
-        confirmed = {r["id"] for r in chats.outbox_rows() if r["status"] == "sent"}
+        confirmed = {r["id"] for r in outbox_rows(chats) if r["status"] == "sent"}
         assert confirmed, "some parts were confirmed before the kill"
         api.hold.pop(71).set()
         second = _worker(db_url, api.root)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from bot.clock import utcnow
+from bot.pipeline.digest import next_due
 from bot.ports import ChatRef
 from bot.settings import DigestDefaults
 from bot.storage.chat_store import ChatStore
 from bot.storage.store import Store
+from tests.fakes.store_queries import outbox_rows
 from tests.test_telegram_e2e import GROUP_ADMIN, Bot, bot, command  # noqa: F401 (bot is a fixture)
 
 
@@ -31,7 +33,7 @@ async def test_kicked_from_a_forum_pauses_every_topic_and_cancels_its_queue(bot:
     for r in refs:
         s = bot.chats.get_subscription(r)
         assert s.paused_reason == "bot kicked" and s.next_due_at is None, r
-    assert [row["status"] for row in bot.chats.outbox_rows(sub.chat_db_id)] == ["cancelled"]
+    assert [row["status"] for row in outbox_rows(bot.chats, sub.chat_db_id)] == ["cancelled"]
     assert bot.chats.get_subscription(ChatRef("telegram", str(other))).active, "another group is not touched"
 
 
@@ -41,7 +43,7 @@ def test_pause_chat_pauses_every_thread_of_that_chat_only(sqlite_store: Store) -
     refs = [ChatRef("discord", "5", thread_id=t, kind="group") for t in ("", "6", "7")]
     same_id_elsewhere = ChatRef("telegram", "5")
     for r in [*refs, same_id_elsewhere]:
-        chats.subscribe(r, DigestDefaults(), now)
+        chats.subscribe(r, DigestDefaults(), now, next_due=next_due)
     assert chats.pause_chat("discord", "5", "bot removed", now) == 3
     assert [chats.get_subscription(r).paused_reason for r in refs] == ["bot removed"] * 3
     assert chats.get_subscription(same_id_elsewhere).active

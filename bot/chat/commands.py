@@ -18,13 +18,14 @@ from zoneinfo import ZoneInfo
 from bot.clock import utcnow
 from bot.errors import BlockedURLError, CommandError, ExtractError, FetchError, PermissionDenied
 from bot.feedlist import check_public_url, not_allowed
-from bot.pipeline.digest import Schedule, build_digest, digest_since, parse_time_of_day
+from bot.pipeline.digest import Schedule, build_digest, digest_since, next_due, parse_time_of_day
 from bot.ports import (
     CHANNEL,
     PRIVATE,
     Block,
     Button,
     ChatRef,
+    CommandStore,
     FeedAdmin,
     Invocation,
     OutgoingFile,
@@ -37,7 +38,7 @@ from bot.ports import (
     para,
 )
 from bot.settings import DigestDefaults, canonical_timezone, parse_duration
-from bot.storage.chat_store import ChatStore, Subscription
+from bot.storage.chats import Subscription
 
 __all__ = ["COMMANDS", "CommandService", "CommandSpec", "Invocation", "Reply", "needs_chat_admin", "parse_command"]
 
@@ -130,7 +131,7 @@ def parse_command(text: str, bot_username: str | None = None) -> tuple[str, tupl
 class CommandService:
     """Handles every command for every platform; one instance per process."""
 
-    def __init__(self, chats: ChatStore, *, admins: Iterable[str], defaults: DigestDefaults,
+    def __init__(self, chats: CommandStore, *, admins: Iterable[str], defaults: DigestDefaults,
                  feed_admin: FeedAdmin | None = None, summarize: Summarize | None = None,
                  topics: Sequence[str] = (), clock: Callable[[], datetime] = utcnow,
                  bot_name: str = "newsdigest", allow_private_urls: bool = False) -> None:
@@ -218,7 +219,7 @@ class CommandService:
 
     def _cmd_subscribe(self, inv: Invocation) -> Reply:
         self._require_chat_admin(inv, "subscribe this chat")
-        sub, state = self.chats.subscribe(inv.chat, self.defaults, self.clock())
+        sub, state = self.chats.subscribe(inv.chat, self.defaults, self.clock(), next_due=next_due)
         where = "this topic" if inv.chat.thread_id else "this chat"
         head = {"created": f"Subscribed {where}.", "resumed": f"Digests resumed for {where}.",
                 "already": f"{where.capitalize()} is already subscribed."}[state]
@@ -402,12 +403,14 @@ class CommandService:
             if len(times) > 12:
                 raise CommandError("At most 12 digest times a day.")
             schedule = Schedule(sub.schedule.timezone, tuple(times), None)
-            return self.chats.update_subscription(sub.id, now, schedule=schedule)
+            return self.chats.update_subscription(sub.id, now, schedule=schedule,
+                                                  next_due_at=next_due(schedule, now))
         if key == "every":
             if len(values) != 1 or not values[0].rstrip("h").isdigit() or not 1 <= int(values[0].rstrip("h")) <= 168:
                 raise CommandError("Usage: /settings every N, with N hours from 1 to 168 (e.g. every 6)")
             schedule = Schedule(sub.schedule.timezone, sub.schedule.times, int(values[0].rstrip("h")))
-            return self.chats.update_subscription(sub.id, now, schedule=schedule)
+            return self.chats.update_subscription(sub.id, now, schedule=schedule,
+                                                  next_due_at=next_due(schedule, now))
         if key in ("max", "stories"):
             if len(values) != 1 or not values[0].isdigit() or not 1 <= int(values[0]) <= 30:
                 raise CommandError("Usage: /settings max N, with N from 1 to 30")
@@ -420,7 +423,8 @@ class CommandService:
                 raise CommandError(f"{_quoted(values[0])} is not a time zone I know. "
                                    "Use a name like Europe/Berlin, America/New_York or UTC.")
             schedule = Schedule(zone, sub.schedule.times, sub.schedule.every_hours)
-            return self.chats.update_subscription(sub.id, now, schedule=schedule)
+            return self.chats.update_subscription(sub.id, now, schedule=schedule,
+                                                  next_due_at=next_due(schedule, now))
         if key == "topics":
             names = [p for v in values for p in v.replace(",", " ").split()]
             if not names:

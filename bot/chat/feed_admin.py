@@ -9,7 +9,8 @@ from bot import feedlist
 from bot.clock import utcnow
 from bot.errors import CommandError, FetchError, ParseError
 from bot.net import FetchLimits
-from bot.storage.store import FeedRow, Store
+from bot.ports import FeedStore
+from bot.storage.feeds import FeedRow
 
 Probe = Callable[[str], Awaitable[feedlist.FeedProbe]]
 
@@ -17,7 +18,7 @@ Probe = Callable[[str], Awaitable[feedlist.FeedProbe]]
 class StoreFeedAdmin:
     """Global feed list operations for bot owners' chat commands."""
 
-    def __init__(self, store: Store, *, allow_private: bool, origin: str = "chat", limits: FetchLimits | None = None,
+    def __init__(self, store: FeedStore, *, allow_private: bool, origin: str = "chat", limits: FetchLimits | None = None,
                  probe: Probe | None = None) -> None:
         self.store = store
         self.allow_private = allow_private

@@ -20,10 +20,11 @@ from bot.clock import utcnow
 from bot.errors import DeliveryError
 from bot.pipeline.delivery import TELEGRAM_LIMITS, Limits, Pacer, on_failure
 from bot.pipeline.digest import StoryCandidate, build_digest, digest_key, digest_since, next_due
-from bot.ports import ChatRef, ChatSink, OutgoingMessage
+from bot.ports import ChatRef, ChatRuntimeStore, ChatSink, OutgoingMessage
 from bot.settings import DigestDefaults
-from bot.storage.chat_store import ChatStore, OutboxItem, Subscription
+from bot.storage.chats import Subscription
 from bot.storage.outage import Backoff, describe, is_database_down
+from bot.storage.outbox import OutboxItem
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class RuntimeConfig:
 class ChatRuntime:
     """Scheduler + paced sender over the outbox, for every registered sink."""
 
-    def __init__(self, chats: ChatStore, defaults: DigestDefaults, sinks: Sequence[ChatSink], *,
+    def __init__(self, chats: ChatRuntimeStore, defaults: DigestDefaults, sinks: Sequence[ChatSink], *,
                  services: Sequence[Service] = (), limits: Mapping[str, Limits] | None = None,
                  clock: Clock | None = None, config: RuntimeConfig | None = None) -> None:
         self.chats = chats

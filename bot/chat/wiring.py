@@ -12,6 +12,7 @@ from bot.chat.feed_admin import StoreFeedAdmin
 from bot.chat.runtime import ChatRuntime, RuntimeConfig
 from bot.clock import utcnow
 from bot.pipeline.delivery import Limits
+from bot.pipeline.digest import next_due
 from bot.ports import ChatSink, Summarize
 from bot.storage.chat_store import ChatStore
 
@@ -66,7 +67,7 @@ def build_chat_runtime(app: Any, *, summarize: Summarize | None = None,
     services = list(sinks)
     if not sinks:
         # No chat platform configured: digests go to the terminal on the default schedule.
-        service.chats.subscribe(CONSOLE_CHAT, app.feeds_file.digest, utcnow())
+        service.chats.subscribe(CONSOLE_CHAT, app.feeds_file.digest, utcnow(), next_due=next_due)
         sinks.append(ConsoleSink())
         log.info("no chat token set: digests are printed to the terminal")
     return ChatRuntime(service.chats, app.feeds_file.digest, sinks, services=services, limits=limits,

@@ -22,7 +22,7 @@ from lxml import etree
 from lxml import html as lxml_html
 
 from bot.errors import ParseError
-from bot.models import Entry, ParsedFeed
+from bot.models import Entry, NewArticle, ParsedFeed
 
 MAX_FEED_BYTES = 10 * 1024 * 1024
 MAX_TITLE_CHARS = 500
@@ -252,3 +252,22 @@ def _host(url: str) -> str:
 
 def _digest(*parts: str) -> str:
     return hashlib.sha1("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:24]
+
+
+def content_hash(title: str, text: str) -> str:
+    """Hash of whitespace-normalized, case-folded title and text (exact-duplicate detection)."""
+    norm = _SPACE_RE.sub(" ", f"{title}\n{text}").strip().casefold()
+    return hashlib.sha256(norm.encode("utf-8")).hexdigest()
+
+
+def new_article(entry: Entry) -> NewArticle:
+    """The article row to store for a parsed entry (pure)."""
+    # Imported here: the article stage pulls trafilatura, which storage (canonical_url) never needs.
+    from bot.pipeline import article as article_stage
+
+    text = article_stage.text_from_entry(entry)
+    pending = bool(entry.url) and article_stage.needs_page(entry)
+    return NewArticle(key=entry.key, url=entry.url, canonical_url=entry.canonical_url, title=entry.title,
+                      teaser=article_stage.html_to_text(entry.summary)[:5000], text=text,
+                      text_source="pending" if pending else "feed",
+                      content_hash=content_hash(entry.title, text), published_at=entry.published)

@@ -1,13 +1,25 @@
-"""Engine creation and schema migration (Alembic), for SQLite (WAL) and PostgreSQL."""
+"""Engine creation, schema migration (Alembic), and the one rule every storage domain follows for database access:
+reads and writes go through `Database.read()`/`Database.write()`, writes to a SQLite file are serialized by one
+lock shared by every domain in the process, and database errors leave storage as `StorageError`."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+from weakref import WeakKeyDictionary
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import text as sql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+
+from bot.errors import StorageError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -51,3 +63,108 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+
+
+_locks_guard = threading.Lock()
+_file_locks: dict[str, threading.Lock] = {}
+_engine_locks: WeakKeyDictionary[Engine, threading.Lock] = WeakKeyDictionary()
+
+
+def sqlite_write_lock(engine: Engine) -> threading.Lock | None:
+    """The lock every write to this SQLite database takes in this process (None for other databases).
+
+    One lock per database file, whichever engine or storage domain writes: SQLite allows one writer at a time,
+    and queueing writers here beats them spinning on the busy timeout (and failing with "database is locked").
+    """
+    if engine.dialect.name != "sqlite":
+        return None
+    db = engine.url.database
+    with _locks_guard:
+        if db and db != ":memory:" and not db.startswith("file:"):
+            return _file_locks.setdefault(str(Path(db).expanduser().resolve()), threading.Lock())
+        return _engine_locks.setdefault(engine, threading.Lock())
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True for SQLAlchemy errors that say the database cannot be reached or used right now (connection refused,
+    reset or lost, "database is locked", pool exhausted), not for a bad statement or bad data."""
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.DisconnectionError
+                  | sa_exc.TimeoutError):
+        return True
+    return isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+
+
+# Advisory lock keys by job name; "processing" keeps the key older versions used, so that an old and a new
+# worker running side by side during an upgrade still exclude each other.
+SINGLE_WRITER_KEYS = {"processing": 0x6E657773}  # "news"
+
+# What storage translates into StorageError: driver errors and the pool's connection errors.
+_DATABASE_ERRORS = (sa_exc.DBAPIError, sa_exc.DisconnectionError, sa_exc.TimeoutError)
+
+
+def _storage_error(exc: BaseException) -> StorageError:
+    inner = getattr(exc, "orig", None) or exc
+    message = " ".join(str(inner).split())[:500] or type(inner).__name__
+    return StorageError(message, unavailable=is_unavailable(exc))
+
+
+class Database:
+    """An engine and the access rule every storage domain shares (the base of each domain's storage class)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._write_lock = sqlite_write_lock(engine)
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection for reading; database errors raise StorageError."""
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except _DATABASE_ERRORS as exc:
+            raise _storage_error(exc) from exc
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction, committed on leaving (serialized per SQLite file); database errors raise
+        StorageError."""
+        try:
+            if self._write_lock is None:
+                with self.engine.begin() as conn:
+                    yield conn
+            else:
+                with self._write_lock, self.engine.begin() as conn:
+                    yield conn
+        except _DATABASE_ERRORS as exc:
+            raise _storage_error(exc) from exc
+
+    def insert(self, table: Table) -> Any:
+        """The dialect's INSERT (with on_conflict_do_nothing/do_update) for `table`."""
+        return postgresql.insert(table) if self.dialect == "postgresql" else sqlite.insert(table)
+
+    @contextmanager
+    def single_writer_lock(self, name: str) -> Iterator[bool]:
+        """Try to become the one worker (across processes) doing `name`; yields whether this one is.
+
+        On PostgreSQL a session advisory lock (key SINGLE_WRITER_KEYS[name]), held while the block runs; SQLite
+        runs one service per database file, so it always yields True.
+        """
+        key = SINGLE_WRITER_KEYS[name]
+        if self.dialect != "postgresql":
+            yield True
+            return
+        try:
+            with self.engine.connect() as conn:
+                got = conn.execute(sql("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+                try:
+                    yield bool(got)
+                finally:
+                    if got:
+                        conn.execute(sql("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                        conn.commit()
+        except _DATABASE_ERRORS as exc:
+            raise _storage_error(exc) from exc
+
+
+__all__ = ["SINGLE_WRITER_KEYS", "Database", "alembic_config", "is_unavailable", "make_engine", "sqlite_write_lock", "upgrade"]

@@ -9,18 +9,16 @@ import random
 import time
 from collections.abc import Callable
 
-from sqlalchemy import exc as sa_exc
+from bot.errors import StorageError
 
 
 def is_database_down(exc: BaseException | None) -> bool:
     """True for errors that say the database cannot be reached or used right now (connection refused, reset or
-    lost, "database is locked", pool exhausted), not for a bad statement or bad data."""
+    lost, "database is locked", pool exhausted), not for a bad statement or bad data: a StorageError with
+    `unavailable` set (storage translates the driver's errors, bot.storage.db), here or among its causes."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
-        if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.DisconnectionError
-                      | sa_exc.TimeoutError):
-            return True
-        if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        if isinstance(exc, StorageError) and exc.unavailable:
             return True
         seen.add(id(exc))
         exc = exc.__cause__

@@ -1,0 +1,192 @@
+"""Story storage: stories as the story stage merges them, their members and summaries, and the candidates a
+digest picks from."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+
+from bot.pipeline.digest import OutletLink, StoryCandidate
+from bot.storage.db import Database
+from bot.storage.feeds import feed_label_columns, outlet_name, row_outlet
+from bot.storage.tables import articles, feeds, stories
+
+MAX_CANDIDATES = 1000
+MAX_LINKS_PER_STORY = 12
+
+
+@dataclass(frozen=True)
+class StoryRow:
+    """A story as stored."""
+
+    id: int
+    title: str
+    created_at: datetime
+    updated_at: datetime
+    version: int
+    major_update_at: datetime
+    article_count: int
+    outlet_count: int
+    topic_score: float
+    topics: dict[str, float] | None
+    state: bytes | None
+    summary: str | None
+    summary_method: str | None
+
+
+@dataclass(frozen=True)
+class StoryMember:
+    """One article of a story, with its outlet and how surely it belongs there."""
+
+    id: int
+    title: str
+    text: str
+    url: str | None
+    canonical_url: str | None
+    published_at: datetime | None
+    fetched_at: datetime
+    feed_id: int | None
+    story_reason: str | None
+    story_score: float | None
+    outlet: str
+
+
+def _topic_names(raw: Any) -> tuple[str, ...]:
+    if isinstance(raw, dict):
+        return tuple(k for k, v in raw.items() if v)
+    if isinstance(raw, list | tuple):
+        return tuple(str(t) for t in raw)
+    return ()
+
+
+def _topic_scores(raw: Any) -> dict[str, float]:
+    if isinstance(raw, dict):
+        return {str(k): float(v) for k, v in raw.items() if isinstance(v, int | float)}
+    return {}
+
+
+class StoryStorage(Database):
+    """Stories: created and updated as articles join them, recounted, summarized."""
+
+    def create_story(self, *, title: str, now: datetime, topic_score: float, topics: dict[str, float],
+                     state: bytes) -> int:
+        """A new story; returns its id."""
+        with self.write() as conn:
+            return conn.execute(insert(stories).values(
+                title=title, created_at=now, updated_at=now, major_update_at=now, version=1, article_count=0,
+                outlet_count=0, topic_score=topic_score, topics=topics, state=state).returning(stories.c.id)
+            ).scalar_one()
+
+    def update_story(self, story_id: int, *, now: datetime, state: bytes, topic_score: float,
+                     topics: dict[str, float], major: bool) -> None:
+        """Store a story's new state after an article joined it; a major update bumps its version.
+
+        Its summary is marked out of date (summary_method NULL) until set_story_summary writes the new one."""
+        values: dict[str, Any] = dict(updated_at=now, state=state, topic_score=topic_score, topics=topics,
+                                      summary_method=None)
+        if major:
+            values.update(version=stories.c.version + 1, major_update_at=now)
+        with self.write() as conn:
+            conn.execute(update(stories).where(stories.c.id == story_id).values(**values))
+
+    def refresh_story_counts(self, story_ids: Iterable[int]) -> None:
+        """Recount member articles and the distinct outlets among core members (those that surely belong, by
+        `story.is_core_member`): a weak, possibly wrong join must not raise a story's rank."""
+        # Imported here: story.py pulls numpy and scikit-learn, which the feed commands never need.
+        from bot.pipeline.story import is_core_member
+
+        with self.write() as conn:
+            for sid in set(story_ids):
+                rows = conn.execute(select(articles.c.feed_id, articles.c.story_reason, articles.c.story_score)
+                                    .where(articles.c.story_id == sid)).all()
+                core = {r.feed_id for r in rows if is_core_member(r.story_reason, r.story_score)}
+                conn.execute(update(stories).where(stories.c.id == sid).values(
+                    article_count=len(rows), outlet_count=max(len(core), 1)))
+
+    def story_states(self, since: datetime) -> list[tuple[int, bytes]]:
+        """(id, state) of stories updated since a time: the window the same-story index covers."""
+        with self.read() as conn:
+            return [(r.id, r.state) for r in conn.execute(
+                select(stories.c.id, stories.c.state).where(stories.c.updated_at >= since,
+                                                            stories.c.state.is_not(None)))]
+
+    def story_members(self, story_id: int) -> list[StoryMember]:
+        """A story's articles with outlet, link, times, text and how they joined, earliest published first
+        (the order the digest's links use, so the first core member is the story's lead everywhere)."""
+        q = (select(articles.c.id, articles.c.title, articles.c.text, articles.c.url, articles.c.canonical_url,
+                    articles.c.published_at, articles.c.fetched_at, articles.c.feed_id, articles.c.story_reason,
+                    articles.c.story_score, *feed_label_columns())
+             .select_from(articles.outerjoin(feeds, feeds.c.id == articles.c.feed_id))
+             .where(articles.c.story_id == story_id)
+             .order_by(func.coalesce(articles.c.published_at, articles.c.fetched_at), articles.c.id))
+        with self.read() as conn:
+            return [StoryMember(id=r.id, title=r.title, text=r.text, url=r.url, canonical_url=r.canonical_url,
+                                published_at=r.published_at, fetched_at=r.fetched_at, feed_id=r.feed_id,
+                                story_reason=r.story_reason, story_score=r.story_score, outlet=row_outlet(r._mapping))
+                    for r in conn.execute(q)]
+
+    def set_story_summary(self, story_id: int, *, title: str, summary: str, method: str) -> None:
+        """Store a story's headline and summary."""
+        with self.write() as conn:
+            conn.execute(update(stories).where(stories.c.id == story_id).values(
+                title=title, summary=summary, summary_method=method))
+
+    def stories_without_summary(self, since: datetime) -> list[int]:
+        """Stories updated since a time whose summary is missing or out of date (a crash or an error came
+        between their last change and its summary)."""
+        with self.read() as conn:
+            return list(conn.execute(select(stories.c.id).where(
+                stories.c.updated_at >= since, stories.c.summary_method.is_(None)).order_by(stories.c.id)).scalars())
+
+    def get_story(self, story_id: int) -> StoryRow | None:
+        """One story row."""
+        with self.read() as conn:
+            row = conn.execute(select(stories).where(stories.c.id == story_id)).first()
+        return StoryRow(**row._mapping) if row else None
+
+
+class StoryCandidateStorage(Database):
+    """The stories a digest picks from (read only)."""
+
+    def candidate_stories(self, since: datetime, until: datetime, limit: int = MAX_CANDIDATES
+                          ) -> list[StoryCandidate]:
+        """Stories with a major update in (since, until], with one link per member article (earliest first)."""
+        q = (select(stories).where(stories.c.major_update_at > since, stories.c.major_update_at <= until)
+             .order_by(stories.c.outlet_count.desc(), stories.c.major_update_at.desc()).limit(limit))
+        with self.read() as conn:
+            rows = conn.execute(q).all()
+            ids = [r.id for r in rows]
+            links: dict[int, list[OutletLink]] = {i: [] for i in ids}
+            if ids:
+                # Imported here: story.py pulls numpy and scikit-learn, which most chat-store users never need.
+                from bot.pipeline.story import is_core_member
+
+                lq = (select(articles.c.story_id, articles.c.url, articles.c.canonical_url, articles.c.title,
+                             articles.c.story_reason, articles.c.story_score, feeds.c.id.label("feed_id"),
+                             feeds.c.name, feeds.c.title.label("feed_title"), feeds.c.url.label("feed_url"))
+                      .select_from(articles.outerjoin(feeds, feeds.c.id == articles.c.feed_id))
+                      .where(articles.c.story_id.in_(ids))
+                      # The order of StoryStorage.story_members: the first core member is the lead everywhere.
+                      .order_by(articles.c.story_id, func.coalesce(articles.c.published_at, articles.c.fetched_at),
+                                articles.c.id))
+                for r in conn.execute(lq):
+                    url = r.url or r.canonical_url
+                    got = links[r.story_id]
+                    core = is_core_member(r.story_reason, r.story_score)
+                    # Weak members travel too (the digest stage drops them) but never crowd out core ones.
+                    if url and sum(lk.core for lk in got) < MAX_LINKS_PER_STORY and len(got) < 4 * MAX_LINKS_PER_STORY:
+                        outlet = outlet_name(r.name, r.feed_title, r.feed_url) if r.feed_id is not None else ""
+                        got.append(OutletLink(outlet=outlet, url=url, title=r.title or "", core=core))
+        return [StoryCandidate(id=r.id, version=r.version, title=r.title or "", summary=r.summary or "",
+                               major_update_at=r.major_update_at, outlet_count=r.outlet_count,
+                               article_count=r.article_count, topic_score=r.topic_score or 0.0,
+                               topics=_topic_names(r.topics), links=tuple(links[r.id]),
+                               topic_scores=_topic_scores(r.topics)) for r in rows]
+
+
+__all__ = ["MAX_CANDIDATES", "MAX_LINKS_PER_STORY", "StoryCandidateStorage", "StoryMember", "StoryRow",
+           "StoryStorage"]
