@@ -17,6 +17,7 @@ from bot.errors import (
     FetchError,
     ParseError,
     RateLimitedError,
+    StorageError,
     TooLargeError,
 )
 from bot.urls import check_url
@@ -31,6 +32,7 @@ ERRORS = [
     ChatForbiddenError("bot was kicked"),
     RateLimitedError("Too Many Requests", 17.0),
     CommandError("Usage: /addfeed URL"),
+    StorageError("database is locked", unavailable=True),
 ]
 
 
