@@ -6,12 +6,16 @@ import asyncio
 import logging
 import signal
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from bot.net import Fetcher, FetchLimits
 from bot.pipeline.feed import PollPolicy
-from bot.runner import PollReport, Runner, parse_pool
+from bot.runner import ParsePool, PollReport, Runner, parse_pool
 from bot.settings import FeedsFile, Settings, load_feeds_file, load_settings
 from bot.storage.store import Store
+
+if TYPE_CHECKING:  # the processor loads models: imported on first use only
+    from bot.processing import Processor
 
 log = logging.getLogger("newsdigest")
 
@@ -23,8 +27,8 @@ class App:
         self.settings = settings
         self.feeds_file = feeds_file
         self.store = store
-        self._processor = None
-        self._parse_pool = None
+        self._processor: Processor | None = None
+        self._parse_pool: ParsePool | None = None
 
     @classmethod
     def from_environment(cls) -> App:
@@ -52,7 +56,7 @@ class App:
                            max_connections=s.max_connections, per_host=s.per_host_connections,
                            allow_private=s.allow_private_urls)
 
-    def processor(self):  # noqa: ANN201
+    def processor(self) -> Processor:
         """The article processor (topic, story, summary), built on first use because it loads models."""
         if self._processor is None:
             from bot.processing import Processor
