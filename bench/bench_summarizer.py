@@ -56,27 +56,42 @@ def best_of(runs: dict[str, Callable[[], object]], repeat: int) -> dict[str, flo
 def bench_extractive(docs: list[str], repeat: int) -> None:
     from summarizer import Summarizer
     from summarizer.embedding import Embedder
+    from summarizer.extractive import ExtractiveSummarizer, _candidates
     from summarizer.text import split_sentences
 
-    naive_emb = Embedder(precision="fp32")
+    naive_emb = Embedder(precision="fp32", backend="torch")
     naive_emb.encode(["warm-up"])
 
     def naive() -> None:
         for d in docs:  # one encode call per article
             naive_emb.encode([s.text for s in split_sentences(d) if not s.fragment])
 
-    runs: dict[str, Callable[[], object]] = {"naive fp32, one encode per article": naive}
-    for precision in ("fp32", "bf16"):
-        s = Summarizer(precision=precision)
+    # Before (issue 12): sentence-transformers on torch, and every lede of the head embedded.
+    before = ExtractiveSummarizer(Embedder(precision="fp32", backend="torch"))
+    before.embedder.encode(["warm-up"])
+
+    def before_run(k: int) -> object:
+        items = [([d], None) for d in docs]
+        cands = [_candidates([d], before.config.min_words) for d in docs]
+        return before._summarize_head(items, cands, before.config.lede_window + 2 * k, k, None)
+
+    runs: dict[str, Callable[[], object]] = {"naive fp32, one encode per article": naive,
+                                             "before: torch fp32, 3 sentences": lambda: before_run(3)}
+    for precision in ("fp32", "int8", "bf16"):
+        s = Summarizer(precision=precision) if precision != "int8" else \
+            Summarizer(embedder=Embedder(precision="int8"))
         s.summarize("Warm-up sentence one. Warm-up sentence two.")
+        backend = s._extractive.embedder.backend
         for k in (3, 1):
-            runs[f"Summarizer {precision}, {k} sentence(s)"] = lambda s=s, k=k: s.summarize_batch(docs, max_sentences=k)
+            runs[f"Summarizer {precision} ({backend}), {k} sentence(s)"] = \
+                lambda s=s, k=k: s.summarize_batch(docs, max_sentences=k)
     n_sent = sum(len(split_sentences(d)) for d in docs)
     print(f"extractive, {len(docs)} articles of ~{WORDS} words ({n_sent} sentences), best of {repeat}")
     times = best_of(runs, repeat)
     base = times["naive fp32, one encode per article"]
+    ref = times["before: torch fp32, 3 sentences"]
     for name, t in times.items():
-        print(f"  {name:36s}: {len(docs) / t:7.2f} articles/s  (x{base / t:.2f} vs naive)")
+        print(f"  {name:42s}: {len(docs) / t:7.2f} articles/s  (x{base / t:.2f} vs naive, x{ref / t:.2f} vs before)")
 
 
 def build_distilbart_shaped(path: Path) -> None:

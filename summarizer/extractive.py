@@ -20,6 +20,8 @@ from .text import split_sentences
 from .types import Summary
 
 _QUOTES = "'\"‘“"
+# Multi-sentence summaries of one article embed its first k + PROBE_EXTRA lede candidates before the rest.
+PROBE_EXTRA = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,39 @@ class ExtractiveSummarizer:
         # Several sentences come from the ledes, so only each outlet's first sentences need embedding; the
         # rare story whose head is too redundant to fill the budget is redone in full.
         head = None if max_sentences == 1 else self.config.lede_window + 2 * max_sentences
+        if head is not None:
+            return self._summarize_ledes(items, cands, head, max_sentences, max_chars)
+        return self._summarize(items, cands, None, max_sentences, max_chars)
+
+    def _summarize_ledes(self, items: Sequence[tuple[Sequence[str], str | None]], cands: list[list[_Candidate]],
+                         head: int, k: int, max_chars: int | None) -> list[Summary]:
+        """Multi-sentence summaries, embedding as little as gives the same result.
+
+        One article's ledes are taken in reading order, so embeddings only decide which of them repeat an
+        earlier pick: its first k + PROBE_EXTRA candidates are embedded first, and only an article whose pick
+        does not fill up inside them (a repeat, a long sentence over max_chars) is redone over the whole head.
+        A story of several outlets orders its ledes by centrality, which needs the head of every outlet.
+        """
+        out: list[Summary | None] = [None] * len(items)
+        probe = [i for i, cs in enumerate(cands) if len({c.doc for c in cs}) == 1 and len(cs) > k + PROBE_EXTRA]
+        if probe:
+            # Only the head's candidates, in the order _select takes them, so the probe is a prefix of it.
+            lede_order = [sorted((c for c in cands[i] if c.pos < head),
+                                 key=lambda c: (c.words < self.config.lede_min_words, c.pos))[:k + PROBE_EXTRA]
+                          for i in probe]
+            picks = self._summarize([items[i] for i in probe], lede_order, None, k, max_chars)
+            for i, summary in zip(probe, picks, strict=True):
+                if len(summary.sentences) == k:  # filled inside the probe: the whole head picks the same
+                    out[i] = summary
+        rest = [i for i in range(len(items)) if out[i] is None]
+        if rest:
+            for i, summary in zip(rest, self._summarize_head([items[i] for i in rest], [cands[i] for i in rest],
+                                                             head, k, max_chars), strict=True):
+                out[i] = summary
+        return [s for s in out if s is not None]
+
+    def _summarize_head(self, items: Sequence[tuple[Sequence[str], str | None]], cands: list[list[_Candidate]],
+                        head: int, max_sentences: int, max_chars: int | None) -> list[Summary]:
         out = self._summarize(items, cands, head, max_sentences, max_chars)
         redo = [i for i, (summary, cs) in enumerate(zip(out, cands, strict=True))
                 if head is not None and len(summary.sentences) < max_sentences and any(c.pos >= head for c in cs)]

@@ -211,3 +211,18 @@ def test_scorer_settings_are_part_of_the_cache_key(summarizer):
     Summarizer(cache=cache, embedder=emb).summarize(_text("wire_style.txt"))
     other = Summarizer(cache=cache, embedder=emb, extractive=ExtractiveConfig(redundancy=0.5))
     assert not other.summarize(_text("wire_style.txt")).cached
+
+
+@pytest.mark.parametrize("k, max_chars", [(2, None), (3, None), (4, None), (3, 600), (3, 200), (3, 60)])
+def test_ledes_probe_picks_what_the_whole_head_picks(summarizer, k, max_chars):
+    """Multi-sentence summaries embed a few ledes first; the result must equal embedding the whole head."""
+    from summarizer.extractive import _candidates
+
+    ext = summarizer._extractive
+    redundant = ("The ceasefire was signed in Geneva on Monday by both sides. " * 5 + _text("wire_style.txt"))
+    stories = [[_text("wire_style.txt")], [_text("dm_style.txt")], [redundant],
+               [_text("wire_style.txt"), _text("dm_style.txt")]]
+    items = [(docs, None) for docs in stories]
+    cands = [_candidates(docs, ext.config.min_words) for docs in stories]
+    whole_head = ext._summarize_head(items, cands, ext.config.lede_window + 2 * k, k, max_chars)
+    assert ext.summarize_batch(items, max_sentences=k, max_chars=max_chars) == whole_head
