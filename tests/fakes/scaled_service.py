@@ -22,10 +22,18 @@ from bot.runner import Runner
 from bot.storage.store import Store
 
 
+def _divide_default(fn: Any, name: str, scale: float) -> None:
+    """Divide a keyword-only default of `fn`; fails loudly when the service no longer has it."""
+    defaults = fn.__kwdefaults__ or {}
+    if name not in defaults:
+        raise SystemExit(f"scaled_service: {fn.__qualname__} has no keyword default {name!r} to scale")
+    defaults[name] = defaults[name] / scale
+
+
 def scale_timings(scale: float) -> None:
     """Divide the service's waits and leases by `scale` (in this process only)."""
-    Runner.run_forever.__kwdefaults__["tick_s"] = 30.0 / scale
-    Store.claim_due_feeds.__kwdefaults__["lease_s"] = 300.0 / scale
+    _divide_default(Runner.run_forever, "tick_s", scale)  # 30 s
+    _divide_default(Store.claim_due_feeds, "lease_s", scale)  # 300 s
 
     after_success, after_failure = feed_stage.next_check_after_success, feed_stage.after_failure
 
