@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 from collections import defaultdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ def load_roundups(path: str | Path) -> dict[str, str]:
 def run(articles_path: str | Path, stories_path: str | Path, sentences: int = 4, summarizer: Any = None) -> dict[str, Any]:
     """Story summaries and the first-sentence baseline, scored against the roundups."""
     from bot.pipeline.digest import strip_headline
+    from bot.storage.stories import StoryMember
     from bot.summaries import story_documents
     from summarizer import Summarizer
     from summarizer.eval import raw_sentences, score
@@ -49,8 +51,17 @@ def run(articles_path: str | Path, stories_path: str | Path, sentences: int = 4,
     ids = sorted(by_story)
     if not ids:
         raise ValueError("no article belongs to a story of the roundups file")
-    members = {sid: [{"title": d.get("title") or "", "text": d["text"], "feed_id": d.get("outlet") or d["doc_id"],
-                      "story_reason": "new" if i == 0 else "same_story", "story_score": 1.0}
+    # Members as StoryStore.story_members gives them; each outlet (or an article without one) is a feed.
+    feed_ids: dict[str, int] = {}
+
+    def member(i: int, d: dict[str, Any]) -> StoryMember:
+        outlet = str(d.get("outlet") or d["doc_id"])
+        return StoryMember(id=i, title=d.get("title") or "", text=d["text"], url=None, canonical_url=None,
+                           published_at=None, fetched_at=datetime.now(UTC),
+                           feed_id=feed_ids.setdefault(outlet, len(feed_ids)),
+                           story_reason="new" if i == 0 else "same_story", story_score=1.0, outlet=outlet)
+
+    members = {sid: [member(i, d)
                      for i, d in enumerate(sorted(by_story[sid], key=lambda d: str(d.get("published") or "")))]
                for sid in ids}
     batch = [story_documents(members[sid]) for sid in ids]
@@ -58,7 +69,7 @@ def run(articles_path: str | Path, stories_path: str | Path, sentences: int = 4,
     results = summarizer.summarize_batch([docs for docs, _ in batch], titles=[t for _, t in batch],
                                          max_sentences=sentences)
     story = [raw_sentences(strip_headline(r.text, t)) for r, (_, t) in zip(results, batch, strict=True)]
-    firsts = [[s[0] for m in members[sid] if (s := raw_sentences(m["text"]))] for sid in ids]
+    firsts = [[s[0] for m in members[sid] if (s := raw_sentences(m.text))] for sid in ids]
     refs = [roundups[sid] for sid in ids]
     return {"n": len(ids), "sentences": sentences,
             "methods": {"story": score(story, refs), "first_sentences": score(firsts, refs)}}
