@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select, update
 
@@ -64,7 +65,7 @@ class ArticleStorage(Database):
 
     def insert_articles(self, feed_id: int | None, items: Iterable[NewArticle], now: datetime) -> list[int]:
         """Insert articles not seen before (by key or canonical URL); returns the ids of those stored now."""
-        rows = [dict(feed_id=feed_id, key=a.key, url=a.url, canonical_url=a.canonical_url, title=a.title,
+        rows: list[dict[str, Any]] = [dict(feed_id=feed_id, key=a.key, url=a.url, canonical_url=a.canonical_url, title=a.title,
                      teaser=a.teaser, text=a.text, text_source=a.text_source, content_hash=a.content_hash,
                      published_at=a.published_at, fetched_at=now, extract_attempts=0) for a in items]
         if not rows:

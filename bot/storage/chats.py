@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import Select, and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from bot.pipeline.digest import Schedule
@@ -49,7 +49,7 @@ def _subscription(r: Any) -> Subscription:
         topics=tuple(m["topics"] or ()), last_digest_at=m["last_digest_at"], next_due_at=m["next_due_at"])
 
 
-_SUB_COLUMNS = [subscriptions, chats.c.platform, chats.c.chat_ref, chats.c.thread_ref, chats.c.kind, chats.c.title]
+_SUB_COLUMNS = (subscriptions, chats.c.platform, chats.c.chat_ref, chats.c.thread_ref, chats.c.kind, chats.c.title)
 
 
 class SubscriptionStorage(Database):
@@ -64,9 +64,10 @@ class SubscriptionStorage(Database):
         row = conn.execute(select(chats.c.id, chats.c.kind, chats.c.title).where(cond)).one()
         if (row.kind, row.title) != (ref.kind, ref.title[:300]) and ref.title:
             conn.execute(update(chats).where(chats.c.id == row.id).values(kind=ref.kind, title=ref.title[:300]))
-        return row.id
+        chat_id: int = row.id
+        return chat_id
 
-    def _sub_query(self):  # noqa: ANN202
+    def _sub_query(self) -> Select[Any]:
         return select(*_SUB_COLUMNS).select_from(subscriptions.join(chats, chats.c.id == subscriptions.c.chat_id))
 
     def get_subscription(self, ref: ChatRef) -> Subscription | None:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, insert, or_, select, update
 
 from bot.clock import utcnow
 from bot.models import FeedSpec
@@ -118,7 +118,8 @@ class FeedRow:
 
 def _feed_row(r: Any) -> FeedRow:
     m = r._mapping
-    return FeedRow(**{k: (tuple(m[k] or ()) if k == "tags" else m[k]) for k in FeedRow.__dataclass_fields__})
+    values: dict[str, Any] = {k: (tuple(m[k] or ()) if k == "tags" else m[k]) for k in FeedRow.__dataclass_fields__}
+    return FeedRow(**values)
 
 
 def _feed_url(url: str) -> str:
@@ -231,7 +232,7 @@ class FeedStorage(Database):
 
         `force` takes every enabled feed, paused ones included.
         """
-        cond = [feeds.c.removed.is_(False), feeds.c.enabled.is_(True)]
+        cond: list[ColumnElement[bool]] = [feeds.c.removed.is_(False), feeds.c.enabled.is_(True)]
         if not force:
             cond += [feeds.c.paused_reason.is_(None),
                      or_(feeds.c.next_check_at.is_(None), feeds.c.next_check_at <= now)]

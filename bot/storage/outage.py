@@ -71,7 +71,7 @@ class Backoff:
         if self.down_since is not None and now < self.next_at:
             return self.next_at - now
         self.attempts += 1
-        step = min(self.max_s, self.base_s * 2 ** min(self.attempts - 1, 32))
+        step = min(self.max_s, self.base_s * 2.0 ** min(self.attempts - 1, 32))
         delay = max(self.base_s, step * self.rng.uniform(0.75, 1.0))
         self.next_at = now + delay
         if self.down_since is None:

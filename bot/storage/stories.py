@@ -76,10 +76,11 @@ class StoryStorage(Database):
                      state: bytes) -> int:
         """A new story; returns its id."""
         with self.write() as conn:
-            return conn.execute(insert(stories).values(
+            story_id: int = conn.execute(insert(stories).values(
                 title=title, created_at=now, updated_at=now, major_update_at=now, version=1, article_count=0,
                 outlet_count=0, topic_score=topic_score, topics=topics, state=state).returning(stories.c.id)
             ).scalar_one()
+        return story_id
 
     def update_story(self, story_id: int, *, now: datetime, state: bytes, topic_score: float,
                      topics: dict[str, float], major: bool) -> None:
