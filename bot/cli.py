@@ -11,9 +11,14 @@ import sys
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from bot.errors import BlockedURLError, CommandError, ConfigError
 from bot.settings import parse_duration
+
+if TYPE_CHECKING:  # the app pulls in storage and the pipeline: imported only when a command needs it
+    from bot.app import App
+    from bot.storage.feeds import FeedRow
 
 log = logging.getLogger("newsdigest")
 
@@ -185,7 +190,7 @@ def _eval(args: argparse.Namespace) -> int:
     return dedup.main(["--data", str(args.data)] + (["--protocol", args.protocol] if args.protocol else []))
 
 
-def _dispatch(app, args: argparse.Namespace) -> int:  # noqa: ANN001
+def _dispatch(app: App, args: argparse.Namespace) -> int:
     from bot.feedlist import add_feed, export_opml, import_opml
 
     store = app.store
@@ -217,11 +222,11 @@ def _dispatch(app, args: argparse.Namespace) -> int:  # noqa: ANN001
             return 0
         if args.feeds_cmd in ("remove", "resume"):
             fn = store.remove_feed if args.feeds_cmd == "remove" else store.resume_feed
-            row = fn(args.feed)
-            if row is None:
+            changed = fn(args.feed)
+            if changed is None:
                 print(f"newsdigest: no feed {args.feed!r}", file=sys.stderr)
                 return 1
-            print(f"{args.feeds_cmd}d: {row.id} {row.url}")
+            print(f"{args.feeds_cmd}d: {changed.id} {changed.url}")
             return 0
         if args.feeds_cmd == "import":
             try:
@@ -230,20 +235,20 @@ def _dispatch(app, args: argparse.Namespace) -> int:  # noqa: ANN001
                 print(f"newsdigest: {args.file}: {exc.strerror or exc}", file=sys.stderr)
                 return 2
             try:
-                report = import_opml(store, data, origin="opml", allow_private=app.settings.allow_private_urls)
+                imported = import_opml(store, data, origin="opml", allow_private=app.settings.allow_private_urls)
             except CommandError as exc:
                 # Not OPML at all (text, HTML, a feed, a bomb): a bad input file, like a bad feeds file.
                 print(f"newsdigest: {args.file}: {exc}", file=sys.stderr)
                 return 2
             if args.json:
-                print(json.dumps(report.as_dict()))
+                print(json.dumps(imported.as_dict()))
             else:
-                print(report.summary())
-                for url, title in report.added:
+                print(imported.summary())
+                for url, title in imported.added:
                     print(f"  added: {url} {title}")
-                for url in report.duplicates:
+                for url in imported.duplicates:
                     print(f"  skipped (duplicate): {url}")
-                for url, reason in report.rejected:
+                for url, reason in imported.rejected:
                     print(f"  rejected: {url}: {reason}")
             return 0
         if args.feeds_cmd == "export":
@@ -253,14 +258,14 @@ def _dispatch(app, args: argparse.Namespace) -> int:  # noqa: ANN001
         from bot.clock import utcnow
 
         since = utcnow() - args.since if args.since else None
-        rows = store.list_articles(since=since, limit=args.limit)
+        articles = store.list_articles(since=since, limit=args.limit)
         if args.json:
-            print(json.dumps([dataclasses.asdict(r) for r in rows], default=lambda v: v.isoformat()))
+            print(json.dumps([dataclasses.asdict(a) for a in articles], default=lambda v: v.isoformat()))
         else:
-            for r in rows:
-                when = (r.published_at or r.fetched_at).strftime("%Y-%m-%d %H:%M")
-                print(f"{r.id:>6}  {when}  {(r.outlet or '')[:20]:<20}  {r.title[:90]}")
-            print(f"{len(rows)} articles", file=sys.stderr)
+            for a in articles:
+                when = (a.published_at or a.fetched_at).strftime("%Y-%m-%d %H:%M")
+                print(f"{a.id:>6}  {when}  {(a.outlet or '')[:20]:<20}  {a.title[:90]}")
+            print(f"{len(articles)} articles", file=sys.stderr)
         return 0
     if args.cmd == "digest":
         return app.print_digest(args.since, as_json=args.json)
@@ -269,7 +274,7 @@ def _dispatch(app, args: argparse.Namespace) -> int:  # noqa: ANN001
     raise AssertionError(args.cmd)
 
 
-def _feed_json(r) -> dict:  # noqa: ANN001
+def _feed_json(r: FeedRow) -> dict[str, Any]:
     return {"id": r.id, "url": r.url, "name": r.display_name, "enabled": r.enabled, "origin": r.origin,
             "tags": list(r.tags), "interval_s": r.interval_s, "error_count": r.error_count,
             "last_error": r.last_error, "paused_reason": r.paused_reason,

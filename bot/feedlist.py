@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 from xml.etree.ElementTree import Element, SubElement, indent, tostring
 
@@ -113,7 +114,7 @@ class ImportReport:
     duplicates: list[str] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {"added": [{"url": u, "title": t} for u, t in self.added], "skipped_duplicates": self.duplicates,
                 "rejected": [{"url": u, "reason": r} for u, r in self.rejected]}

@@ -89,7 +89,8 @@ class Processor:
                 return 0
             if self.index is None:
                 self.index = self._load_index()
-            self.index.evict_before(utcnow() - self.window)
+            index = self.index
+            index.evict_before(utcnow() - self.window)
             if self._summaries_owed:
                 self._summarize_owed()
             while True:
@@ -97,7 +98,7 @@ class Processor:
                 if not batch:
                     break
                 self._summaries_owed = True
-                touched = self._process_batch(batch)
+                touched = self._process_batch(index, batch)
                 summarize_stories(self.store, self.summarizer, sorted(touched))
                 self._summaries_owed = False
                 done += len(batch)
@@ -118,7 +119,7 @@ class Processor:
                      "y" if len(owed) == 1 else "ies")
         self._summaries_owed = False
 
-    def _process_batch(self, batch: list[UnprocessedArticle]) -> set[int]:
+    def _process_batch(self, index: story_stage.StoryIndex, batch: list[UnprocessedArticle]) -> set[int]:
         now = utcnow()
         scores = self.classifier.score_many([topic_stage.article_text_for_topic(a.title, a.text)
                                              for a in batch])
@@ -136,7 +137,7 @@ class Processor:
             best = max(topics.values(), default=0.0)
             story_id = reason = score = None
             if i in placed:
-                story_id, decision = self._place(a, placed[i], topics, best, now)
+                story_id, decision = self._place(index, a, placed[i], topics, best, now)
                 reason, score = decision.reason, decision.score
                 touched.add(story_id)
             self.store.save_article_outcome(a.id, topic_score=best, topics=topics, story_id=story_id,
@@ -144,22 +145,22 @@ class Processor:
         self.store.refresh_story_counts(touched)
         return touched
 
-    def _place(self, a: UnprocessedArticle, features: story_stage.StoryFeatures, topics: dict[str, float],
-               best: float, now: datetime) -> tuple[int, story_stage.Decision]:
+    def _place(self, index: story_stage.StoryIndex, a: UnprocessedArticle, features: story_stage.StoryFeatures,
+               topics: dict[str, float], best: float, now: datetime) -> tuple[int, story_stage.Decision]:
         """Put one article in its story (new or existing), store the story and keep the index in step."""
-        decision, state = story_stage.place(self.index, features, now)
+        decision, state = story_stage.place(index, features, now)
         if decision.story_id is None:
             sid = self.store.create_story(title=a.title, now=now, topic_score=best, topics=topics,
                                           state=state.to_bytes())
-            self.index.add_story(sid, state)
+            index.add_story(sid, state)
             return sid, decision
         sid = decision.story_id
-        update = story_stage.is_substantial_update(self.index.get(sid), features, decision)
+        update = story_stage.is_substantial_update(index.get(sid), features, decision)
         old = self.store.get_story(sid)
         old_topics = (old.topics if old else None) or {}
         merged = {k: max(v, old_topics.get(k, 0.0)) for k, v in topics.items()}
         old_score = (old.topic_score if old else 0) or 0
         self.store.update_story(sid, now=now, state=state.to_bytes(), topic_score=max(best, old_score),
                                 topics=merged, major=update.substantial)
-        self.index.update_story(sid, state)
+        index.update_story(sid, state)
         return sid, decision

@@ -56,7 +56,9 @@ class ParserCrashError(ParseError):
 class ArticleProcessor(Protocol):
     """Runs the stages after storage (topic, story, summary) for new article ids; idempotent."""
 
-    def process(self, article_ids: Sequence[int]) -> None: ...
+    def process(self, article_ids: Sequence[int]) -> int:
+        """Process the waiting articles; returns how many."""
+        ...
 
 
 @dataclass
@@ -70,7 +72,7 @@ class PollReport:
     failed: list[dict[str, str]] = field(default_factory=list)
     new_ids: list[int] = field(default_factory=list)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         """The JSON object printed by `newsdigest poll --once --json`."""
         return {"feeds": self.feeds, "fetched": self.fetched, "not_modified": self.not_modified,
                 "new_articles": self.new_articles, "failed": self.failed}
@@ -166,7 +168,7 @@ class ParsePool:
         log.warning("a parse process died; parse pool rebuilt")
         old.shutdown(wait=False, cancel_futures=True)
 
-    async def _run_alone(self, fn: Callable[..., _T], args: tuple) -> _T:
+    async def _run_alone(self, fn: Callable[..., _T], args: tuple[Any, ...]) -> _T:
         self.isolated += 1
         pool = self._new(1)
         try:
@@ -347,7 +349,7 @@ class Runner:
             except TimeoutError:
                 pass
 
-    async def _wait_with_progress(self, tasks: list[asyncio.Task], what: str) -> None:
+    async def _wait_with_progress(self, tasks: list[asyncio.Task[Any]], what: str) -> None:
         total, started, last = len(tasks), time.monotonic(), time.monotonic()
         pending = set(tasks)
         while pending:

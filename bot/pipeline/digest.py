@@ -91,7 +91,7 @@ def score_story(c: StoryCandidate, now: datetime, topics: Collection[str] = ()) 
     """Rank score in [0, 1]: outlets carrying it, recency of its last major update, score on the chat's topics."""
     outlets = min(1.0, math.log1p(max(c.outlet_count, 1)) / math.log1p(OUTLETS_FULL))
     age_h = max(0.0, (now - c.major_update_at).total_seconds() / 3600)
-    recency = 0.5 ** (age_h / RECENCY_HALF_LIFE_H)
+    recency: float = 0.5 ** (age_h / RECENCY_HALF_LIFE_H)
     topic = min(1.0, max(0.0, c.relevance(topics)))
     return W_OUTLETS * outlets + W_RECENCY * recency + W_TOPIC * topic
 

@@ -63,13 +63,13 @@ def parse_feed(body: bytes, *, url: str, content_type: str | None = None, date_f
         parsed = feedparser.parse(io.BytesIO(body), response_headers=headers)
     except Exception as exc:  # feedparser is third-party: translate whatever it raises at the boundary
         raise ParseError(f"feed parser failed: {type(exc).__name__}: {exc} ({url})") from exc
-    exc = parsed.get("bozo_exception")
+    bozo = parsed.get("bozo_exception")
     version = parsed.get("version") or ""
     if not parsed.entries:
         if not version:
-            raise ParseError(_not_a_feed_message(body, url, content_type, exc))
-        if isinstance(exc, xml.sax.SAXException):
-            raise ParseError(f"malformed feed XML without entries: {exc} ({url})")
+            raise ParseError(_not_a_feed_message(body, url, content_type, bozo))
+        if isinstance(bozo, xml.sax.SAXException):
+            raise ParseError(f"malformed feed XML without entries: {bozo} ({url})")
     entries = _unique_entries(
         _entry(raw, feed_url=url, date_fallback=date_fallback) for raw in parsed.entries[:max_entries])
     feed = parsed.get("feed", {})
@@ -80,7 +80,7 @@ def parse_feed(body: bytes, *, url: str, content_type: str | None = None, date_f
         entries=tuple(entries),
         version=version,
         bozo=bool(parsed.get("bozo")),
-        bozo_reason=f"{type(exc).__name__}: {exc}" if exc is not None else None,
+        bozo_reason=f"{type(bozo).__name__}: {bozo}" if bozo is not None else None,
     )
 
 

@@ -10,7 +10,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.errors import BlockedURLError, FetchError, NewsdigestError, ParseError
+from bot.errors import BlockedURLError, FetchError, ParseError
 
 MAX_DELAY_S = 24 * 3600.0
 MIN_INTERVAL_S = 60.0
@@ -52,7 +52,7 @@ def backoff_delay(error_count: int, interval_s: float, rng: random.Random | None
     return min(base, policy.max_delay_s) * rng.uniform(0.5, 1.0)
 
 
-def permanent_reason(exc: NewsdigestError) -> str | None:
+def permanent_reason(exc: Exception) -> str | None:
     """A reason to pause at once, for failures that retrying cannot fix."""
     if isinstance(exc, BlockedURLError):
         return f"blocked URL: {exc.reason}"
@@ -61,7 +61,7 @@ def permanent_reason(exc: NewsdigestError) -> str | None:
     return None
 
 
-def after_failure(exc: NewsdigestError, *, previous_errors: int, interval_s: float, now: datetime,
+def after_failure(exc: Exception, *, previous_errors: int, interval_s: float, now: datetime,
                   rng: random.Random | None = None, policy: PollPolicy = PollPolicy()) -> FailureDecision:
     """Decide the next check and whether to pause, after a poll failed with `exc`."""
     count = previous_errors + 1
