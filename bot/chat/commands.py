@@ -181,7 +181,8 @@ class CommandService:
     def _handle_sync(self, inv: Invocation) -> Reply:
         if inv.command == "callback":
             return self._callback(inv)
-        return getattr(self, f"_cmd_{self._allowed(inv)}")(inv)
+        handler: Callable[[Invocation], Reply] = getattr(self, f"_cmd_{self._allowed(inv)}")
+        return handler(inv)
 
     def _allowed(self, inv: Invocation) -> str:
         """The command's name when it exists here and this user may run it; else a CommandError."""

@@ -47,7 +47,8 @@ class StoreFeedAdmin:
             now = utcnow()
             await asyncio.to_thread(self.store.record_feed_success, row.id, now=now, next_check_at=now, etag=None,
                                     last_modified=None, title=probe.title)
-            row = await asyncio.to_thread(self.store.get_feed, row.id) or row
+            fresh = await asyncio.to_thread(self.store.get_feed, row.id)
+            row = fresh or row
         return row, created
 
     def remove(self, id_or_url: str) -> FeedRow | None:

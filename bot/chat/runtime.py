@@ -108,9 +108,9 @@ class ChatRuntime:
         # One signal per loop: a send must not run the scheduler, and neither loop may clear the other's wake-up.
         self._wake_scheduler = asyncio.Event()
         self._wake_sender = asyncio.Event()
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._started: list[Service] = []  # services started and not yet stopped, in start order
-        self._sending: set[asyncio.Task] = set()
+        self._sending: set[asyncio.Task[None]] = set()
         self._buffer: dict[int, OutboxItem] = {}
         self._in_flight: set[int] = set()
         self._heap: list[tuple[float, int, int]] = []

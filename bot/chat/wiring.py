@@ -33,10 +33,11 @@ def chat_topics(feeds_file: Any) -> list[str]:
     return list(dict.fromkeys([*feeds_file.digest.topics, *scored]))
 
 
-def build_command_service(app: Any, summarize: Summarize | None = None) -> CommandService:
-    """The CommandService over the app's store, settings and feeds file."""
+def build_command_service(app: Any, summarize: Summarize | None = None, *,
+                          chats: ChatStore | None = None) -> CommandService:
+    """The CommandService over the app's store (or `chats`), settings and feeds file."""
     s = app.settings
-    return CommandService(ChatStore(app.store.engine), admins=s.admins, defaults=app.feeds_file.digest,
+    return CommandService(chats or ChatStore(app.store.engine), admins=s.admins, defaults=app.feeds_file.digest,
                           feed_admin=StoreFeedAdmin(app.store, allow_private=s.allow_private_urls,
                                                     limits=app.fetch_limits()),
                           summarize=summarize, topics=chat_topics(app.feeds_file),
@@ -51,7 +52,9 @@ def build_chat_runtime(app: Any, *, summarize: Summarize | None = None,
     Each extra adapter factory gets the CommandService and returns an object that is both a ChatSink and a
     Service (start/stop). SDKs are imported only for the platforms whose token is set.
     """
-    service = build_command_service(app, summarize)
+    # One chat store for commands and the runtime; the runtime also needs its outbox side.
+    chats = ChatStore(app.store.engine)
+    service = build_command_service(app, summarize, chats=chats)
     sinks: list[Any] = []
     limits: dict[str, Limits] = {}
     if app.settings.telegram_bot_token:
@@ -70,5 +73,5 @@ def build_chat_runtime(app: Any, *, summarize: Summarize | None = None,
         service.chats.subscribe(CONSOLE_CHAT, app.feeds_file.digest, utcnow(), next_due=next_due)
         sinks.append(ConsoleSink())
         log.info("no chat token set: digests are printed to the terminal")
-    return ChatRuntime(service.chats, app.feeds_file.digest, sinks, services=services, limits=limits,
+    return ChatRuntime(chats, app.feeds_file.digest, sinks, services=services, limits=limits,
                        config=config)
