@@ -175,7 +175,7 @@ class TelegramChat:
 
     # updates -> commands ------------------------------------------------------------------------------------
 
-    async def _invocation(self, update: Update, msg: Message, text: str, **extra: object) -> Invocation | None:
+    async def _invocation(self, update: Update, msg: Message, text: str) -> Invocation | None:
         parsed = parse_command(text, self.bot.username)
         if parsed is None:
             return None
@@ -187,7 +187,7 @@ class TelegramChat:
         if not admin and needs_chat_admin(command):
             admin = await self._is_chat_admin(msg, user_id)
         return Invocation(PLATFORM, chat, user_id, command, args, user_is_chat_admin=admin,
-                          user_name=user.full_name if user else chat.title, **extra)  # type: ignore[arg-type]
+                          user_name=user.full_name if user else chat.title)
 
     async def _is_chat_admin(self, msg: Message, user_id: str) -> bool:
         # An anonymous group admin posts as the group itself.

@@ -123,6 +123,13 @@ def fit(X: np.ndarray, y: np.ndarray) -> Any:
                           num_boost_round=ROUNDS)
 
 
+def _timestamp(value: Any) -> float:
+    when = parse_time(value)
+    if when is None:
+        raise ValueError(f"no publication time: {value!r}")
+    return when.timestamp()
+
+
 def half_of(cluster_id: str) -> int:
     """A stable split of stories in two (md5 parity of the story id)."""
     return int(hashlib.md5(str(cluster_id).encode()).hexdigest(), 16) % 2
@@ -138,9 +145,10 @@ def cluster_with(probs: np.ndarray, order: Sequence[int], times: Sequence[float 
     label = [0] * len(order)
     for i in order:
         best, best_score = None, -1.0
+        t_i = times[i]
         for s, members in enumerate(stories):
-            if window_s is not None and times[i] is not None and \
-                    abs(times[i] - times[members[-1]]) > window_s:  # type: ignore[operator]
+            t_last = times[members[-1]]
+            if window_s is not None and t_i is not None and t_last is not None and abs(t_i - t_last) > window_s:
                 continue
             score = story_score(probs[i, members[-MAX_SCORED_MEMBERS:]])
             if score > best_score:
@@ -192,10 +200,12 @@ def cross_fitted(sets: dict[str, tuple[list[dict[str, Any]], np.ndarray, np.ndar
             M = np.zeros((n, n))
             M[pairs[:, 0], pairs[:, 1]] = p
             M[pairs[:, 1], pairs[:, 0]] = p
-            if protocol == "timed":
-                times = [parse_time(r["published"]).timestamp() for r in records]  # type: ignore[union-attr]
-                order = sorted(range(n), key=lambda i: times[i])
-                window = story.DEFAULT_WINDOW.total_seconds()
+            times: list[float | None]
+            window: float | None
+            if protocol == "timed":  # X_timed exists only when every record has a publication time
+                stamps = [_timestamp(r["published"]) for r in records]
+                times, order, window = list(stamps), sorted(range(n), key=lambda i: stamps[i]), \
+                    story.DEFAULT_WINDOW.total_seconds()
             else:
                 times, order, window = [None] * n, list(range(n)), None
             res[protocol] = {str(t): bcubed(cluster_with(M, order, times, t, window), gold) for t in CV_THRESHOLDS}
