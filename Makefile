@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint clean
+.PHONY: setup run test lint typecheck clean
 
 setup: $(VENV)/.installed
 
@@ -30,5 +30,9 @@ test: setup
 lint: setup
 	$(BIN)/ruff check bot summarizer tests bench
 
+# mypy strict on bot/ and summarizer/ ([tool.mypy] in pyproject.toml); its cache makes a rerun take seconds.
+typecheck: setup
+	$(BIN)/mypy
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache
