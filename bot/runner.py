@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from bot.clock import utcnow
-from bot.errors import ExtractError, FetchError, NewsdigestError, ParseError
+from bot.errors import ExtractError, FetchError, NewsdigestError, ParseError, StorageError
 from bot.models import NewArticle
 from bot.net import PAGE_ACCEPT, Fetcher
 from bot.pipeline import article as article_stage
@@ -239,7 +239,8 @@ class Runner:
             if db_down:
                 # One line per feed: the poll loop logs the outage (with one traceback) and backs off.
                 log.warning("%s: database unavailable while polling (%s)", feed.url, describe(exc))
-            elif not isinstance(exc, NewsdigestError):
+            elif not isinstance(exc, NewsdigestError) or isinstance(exc, StorageError):
+                # A database error that is no outage (a bad statement) is ours: its traceback is wanted.
                 log.error("%s: unexpected error while polling", feed.url, exc_info=exc)
             decision = feed_stage.after_failure(exc, previous_errors=feed.error_count, interval_s=feed.interval_s,
                                                 now=now, rng=self.rng, policy=self.policy)
