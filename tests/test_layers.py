@@ -32,3 +32,27 @@ def test_module_does_not_load_forbidden_packages(module: str) -> None:
             f"print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}} & {set(forbidden)!r})))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "", f"{module} loads {out.stdout.strip()}"
+
+
+def test_the_default_service_path_runs_without_torch_lightgbm_or_scikit_learn() -> None:
+    """Embedding, topic heads, the pair model and the extractive summarizer at work: the heavy training-time
+    libraries stay out of the service process (issue 12: each costs 50-300 MB resident). scipy is not on the
+    list: datasketch (MinHash) imports it for its LSH module."""
+    code = """
+import sys
+import numpy as np
+from summarizer import Summarizer
+from summarizer.embedding import Embedder
+from bot.pipeline import story, story_pairs, topic
+emb = Embedder()
+texts = ["Iran and the US resume talks in Vienna on the nuclear deal.", "The Premier League season starts."]
+X = emb.encode(texts)
+topic.TopicClassifier(emb).score_many(texts)
+feats = story.featurize([{"key": str(i), "title": t, "text": t} for i, t in enumerate(texts)], emb.encode)
+story_pairs.default_model().proba(np.asarray([story_pairs.pair_features(feats[0].signals, feats[1].signals)]))
+Summarizer(embedder=emb).summarize(texts[0] + " " + texts[0].replace("Iran", "Tehran"))
+print(" ".join(sorted({m.split(".")[0] for m in sys.modules} & {"torch", "lightgbm", "sklearn",
+                                                             "sentence_transformers", "transformers"})))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=True)
+    assert out.stdout.strip() == "", f"the service path loads {out.stdout.strip()}"

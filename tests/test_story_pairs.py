@@ -92,7 +92,22 @@ def test_training_is_deterministic_and_writes_a_loadable_model(tmp_path, embedde
     for name in (story_pairs.MODEL_FILE, story_pairs.MODEL_META, story_pairs.IDF_FILE):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     model = PairModel.load(tmp_path / "a" / story_pairs.MODEL_FILE, tmp_path / "a" / story_pairs.MODEL_META)
-    assert model.proba(np.zeros((2, len(FEATURE_NAMES)))).shape == (2,)
+    assert isinstance(model.booster, story_pairs.OnnxTrees)
+    booster = PairModel.load(tmp_path / "a" / story_pairs.MODEL_FILE, tmp_path / "a" / story_pairs.MODEL_META,
+                             backend="lightgbm")
+    X = np.random.default_rng(0).random((500, len(FEATURE_NAMES)))
+    assert model.proba(X).shape == (500,)
+    assert np.abs(model.proba(X) - booster.proba(X)).max() < 1e-5  # the ONNX form is the same trees
+
+
+def test_shipped_onnx_model_is_the_shipped_booster():
+    base = Path(story_pairs.__file__).resolve().parent.parent / "resources"
+    onnx = PairModel.load(base / story_pairs.MODEL_FILE, base / story_pairs.MODEL_META)
+    booster = PairModel.load(base / story_pairs.MODEL_FILE, base / story_pairs.MODEL_META, backend="lightgbm")
+    assert isinstance(onnx.booster, story_pairs.OnnxTrees)
+    X = np.random.default_rng(1).random((2000, len(FEATURE_NAMES)))
+    X[:, FEATURE_NAMES.index("has_time")] = np.round(X[:, FEATURE_NAMES.index("has_time")])
+    assert np.abs(onnx.proba(X) - booster.proba(X)).max() < 1e-5
 
 
 def test_training_rejects_bad_files(tmp_path, capsys):

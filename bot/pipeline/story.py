@@ -29,10 +29,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from datasketch import LeanMinHash, MinHash, MinHashLSH
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from bot.pipeline import story_pairs
-from bot.pipeline.story_pairs import PairScorer, Signals
+from bot.pipeline.story_pairs import ENGLISH_STOP_WORDS, PairScorer, Signals
 
 if TYPE_CHECKING:
     import pysbd

@@ -30,11 +30,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 IDF_FILE = "story_idf.json.gz"
+STOP_WORDS_FILE = "stop_words_en.txt"
 MODEL_FILE = "story_pairs.txt"
 MODEL_META = "story_pairs.json"
+ONNX_OPSET = 15  # the highest onnxmltools converts LightGBM to
 # How many of a story's members an article is compared with (the most recent ones), and how many of the best
 # pair probabilities make the story's score.
 MAX_SCORED_MEMBERS = 8
@@ -88,6 +89,16 @@ class Idf:
         for t in texts:
             df.update(set(words(t)))
         return cls(n=len(texts), df={w: c for w, c in df.items() if c >= min_df})
+
+
+def _stop_words() -> frozenset[str]:
+    # scikit-learn's ENGLISH_STOP_WORDS, copied (bot/resources/PROVENANCE.md): importing scikit-learn for one
+    # constant would add ~110 MB to the service.
+    text = (resources.files("bot") / "resources" / STOP_WORDS_FILE).read_text(encoding="utf-8")
+    return frozenset(w for w in text.split("\n") if w and not w.startswith("#"))
+
+
+ENGLISH_STOP_WORDS = _stop_words()
 
 
 @lru_cache(maxsize=1)
@@ -235,8 +246,39 @@ class PairScorer(Protocol):
     def proba(self, X: np.ndarray) -> np.ndarray: ...
 
 
+class OnnxTrees:
+    """A LightGBM model converted to ONNX, run by onnxruntime: the same trees and probabilities without
+    importing lightgbm (and, through it, scikit-learn and scipy: ~120 MB) into the service."""
+
+    def __init__(self, path: str | Path) -> None:
+        import onnxruntime
+
+        opts = onnxruntime.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.enable_cpu_mem_arena = False
+        opts.log_severity_level = 3  # the converted graph declares its label output 1-long: a warning per call
+        self.session = onnxruntime.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+
+    def predict(self, X: np.ndarray, num_threads: int = 1) -> np.ndarray:
+        """P(class 1) per row, as lightgbm.Booster.predict."""
+        probabilities = self.session.run(None, {self.input: np.asarray(X, dtype=np.float32)})[1]
+        return np.asarray(probabilities, dtype=np.float64)[:, 1]
+
+
+def to_onnx(booster: Any, path: str | Path) -> None:
+    """Convert a LightGBM booster to ONNX (onnxmltools) at `path`."""
+    import onnxmltools
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    model = onnxmltools.convert_lightgbm(booster, initial_types=[("X", FloatTensorType([None, len(FEATURE_NAMES)]))],
+                                         target_opset=ONNX_OPSET, zipmap=False)
+    Path(path).write_bytes(model.SerializeToString())
+
+
 class PairModel:
-    """A LightGBM booster over FEATURE_NAMES, with the join threshold chosen when it was trained."""
+    """A LightGBM model over FEATURE_NAMES (the booster, or its ONNX form), with the join threshold chosen when
+    it was trained."""
 
     def __init__(self, booster: Any, meta: Mapping[str, Any]) -> None:
         names = tuple(meta.get("features", ()))
@@ -258,16 +300,22 @@ class PairModel:
         return np.asarray(self.booster.predict(X, num_threads=1), dtype=np.float64)
 
     def save(self, model_path: str | Path, meta_path: str | Path) -> None:
-        """LightGBM's text model format plus a JSON of settings and provenance."""
+        """LightGBM's text model format, its ONNX form beside it (`.onnx`), and a JSON of settings and
+        provenance."""
         self.booster.save_model(str(model_path))
+        to_onnx(self.booster, Path(model_path).with_suffix(".onnx"))
         Path(meta_path).write_text(json.dumps(self.meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
     @classmethod
-    def load(cls, model_path: str | Path, meta_path: str | Path) -> PairModel:
-        """Read a model written by `save`."""
+    def load(cls, model_path: str | Path, meta_path: str | Path, *, backend: str = "onnx") -> PairModel:
+        """Read a model written by `save`: its ONNX form (the default: no lightgbm import), or `backend=
+        "lightgbm"` for the booster itself."""
+        meta = json.loads(Path(meta_path).read_text(encoding="utf-8"))
+        onnx_path = Path(model_path).with_suffix(".onnx")
+        if backend == "onnx" and onnx_path.exists():
+            return cls(OnnxTrees(onnx_path), meta)
         import lightgbm
 
-        meta = json.loads(Path(meta_path).read_text(encoding="utf-8"))
         return cls(lightgbm.Booster(model_file=str(model_path)), meta)
 
 
@@ -275,7 +323,8 @@ class PairModel:
 def default_model() -> PairModel:
     """The shipped pair model (bot/resources/story_pairs.txt)."""
     base = resources.files("bot") / "resources"
-    with resources.as_file(base / MODEL_FILE) as m, resources.as_file(base / MODEL_META) as j:
+    with resources.as_file(base / MODEL_FILE) as m, resources.as_file(base / MODEL_META) as j, \
+            resources.as_file(base / MODEL_FILE.replace(".txt", ".onnx")):
         return PairModel.load(m, j)
 
 
@@ -286,5 +335,5 @@ def story_score(probs: np.ndarray) -> float:
     return float(np.mean(np.sort(probs)[-TOP_MEMBERS:]))
 
 
-__all__ = ["FEATURE_NAMES", "Idf", "PairModel", "PairScorer", "Signals", "default_idf", "default_model",
+__all__ = ["ENGLISH_STOP_WORDS", "FEATURE_NAMES", "Idf", "PairModel", "PairScorer", "Signals", "default_idf", "default_model",
            "pair_features", "story_score", "text_signals", "word_vector", "words"]

@@ -26,7 +26,42 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from scipy.special import expit, logit, softmax
+
+
+# Plain numpy (scipy.special's names): scipy would add ~50 MB to the service for three one-line functions.
+def expit(x: np.ndarray | float) -> np.ndarray:
+    """The logistic function, without overflow for large |x|."""
+    return np.exp(-np.logaddexp(0.0, -np.asarray(x, dtype=np.float64)))
+
+
+def logit(p: np.ndarray | float) -> np.ndarray:
+    """The inverse of `expit`."""
+    p = np.asarray(p, dtype=np.float64)
+    out: np.ndarray = np.log(p) - np.log1p(-p)
+    return out
+
+
+def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Softmax along `axis` (shifted by the maximum)."""
+    e = np.exp(z - np.max(z, axis=axis, keepdims=True))
+    out: np.ndarray = e / np.sum(e, axis=axis, keepdims=True)
+    return out
+
+
+def knn_vote(X: np.ndarray, embeddings: np.ndarray, labels: np.ndarray, k: int, n_classes: int) -> np.ndarray:
+    """(n, n_classes) distance-weighted cosine k-nearest-neighbour vote over unit vectors, as scikit-learn's
+    KNeighborsClassifier(weights="distance", metric="cosine") computes it (neighbours at distance 0 take the
+    whole vote)."""
+    sims = X @ embeddings.T
+    k = min(k, len(labels))
+    idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    dist = np.clip(1.0 - np.take_along_axis(sims, idx, axis=1).astype(np.float64), 0.0, 2.0)
+    exact = dist == 0
+    w = np.where(exact.any(axis=1, keepdims=True), exact.astype(np.float64), 1.0 / np.where(exact, 1.0, dist))
+    out = np.zeros((len(X), n_classes))
+    np.add.at(out, (np.repeat(np.arange(len(X)), k), labels[idx].ravel()), w.ravel())
+    vote: np.ndarray = out / out.sum(axis=1, keepdims=True)
+    return vote
 
 WORLD = "world"
 GEOPOLITICS = "geopolitics"
@@ -128,23 +163,19 @@ class TopicHead:
                                                                                  self.embeddings.shape[1]):
             raise ValueError("topic head arrays do not fit together")
 
-    def _neighbours(self) -> Any:  # a fitted KNeighborsClassifier; scikit-learn is untyped
-        if self._knn is None:
-            from sklearn.neighbors import KNeighborsClassifier
-
-            knn = KNeighborsClassifier(n_neighbors=min(self.k, len(self.labels)), metric="cosine",
-                                       weights="distance", algorithm="brute")
-            self._knn = knn.fit(self.embeddings.astype(np.float32), self.labels)
-        return self._knn
+    def _unit_embeddings(self) -> np.ndarray:
+        if self._knn is None:  # float16 on disk: renormalised once, as the cosine metric does
+            e = self.embeddings.astype(np.float32)
+            self._knn = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+        unit: np.ndarray = self._knn
+        return unit
 
     def proba_all(self, X: np.ndarray) -> np.ndarray:
         """(n, classes) probabilities: mean of the kNN vote and the logistic regression."""
         X = np.asarray(X, dtype=np.float32)
         if len(X) == 0:
             return np.zeros((0, len(self.classes)))
-        knn = self._neighbours()
-        p_knn = np.zeros((len(X), len(self.classes)))
-        p_knn[:, knn.classes_] = knn.predict_proba(X)
+        p_knn = knn_vote(X, self._unit_embeddings(), self.labels, self.k, len(self.classes))
         p_lr = softmax(X @ self.coef.T + self.intercept, axis=1)
         mean: np.ndarray = (p_knn + p_lr) / 2
         return mean
