@@ -27,6 +27,8 @@ Invariants (`check_invariants`, on the SQLite file and what the fakes saw):
                            summary written after its last change (summary_method set)
   parts_delivered_once     every outbox part is sent, in order per chat; the only repeat a chat sees is the part
                            that was in flight (received, unconfirmed) when a kill came, at most once per such kill
+  story_once_per_version   a story goes to a chat in at most as many digests as it has versions (the digests
+                           queued before a kill and after the restart do not repeat it)
   nothing_due_left         no outbox part pending, failed or cancelled; no active subscription due
   service_running          after the last restart the service polls, answers a command and stops cleanly
 
@@ -311,6 +313,9 @@ class Campaign:
                 "digest_requests": len(self.requests), **result, "final_run": self.final,
                 "wall_s": round(time.monotonic() - started, 1)}
 
+    def _log_tail(self, chars: int = 3000) -> str:
+        return (self.workdir / "service.log").read_text(errors="replace")[-chars:]
+
     def _write_feeds_file(self, world: World) -> None:
         feeds = "feeds:\n" + "".join(f"  - {{url: '{world.server.url(world.feed_path(f))}', name: Crash Outlet {f},"
                                      f" interval: 1m}}\n" for f in range(world.feeds))
@@ -322,12 +327,15 @@ class Campaign:
         try:
             for c in CHATS:
                 api.user_message(c, c, "/subscribe")
-            await api.wait_for(lambda: all(api.sent_to(c) for c in CHATS), timeout=60)
+            try:
+                await api.wait_for(lambda: all(api.sent_to(c) for c in CHATS) or not svc.alive(), timeout=60)
+            except TimeoutError:
+                raise AssertionError(f"setup: /subscribe unanswered; the log ends:\n{self._log_tail()}") from None
         finally:
             rc = await asyncio.to_thread(svc.stop)
         subs = db_query(self.db, "SELECT count(*) FROM subscriptions WHERE active = 1")[0][0]
         if rc != 0 or subs != len(CHATS):
-            raise AssertionError(f"setup: {subs} subscriptions, exit status {rc}; see the log")
+            raise AssertionError(f"setup: {subs} subscriptions, exit status {rc}; the log ends:\n{self._log_tail()}")
         self.sent_base = len(api.sent)  # the replies to /subscribe are no outbox parts
 
     def _env(self, api: FakeTelegramAPI) -> dict[str, str]:
@@ -397,7 +405,8 @@ class Campaign:
                     in_flight=_in_flight(self.db, api, self.explained, self.sent_base))
         self.kills.append(kill)
         if not alive:
-            raise AssertionError(f"iteration {i}: the service exited by itself before the kill; see the log")
+            raise AssertionError(f"iteration {i}: the service exited by itself before the kill; the log ends:\n"
+                                 f"{self._log_tail()}")
         self.log(f"iteration {i}: kill in {stage} at {at:.2f} s (triggered: {kill.triggered}, "
                  f"in flight: {len(kill.in_flight)})")
 
@@ -527,6 +536,16 @@ def check_invariants(db: Path, world: World, api: FakeTelegramAPI, kills: list[K
     problems += [f"unexpected request: {u}" for u in api.unexpected]
     inv["parts_delivered_once"] = {"ok": not problems, "problems": problems[:20], "parts": parts,
                                    "duplicates": duplicates, "duplicates_allowed": sum(allowed.values())}
+    # a story goes to a chat once, and again only after an update (its version grew)
+    versions = dict(db_query(db, "SELECT id, version FROM stories"))
+    per_chat: dict[str, Counter[int]] = {}
+    for chat, story_ids in db_query(db, "SELECT ch.chat_ref, o.story_ids FROM outbox o JOIN chats ch "
+                                        "ON ch.id = o.chat_id WHERE o.part = 0"):
+        per_chat.setdefault(chat, Counter()).update(json.loads(story_ids or "[]"))
+    problems = [f"chat {c}: story {sid} in {n} digests, version {versions.get(sid)}"
+                for c, counts in per_chat.items() for sid, n in counts.items() if n > versions.get(sid, 0)]
+    inv["story_once_per_version"] = {"ok": not problems, "problems": problems[:20],
+                                     "stories_sent": sum(sum(c.values()) for c in per_chat.values())}
     # nothing due left undelivered
     statuses = dict(db_query(db, "SELECT status, count(*) FROM outbox GROUP BY status"))
     now = datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")
