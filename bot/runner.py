@@ -29,15 +29,15 @@ from typing import Any, Protocol, TypeVar
 
 from bot.clock import utcnow
 from bot.errors import ExtractError, FetchError, NewsdigestError, ParseError, StorageError
-from bot.models import NewArticle
 from bot.net import PAGE_ACCEPT, Fetcher
 from bot.pipeline import article as article_stage
-from bot.pipeline import entry as entry_stage
 from bot.pipeline import feed as feed_stage
+from bot.pipeline.entry import parse_to_articles
 from bot.ports import PollStore
 from bot.storage.articles import PendingArticle
 from bot.storage.feeds import FeedRow
 from bot.storage.outage import Backoff, describe, is_database_down
+from bot.worker_init import watch_parent
 
 log = logging.getLogger("newsdigest.runner")
 
@@ -78,36 +78,6 @@ class PollReport:
                 "new_articles": self.new_articles, "failed": self.failed}
 
 
-@dataclass(frozen=True)
-class ParsedBatch:
-    """A parsed feed reduced to what the runner stores (small to pickle across processes)."""
-
-    title: str
-    bozo_reason: str | None
-    articles: tuple[NewArticle, ...]
-
-
-def parse_to_articles(body: bytes, url: str, content_type: str | None, date_fallback: bool) -> ParsedBatch:
-    """Parse feed bytes into article rows (pure and CPU-bound, so it can run in a process pool)."""
-    parsed = entry_stage.parse_feed(body, url=url, content_type=content_type, date_fallback=date_fallback)
-    return ParsedBatch(title=parsed.title, bozo_reason=parsed.bozo_reason if parsed.bozo else None,
-                       articles=tuple(entry_stage.new_article(e) for e in parsed.entries))
-
-
-def _watch_parent(parent_pid: int, initializer: Callable[[], object] | None) -> None:
-    """Runs first in each parse worker: exit when the parent is gone, then the caller's initializer."""
-
-    def watch() -> None:
-        # A parent killed with SIGKILL never shuts its pool down; without this its workers would live on.
-        while os.getppid() == parent_pid:
-            time.sleep(0.5)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-    if initializer is not None:
-        initializer()
-
-
 class ParsePool:
     """A process pool for feed parsing that survives the death of a worker (a crash in C code, an OOM kill).
 
@@ -132,7 +102,7 @@ class ParsePool:
     def _new(self, workers: int) -> ProcessPoolExecutor:
         # "spawn": forking a process that runs an event loop and holds DB connections is unsafe.
         return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=functools.partial(_watch_parent, os.getpid(), self._initializer))
+                                   initializer=functools.partial(watch_parent, os.getpid(), self._initializer))
 
     async def run(self, fn: Callable[..., _T], *args: Any) -> _T:
         """`fn(*args)` in a worker process; raises ParserCrashError when it kills the process running it."""

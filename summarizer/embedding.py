@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "bf16", "int8")
 BACKENDS = ("onnx", "torch")
 EXPORT_TIMEOUT_S = 600
+ATTENTION_BUDGET = 1 << 20  # texts x tokens^2 per batch (see _batches)
 
 
 def default_model_path() -> Path:
@@ -180,8 +181,7 @@ class _OnnxEncoder:
         encodings = self.tokenizer.encode_batch(texts)
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         out = np.zeros((len(texts), 384), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
+        for idx in _batches(order, [len(e.ids) for e in encodings], batch_size):
             width = max(len(encodings[i].ids) for i in idx)
             ids = np.zeros((len(idx), width), dtype=np.int64)
             mask = np.zeros((len(idx), width), dtype=np.int64)
@@ -198,6 +198,22 @@ class _OnnxEncoder:
         if out.shape[1] != Embedder.dim:
             raise ValueError(f"expected {Embedder.dim}-dimensional embeddings, got {out.shape[1]}")
         return out
+
+
+def _batches(order: list[int], lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Consecutive runs of `order` (sorted by length) of at most `batch_size` texts and ATTENTION_BUDGET
+    batch x tokens^2: attention takes batch x heads x tokens^2 floats, so 64 texts of 256 tokens would hold
+    ~200 MB for a moment where 64 headlines need 2 MB."""
+    out: list[list[int]] = []
+    run: list[int] = []
+    for i in order:
+        if run and (len(run) >= batch_size or (len(run) + 1) * lengths[i] ** 2 > ATTENTION_BUDGET):
+            out.append(run)
+            run = []
+        run.append(i)
+    if run:
+        out.append(run)
+    return out
 
 
 def _export_in_child(model_path: Path, out: Path, precision: str) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import trafilatura
 from lxml import etree
 from lxml import html as lxml_html
 
@@ -111,6 +110,8 @@ def extract_article(html: str | bytes, url: str | None = None, *, max_bytes: int
         raise ExtractError(f"page larger than {max_bytes} bytes ({url or 'no url'})")
     if not html or not html.strip():
         raise ExtractError(f"empty page ({url or 'no url'})")
+    import trafilatura  # here: parse workers use this module for feed text and never extract pages
+
     text = trafilatura.extract(html, url=url, output_format="txt", **EXTRACT_OPTIONS)
     cleaned = strip_boilerplate(text or "")
     if word_count(cleaned) < min_words:
@@ -201,5 +202,7 @@ def _is_boilerplate(line: str) -> bool:
 def page_title(html: str | bytes) -> str:
     """The page's headline from its metadata (og:title, <title>), or '' when it has none."""
     # load_html inside takes bytes too (it decodes them); the annotation names str and trees only.
+    import trafilatura
+
     meta = trafilatura.extract_metadata(html)  # type: ignore[arg-type]
     return (meta.title or "").strip() if meta is not None else ""

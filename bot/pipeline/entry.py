@@ -13,6 +13,7 @@ import re
 import xml.sax
 import zlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -271,3 +272,19 @@ def new_article(entry: Entry) -> NewArticle:
                       teaser=article_stage.html_to_text(entry.summary)[:5000], text=text,
                       text_source="pending" if pending else "feed",
                       content_hash=content_hash(entry.title, text), published_at=entry.published)
+
+
+@dataclass(frozen=True)
+class ParsedBatch:
+    """A parsed feed reduced to what the runner stores (small to pickle across processes)."""
+
+    title: str
+    bozo_reason: str | None
+    articles: tuple[NewArticle, ...]
+
+
+def parse_to_articles(body: bytes, url: str, content_type: str | None, date_fallback: bool) -> ParsedBatch:
+    """Parse feed bytes into article rows (pure and CPU-bound, so it can run in a process pool)."""
+    parsed = parse_feed(body, url=url, content_type=content_type, date_fallback=date_fallback)
+    return ParsedBatch(title=parsed.title, bozo_reason=parsed.bozo_reason if parsed.bozo else None,
+                       articles=tuple(new_article(e) for e in parsed.entries))

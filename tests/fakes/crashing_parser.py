@@ -1,6 +1,7 @@
 """A parse-pool initializer that makes a worker die (as on a crash in C code or an OOM kill) on marked feeds.
 
-`install` runs in each spawned worker and wraps the real `bot.runner.parse_to_articles`: a feed body containing
+`install` runs in each spawned worker and wraps the real `bot.pipeline.entry.parse_to_articles` (the function
+the pool runs): a feed body containing
 CRASH_MARKER ends the worker process with `os._exit`, every other body is parsed as usual.
 """
 
@@ -13,13 +14,13 @@ CRASH_MARKER = b"<!-- kill the parser -->"
 
 def install() -> None:
     """Patch the worker's parse function so that marked bodies kill the process."""
-    import bot.runner
+    import bot.pipeline.entry as entry
 
-    real = bot.runner.parse_to_articles
+    real = entry.parse_to_articles
 
     def parse(body: bytes, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         if CRASH_MARKER in body:
             os._exit(70)
         return real(body, *args, **kwargs)
 
-    bot.runner.parse_to_articles = parse
+    entry.parse_to_articles = parse

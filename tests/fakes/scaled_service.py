@@ -12,14 +12,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot import cli
-from bot.chat import wiring
-from bot.chat.runtime import RuntimeConfig
-from bot.pipeline import feed as feed_stage
-from bot.runner import Runner
-from bot.storage.store import Store
+if TYPE_CHECKING:
+    from bot.pipeline import feed as feed_stage
 
 
 def _divide_default(fn: Any, name: str, scale: float) -> None:
@@ -32,6 +28,14 @@ def _divide_default(fn: Any, name: str, scale: float) -> None:
 
 def scale_timings(scale: float) -> None:
     """Divide the service's waits and leases by `scale` (in this process only)."""
+    # Imported here, not at the top: spawned parse workers re-import this main module, and should pay for the
+    # entry stage only, as they do under the `newsdigest` script.
+    from bot.chat import wiring
+    from bot.chat.runtime import RuntimeConfig
+    from bot.pipeline import feed as feed_stage
+    from bot.runner import Runner
+    from bot.storage.store import Store
+
     _divide_default(Runner.run_forever, "tick_s", scale)  # 30 s
     _divide_default(Store.claim_due_feeds, "lease_s", scale)  # 300 s
 
@@ -66,4 +70,6 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--scale", type=float, default=60.0)
     scale_timings(p.parse_args().scale)
+    from bot import cli
+
     raise SystemExit(cli.main(["run"]))
