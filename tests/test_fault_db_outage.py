@@ -37,6 +37,7 @@ from bot.net import Fetcher, FetchLimits
 from bot.runner import Runner
 from bot.storage.store import Store
 from bot.storage.tables import articles
+from tests.fakes.offline import LoopbackFetcher
 from tests.fakes.store_queries import outbox_rows
 from tests.test_fault_chat_outage import CHATS, CONFIG, collapse, enqueue, runtime_alive, telegram
 
@@ -231,13 +232,14 @@ def check_poll(out: PollOutcome, expected: list[str]) -> None:
 async def test_database_outage_mid_poll(store: Store, feed_server, tmp_path: Path,  # noqa: ANN001
                                         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     urls = [feed_server.url(f"/feeds/{n}") for n in FEEDS]
-    expected = await control_keys(urls, tmp_path)
+    expected = await control_keys(urls, tmp_path, LoopbackFetcher)
     assert len(expected) > 50
     # Down from the first article insert (mid-poll) for 2.5 s, then back.
     outage = DatabaseOutage(store.engine, arm_on="INSERT INTO articles")
     try:
         with caplog.at_level(logging.WARNING):
-            out = await poll_through_outage(store, urls, expected, outage, 2.5, monkeypatch)
+            out = await poll_through_outage(store, urls, expected, outage, 2.5, monkeypatch,
+                                            fetcher_type=LoopbackFetcher)
     finally:
         outage.remove()
     assert outage.failed >= 1

@@ -39,10 +39,9 @@ import pytest
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 
-from bot.errors import FetchError
-from bot.net import Fetcher, FetchResult
 from bot.storage.store import Store
 from tests.conftest import PG_SKIP, PG_URL
+from tests.fakes.offline import LoopbackFetcher
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.test_fault_db_outage import (
     FEEDS,
@@ -121,17 +120,6 @@ class ProxyCut:
     def remove(self) -> None:
         """Stop watching statements."""
         event.remove(self.db.store.engine, "before_cursor_execute", self._check)
-
-
-class LoopbackFetcher(Fetcher):
-    """A Fetcher that refuses any host but 127.0.0.1 at once: the fixture feeds link to article pages on the
-    real web, which (offline) would each take a DNS timeout in every cycle's page fetching."""
-
-    async def get(self, url: str, **kwargs: Any) -> FetchResult:
-        """Fetcher.get for loopback URLs; a permanent FetchError for any other."""
-        if not url.startswith("http://127.0.0.1:"):
-            raise FetchError(url, "not fetched in this test (offline)", transient=False)
-        return await super().get(url, **kwargs)
 
 
 def backoff_bound(outage_s: float, base_s: float, loops: int, in_flight: int) -> int:
