@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Select, and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from bot.pipeline.digest import Schedule
@@ -230,6 +230,14 @@ class SubscriptionStorage(Database):
             q = q.where(chats.c.platform.in_(list(platforms)))
         with self.read() as conn:
             return [_subscription(r) for r in conn.execute(q)]
+
+    def subscription_counts(self) -> dict[str, int]:
+        """Subscriptions by state: active, paused (by the bot, e.g. it was blocked), unsubscribed (for metrics)."""
+        state = case((subscriptions.c.active.is_(True), "active"),
+                     (subscriptions.c.paused_reason == "unsubscribed", "unsubscribed"), else_="paused")
+        q = select(state.label("state"), func.count().label("n")).select_from(subscriptions).group_by(state)
+        with self.read() as conn:
+            return {r.state: r.n for r in conn.execute(q)}
 
     def sent_versions(self, sub_id: int, story_ids: Sequence[int] | None = None) -> dict[int, int]:
         """story id -> version already sent to this subscription."""

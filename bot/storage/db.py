@@ -141,6 +141,11 @@ class Database:
         except _DATABASE_ERRORS as exc:
             raise _storage_error(exc) from exc
 
+    def ping(self) -> None:
+        """Run one trivial query (the readiness check); raises StorageError when the database cannot answer."""
+        with self.read() as conn:
+            conn.execute(sql("SELECT 1"))
+
     def insert(self, table: Table) -> Any:
         """The dialect's INSERT (with on_conflict_do_nothing/do_update) for `table`."""
         return postgresql.insert(table) if self.dialect == "postgresql" else sqlite.insert(table)

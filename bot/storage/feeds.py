@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import ColumnElement, and_, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, func, insert, or_, select, update
 
 from bot.clock import utcnow
 from bot.models import FeedSpec
@@ -225,6 +225,14 @@ class FeedStorage(Database):
             q = q.where(feeds.c.enabled.is_(True))
         with self.read() as conn:
             return [_feed_row(r) for r in conn.execute(q)]
+
+    def feed_counts(self) -> dict[str, int]:
+        """Feeds (not removed) by state: active, failing (errors, not paused), paused, disabled (for metrics)."""
+        state = case((feeds.c.enabled.is_(False), "disabled"), (feeds.c.paused_reason.is_not(None), "paused"),
+                     (feeds.c.error_count > 0, "failing"), else_="active")
+        q = select(state.label("state"), func.count().label("n")).where(feeds.c.removed.is_(False)).group_by(state)
+        with self.read() as conn:
+            return {r.state: r.n for r in conn.execute(q)}
 
     def claim_due_feeds(self, now: datetime, *, force: bool = False, lease_s: float = 300,
                         limit: int | None = None) -> list[FeedRow]:
