@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
+from bot import metrics
 from bot.clock import utcnow
 from bot.errors import ConfigError
 from bot.pipeline import story as story_stage
@@ -98,8 +99,11 @@ class Processor:
                 if not batch:
                     break
                 self._summaries_owed = True
-                touched = self._process_batch(index, batch)
-                summarize_stories(self.store, self.summarizer, sorted(touched))
+                m = metrics.current()
+                with metrics.timed(m.processing_seconds):
+                    touched = self._process_batch(index, batch)
+                    m.articles_processed.inc(len(batch))
+                    m.summaries.inc(summarize_stories(self.store, self.summarizer, sorted(touched)))
                 self._summaries_owed = False
                 done += len(batch)
         if done:
@@ -113,7 +117,7 @@ class Processor:
         for i in range(0, len(owed), BATCH):
             chunk = owed[i:i + BATCH]
             self.store.refresh_story_counts(chunk)
-            summarize_stories(self.store, self.summarizer, chunk)
+            metrics.current().summaries.inc(summarize_stories(self.store, self.summarizer, chunk))
         if owed:
             log.info("summarized %d stor%s left without a current summary", len(owed),
                      "y" if len(owed) == 1 else "ies")
@@ -153,6 +157,8 @@ class Processor:
             sid = self.store.create_story(title=a.title, now=now, topic_score=best, topics=topics,
                                           state=state.to_bytes())
             index.add_story(sid, state)
+            metrics.current().stories.labels("created").inc()
+            log.debug("article %s starts story %s", a.id, sid, extra={"article_id": a.id, "story_id": sid})
             return sid, decision
         sid = decision.story_id
         update = story_stage.is_substantial_update(index.get(sid), features, decision)
@@ -163,4 +169,7 @@ class Processor:
         self.store.update_story(sid, now=now, state=state.to_bytes(), topic_score=max(best, old_score),
                                 topics=merged, major=update.substantial)
         index.update_story(sid, state)
+        metrics.current().stories.labels("updated").inc()
+        log.debug("article %s joins story %s (%s, score %.3f)", a.id, sid, decision.reason, decision.score,
+                  extra={"article_id": a.id, "story_id": sid})
         return sid, decision

@@ -27,6 +27,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from bot import metrics
 from bot.clock import utcnow
 from bot.errors import ExtractError, FetchError, NewsdigestError, ParseError, StorageError
 from bot.net import PAGE_ACCEPT, Fetcher
@@ -176,11 +177,15 @@ class Runner:
     async def poll_feed(self, feed: FeedRow, report: PollReport) -> None:
         """Poll one feed and store its new entries; failures are recorded on the feed, never raised."""
         now = utcnow()
+        m = metrics.current()
+        ids = {"feed_id": feed.id, "feed_url": feed.url}
         try:
-            result = await self.fetcher.get(feed.url, etag=feed.etag, last_modified=feed.last_modified,
-                                            timeout_s=feed.timeout_s)
+            with metrics.timed(m.fetch_seconds.labels("feed")):
+                result = await self.fetcher.get(feed.url, etag=feed.etag, last_modified=feed.last_modified,
+                                                timeout_s=feed.timeout_s)
             if result.not_modified:
                 report.not_modified += 1
+                m.feed_polls.labels("not_modified").inc()
                 await asyncio.to_thread(
                     self.store.record_feed_success, feed.id, now=now, etag=result.etag or feed.etag,
                     last_modified=result.last_modified or feed.last_modified,
@@ -196,6 +201,8 @@ class Runner:
             new_ids = await asyncio.to_thread(self.store.insert_articles, feed.id, parsed.articles, now)
             report.new_articles += len(new_ids)
             report.new_ids.extend(new_ids)
+            m.feed_polls.labels("fetched").inc()
+            m.articles.inc(len(new_ids))
             await asyncio.to_thread(
                 self.store.record_feed_success, feed.id, now=now, etag=result.etag,
                 last_modified=result.last_modified, title=parsed.title,
@@ -203,15 +210,16 @@ class Runner:
                                                                   self.policy))
             if parsed.bozo_reason:
                 log.info("%s: parsed with problems (%s); %d entries kept", feed.url, parsed.bozo_reason,
-                         len(parsed.articles))
+                         len(parsed.articles), extra=ids)
         except Exception as exc:  # noqa: BLE001 - every failure is data on the feed, ours included
+            m.feed_polls.labels("failed").inc()
             db_down = is_database_down(exc)
             if db_down:
                 # One line per feed: the poll loop logs the outage (with one traceback) and backs off.
-                log.warning("%s: database unavailable while polling (%s)", feed.url, describe(exc))
+                log.warning("%s: database unavailable while polling (%s)", feed.url, describe(exc), extra=ids)
             elif not isinstance(exc, NewsdigestError) or isinstance(exc, StorageError):
                 # A database error that is no outage (a bad statement) is ours: its traceback is wanted.
-                log.error("%s: unexpected error while polling", feed.url, exc_info=exc)
+                log.error("%s: unexpected error while polling", feed.url, exc_info=exc, extra=ids)
             decision = feed_stage.after_failure(exc, previous_errors=feed.error_count, interval_s=feed.interval_s,
                                                 now=now, rng=self.rng, policy=self.policy)
             if isinstance(exc, ParserCrashError) and PARSER_DIED in (feed.last_error or "") \
@@ -226,13 +234,15 @@ class Runner:
                                         paused_reason=decision.paused_reason)
             except Exception as record_exc:  # noqa: BLE001 - the database is down: the claim's lease brings it back
                 log.warning("%s: could not record the failure (%s); polled again after its lease", feed.url,
-                            decision.error, exc_info=None if db_down and is_database_down(record_exc) else record_exc)
+                            decision.error, exc_info=None if db_down and is_database_down(record_exc) else record_exc,
+                            extra=ids)
                 return
             if decision.paused_reason:
-                log.warning("%s: paused: %s", feed.url, decision.paused_reason)
+                m.feeds_paused.inc()
+                log.warning("%s: paused: %s", feed.url, decision.paused_reason, extra=ids)
             else:
                 log.warning("%s: %s (failure %d, next try %s)", feed.url, decision.error, decision.error_count,
-                            decision.next_check_at.strftime("%H:%M:%S"))
+                            decision.next_check_at.strftime("%H:%M:%S"), extra=ids)
 
     async def poll_once(self, *, force: bool = False) -> PollReport:
         """Poll every due feed (every enabled feed with `force`) concurrently; one slow feed delays no other."""
@@ -265,21 +275,27 @@ class Runner:
     async def _fill_batch(self, pending: list[PendingArticle]) -> int:
         done = 0
 
+        m = metrics.current()
+
         async def one(item: PendingArticle) -> None:
             nonlocal done
+            ids = {"article_id": item.id}
             try:
-                page = await self.fetcher.get(item.url or "", accept=PAGE_ACCEPT)
+                with metrics.timed(m.fetch_seconds.labels("page")):
+                    page = await self.fetcher.get(item.url or "", accept=PAGE_ACCEPT)
                 text = await asyncio.to_thread(article_stage.extract_article, page.body, page.final_url)
             except Exception as exc:  # noqa: BLE001 - a bad page is recorded on its article, never ends the pass
+                m.article_pages.labels("failed").inc()
                 if not isinstance(exc, FetchError | ExtractError):
                     log.error("article %s: unexpected error while extracting %s", item.id, item.url,
-                              exc_info=exc)
+                              exc_info=exc, extra=ids)
                 give_up = item.extract_attempts + 1 >= 3 or (isinstance(exc, FetchError) and not exc.transient)
                 await asyncio.to_thread(self.store.set_article_text, item.id, text=None,
                                         error=feed_stage.describe_error(exc), give_up=give_up)
-                log.debug("article %s: %s", item.id, exc)
+                log.debug("article %s: %s", item.id, exc, extra=ids)
                 return
             await asyncio.to_thread(self.store.set_article_text, item.id, text=text)
+            m.article_pages.labels("extracted").inc()
             done += 1
 
         await self._wait_with_progress([asyncio.create_task(one(p)) for p in pending], "article pages fetched")
@@ -287,10 +303,11 @@ class Runner:
 
     async def cycle(self, *, force: bool = False, all_pages: bool = False) -> PollReport:
         """One full pass: poll, fill texts (a batch, or with `all_pages` every waiting page), process."""
-        report = await self.poll_once(force=force)
-        await self.fill_texts(all_pending=all_pages)
-        if self.processor is not None:
-            await asyncio.to_thread(self.processor.process, report.new_ids)
+        with metrics.timed(metrics.current().poll_cycle_seconds):
+            report = await self.poll_once(force=force)
+            await self.fill_texts(all_pending=all_pages)
+            if self.processor is not None:
+                await asyncio.to_thread(self.processor.process, report.new_ids)
         return report
 
     async def run_forever(self, stop: asyncio.Event, *, tick_s: float = 30.0,
