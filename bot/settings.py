@@ -42,6 +42,9 @@ ENV_SETTINGS: dict[str, tuple[str | None, str]] = {
     "NEWSDIGEST_MODELS_DIR": ("", "where `models download` puts models (default ~/.cache/newsdigest/models)"),
     "NEWSDIGEST_TOPIC_HEAD_DIR": ("", "a world-news head from `train classify --out-dir`; empty = the shipped one"),
     "NEWSDIGEST_LOG_LEVEL": ("INFO", "DEBUG, INFO, WARNING or ERROR"),
+    "NEWSDIGEST_LOG_FORMAT": ("text", "text, or json: one object per line with the feed/article/story/chat ids"),
+    "NEWSDIGEST_METRICS_PORT": ("", "`run` serves /metrics, /healthz and /readyz on this port; empty = off"),
+    "NEWSDIGEST_METRICS_HOST": ("127.0.0.1", "address the metrics port listens on (0.0.0.0: every interface)"),
     "TELEGRAM_BOT_TOKEN": ("", "starts the Telegram adapter when set"),
     "TELEGRAM_API_BASE_URL": ("https://api.telegram.org", "root of the Bot API server"),
     "DISCORD_BOT_TOKEN": ("", "starts the Discord adapter when set"),
@@ -137,6 +140,9 @@ class Settings:
     telegram_bot_token: str | None
     telegram_api_base_url: str
     discord_bot_token: str | None
+    log_format: str = "text"
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
 
 def _bool(name: str, raw: str) -> bool:
@@ -165,6 +171,16 @@ def _float(name: str, raw: str) -> float:
         raise ConfigError(name, name, f"expected a number of seconds, got {raw!r}") from exc
     if value <= 0:
         raise ConfigError(name, name, f"must be positive, got {raw!r}")
+    return value
+
+
+def _port(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(name, name, f"expected a TCP port number, got {raw!r}") from exc
+    if not 1 <= value <= 65535:
+        raise ConfigError(name, name, f"must be a TCP port from 1 to 65535, got {value}")
     return value
 
 
@@ -199,6 +215,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if precision not in ("fp32", "bf16", "int8"):
         raise ConfigError("NEWSDIGEST_SUMMARIZER_PRECISION", "NEWSDIGEST_SUMMARIZER_PRECISION",
                           f"expected fp32, bf16 or int8, got {precision!r}")
+    log_format = get("NEWSDIGEST_LOG_FORMAT").strip().lower() or "text"
+    if log_format not in ("text", "json"):
+        raise ConfigError("NEWSDIGEST_LOG_FORMAT", "NEWSDIGEST_LOG_FORMAT", f"expected text or json, got {log_format!r}")
+    port_raw = get("NEWSDIGEST_METRICS_PORT").strip()
+    metrics_port = _port("NEWSDIGEST_METRICS_PORT", port_raw) if port_raw else None
+    metrics_host = get("NEWSDIGEST_METRICS_HOST").strip() or "127.0.0.1"
     base = get("TELEGRAM_API_BASE_URL").strip().rstrip("/") or "https://api.telegram.org"
     if not base.startswith(("http://", "https://")):
         raise ConfigError("TELEGRAM_API_BASE_URL", "TELEGRAM_API_BASE_URL", f"{base!r} is not an http(s) URL")
@@ -219,6 +241,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         telegram_bot_token=get("TELEGRAM_BOT_TOKEN").strip() or None,
         telegram_api_base_url=base,
         discord_bot_token=get("DISCORD_BOT_TOKEN").strip() or None,
+        log_format=log_format,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
     )
 
 
