@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from bot import metrics
 from bot.clock import utcnow
 from bot.errors import DeliveryError
 from bot.pipeline.delivery import TELEGRAM_LIMITS, Limits, Pacer, on_failure
@@ -235,7 +236,9 @@ class ChatRuntime:
             story_versions=digest.story_versions if messages else {}, now=now)
         if ok and messages:
             self.stats["digests"] += 1
-            log.info("digest for %s: %d stories in %d parts", sub.chat.key, len(digest.stories), len(messages))
+            metrics.current().digests.labels(sub.chat.platform).inc()
+            log.info("digest for %s: %d stories in %d parts", sub.chat.key, len(digest.stories), len(messages),
+                     extra={"chat": sub.chat.key})
         return ok
 
     # sender -------------------------------------------------------------------------------------------------
@@ -363,7 +366,8 @@ class ChatRuntime:
         sink = self.sinks[item.chat.platform]
         try:
             try:
-                ref = await sink.send(item.chat, OutgoingMessage.from_payload(item.payload))
+                with metrics.timed(metrics.current().send_seconds.labels(item.chat.platform)):
+                    ref = await sink.send(item.chat, OutgoingMessage.from_payload(item.payload))
             except DeliveryError as exc:
                 await self._failed(item, exc)
             except asyncio.CancelledError:
@@ -373,6 +377,7 @@ class ChatRuntime:
                 await self._failed(item, DeliveryError(f"{type(exc).__name__}: {exc}"))
             else:
                 self.stats["sent"] += 1
+                metrics.current().outbox.labels(item.chat.platform, "sent").inc()
                 await asyncio.to_thread(self.chats.mark_sent, item.id, ref, self.clock.now())
         except Exception as exc:
             # The database is down (confirming the send or recording the failure): the part stays claimed and
@@ -393,6 +398,7 @@ class ChatRuntime:
         limits = self.limits.get(item.chat.platform, TELEGRAM_LIMITS)
         action = on_failure(exc, item.attempts + 1, limits, item.id)
         now, mono = self.clock.now(), self.clock.monotonic()
+        m, ids = metrics.current(), {"chat": item.chat.key, "outbox_id": item.id}
         pacer = self.pacers[item.chat.platform]
         if action.block_chat_s:
             pacer.block_chat(item.chat.key, mono + action.block_chat_s)
@@ -400,22 +406,28 @@ class ChatRuntime:
             pacer.block_all(mono + action.block_all_s)
         if action.action == "retry":
             self.stats["retried"] += 1
-            log.info("send to %s failed (%s); retry in %.1f s", item.chat.key, action.reason, action.delay_s)
+            m.outbox.labels(item.chat.platform, "retried").inc()
+            log.info("send to %s failed (%s); retry in %.1f s", item.chat.key, action.reason, action.delay_s,
+                     extra=ids)
             await asyncio.to_thread(self.chats.retry_later, item.id, now + timedelta(seconds=action.delay_s),
                                     action.reason, count_attempt=action.counts)
         elif action.action == "pause":
             self.stats["paused"] += 1
-            log.warning("chat %s blocked the bot (%s); its subscription is paused", item.chat.key, action.reason)
+            m.chats_paused.labels(item.chat.platform).inc()
+            log.warning("chat %s blocked the bot (%s); its subscription is paused", item.chat.key, action.reason,
+                        extra=ids)
             await asyncio.to_thread(self.chats.pause, item.chat_db_id, f"blocked: {action.reason}", now)
         elif action.action == "migrate":
             self.stats["migrated"] += 1
+            m.outbox.labels(item.chat.platform, "migrated").inc()
             assert action.migrate_to is not None
-            log.info("chat %s moved to %s", item.chat.key, action.migrate_to)
+            log.info("chat %s moved to %s", item.chat.key, action.migrate_to, extra=ids)
             await asyncio.to_thread(self.chats.migrate_chat, item.chat.platform, item.chat.chat_id, action.migrate_to)
             await asyncio.to_thread(self.chats.retry_later, item.id, now, None, count_attempt=False)
         else:
             self.stats["failed"] += 1
-            log.warning("giving up on a part for %s: %s", item.chat.key, action.reason)
+            m.outbox.labels(item.chat.platform, "failed").inc()
+            log.warning("giving up on a part for %s: %s", item.chat.key, action.reason, extra=ids)
             await asyncio.to_thread(self.chats.mark_failed, item.id, action.reason, now)
 
     # tests and tools ----------------------------------------------------------------------------------------
