@@ -85,7 +85,29 @@ class App:
 
     def run_service(self) -> int:
         """`newsdigest run`: poller, processor, scheduler and chat adapters in one process until a signal."""
-        return asyncio.run(self._serve())
+        return asyncio.run(self._serve_observed())
+
+    async def _serve_observed(self) -> int:
+        """The service with /metrics, /healthz and /readyz beside it when NEWSDIGEST_METRICS_PORT is set."""
+        if self.settings.metrics_port is None:
+            return await self._serve()
+        from bot import metrics
+        from bot.errors import ConfigError
+        from bot.observability import ObservabilityServer
+        from bot.storage.chat_store import ChatStore
+
+        host, port = self.settings.metrics_host, self.settings.metrics_port
+        server = ObservabilityServer(metrics.current(), host=host, port=port, checks={"database": self.store.ping},
+                                     collector=metrics.DatabaseCollector(self.store, ChatStore(self.store.engine)))
+        try:
+            await server.start()
+        except OSError as exc:
+            raise ConfigError("NEWSDIGEST_METRICS_PORT", "NEWSDIGEST_METRICS_PORT",
+                              f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        try:
+            return await self._serve()
+        finally:
+            await server.stop()
 
     async def _serve(self) -> int:
         stop = asyncio.Event()

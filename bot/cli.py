@@ -143,9 +143,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(path)
             return 0
         from bot.app import App
+        from bot.settings import load_settings
 
+        settings = load_settings()  # the log format before the app's first line (the feeds file sync)
+        _setup_logging(settings.log_level, settings.log_format)
         app = App.from_environment()
-        _setup_logging(app.settings.log_level, app.settings.log_format)
         try:
             return _dispatch(app, args)
         finally:
