@@ -86,7 +86,7 @@ async def paced(n: int, scale: float, db_dir: Path) -> dict:
         for i in range(n):
             api.add_chat(10_000 + i)
         defaults = DigestDefaults()
-        tg = TelegramChat(TOKEN, api.root, CommandService(chats, admins=(), defaults=defaults), receive=False)
+        tg = TelegramChat(TOKEN, CommandService(chats, admins=(), defaults=defaults), api_root=api.root, receive=False)
         runtime = ChatRuntime(chats, defaults, [tg], services=[tg], clock=clock,
                               config=RuntimeConfig(scheduler_tick_s=3600, claim_interval_s=0.5, lease_s=600,
                                                    claim_batch=500, max_in_flight=16))
@@ -114,7 +114,7 @@ async def naive(n: int, scale: float) -> dict:
     async with FakeTelegramAPI(enforce_limits=True, clock=clock.monotonic, record_requests=False) as api:
         for i in range(n):
             api.add_chat(20_000 + i)
-        tg = TelegramChat(TOKEN, api.root, None, receive=False)  # type: ignore[arg-type]
+        tg = TelegramChat(TOKEN, None, api_root=api.root, receive=False)  # type: ignore[arg-type]
         await tg.app.initialize()
         sem = asyncio.Semaphore(16)
         msg = OutgoingMessage("<b>digest</b> for you", parse_mode="html")

@@ -51,10 +51,7 @@ class App:
 
     def fetch_limits(self) -> FetchLimits:
         """HTTP limits from the settings."""
-        s = self.settings
-        return FetchLimits(timeout_s=s.request_timeout_s, max_bytes=s.max_response_bytes,
-                           max_connections=s.max_connections, per_host=s.per_host_connections,
-                           allow_private=s.allow_private_urls)
+        return FetchLimits.from_settings(self.settings)
 
     def processor(self) -> Processor:
         """The article processor (topic, story, summary), built on first use because it loads models."""
@@ -81,7 +78,7 @@ class App:
         """Print the digest `/summary` would send now."""
         from bot.chat.digest_cli import print_digest
 
-        return print_digest(self, since, as_json=as_json)
+        return print_digest(self.store, self.feeds_file.digest, since, as_json=as_json)
 
     def run_service(self) -> int:
         """`newsdigest run`: poller, processor, scheduler and chat adapters in one process until a signal."""
@@ -114,14 +111,16 @@ class App:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        from bot.chat import wiring
         from bot.chat.console import CONSOLE_CHAT
-        from bot.chat.runtime import build_chat_runtime
         from bot.summaries import LinkSummarizer
 
         async with Fetcher(self.fetch_limits()) as fetcher:
             runner = self.runner(fetcher)
-            chat = build_chat_runtime(
-                self, summarize=LinkSummarizer(self.processor().summarizer, self.fetch_limits()))
+            # Looked up on the module at call time: tests/fakes/scaled_service.py wraps it.
+            chat = wiring.build_chat_runtime(
+                self.settings, self.store, self.feeds_file,
+                summarize=LinkSummarizer(self.processor().summarizer, self.fetch_limits()))
             await chat.start()
 
             def after_cycle(report: PollReport) -> None:

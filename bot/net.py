@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpcore
@@ -26,6 +27,9 @@ from bot import __version__
 from bot.errors import BlockedURLError, FetchError, TooLargeError
 from bot.models import FetchResult
 from bot.urls import address_is_public, check_url
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,12 @@ class FetchLimits:
     max_connections: int = 32
     per_host: int = 2
     allow_private: bool = False
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> FetchLimits:
+        """HTTP limits from the settings."""
+        return cls(timeout_s=s.request_timeout_s, max_bytes=s.max_response_bytes, max_connections=s.max_connections,
+                   per_host=s.per_host_connections, allow_private=s.allow_private_urls)
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from bot.models import FeedSpec, NewArticle
+    from bot.pipeline.delivery import Limits
     from bot.pipeline.digest import Digest, Schedule, StoryCandidate
     from bot.settings import DigestDefaults
     from bot.storage.articles import ArticleRow, PendingArticle, UnprocessedArticle
@@ -147,6 +148,8 @@ class Invocation:
     user_is_chat_admin: bool = False
     attachment: bytes | None = None
     attachment_name: str | None = None
+    # The size the platform declares for an attached file, known before it is downloaded.
+    attachment_size: int | None = None
     callback_data: str | None = None
     user_name: str = ""
 
@@ -207,8 +210,20 @@ class ChatSink(Protocol):
     the chat moved, e.g. Telegram group -> supergroup; `permanent` when retrying cannot help).
     """
 
-    platform: str
-    renderer: Renderer
+    @property
+    def platform(self) -> str:
+        """The platform name in ChatRef.platform ("telegram", "discord", "console")."""
+        ...
+
+    @property
+    def renderer(self) -> Renderer:
+        """How replies and digests become this platform's messages."""
+        ...
+
+    @property
+    def limits(self) -> Limits:
+        """How fast the runtime may send to this platform."""
+        ...
 
     async def send(self, chat: ChatRef, message: OutgoingMessage) -> str:
         """Deliver one message."""

@@ -129,7 +129,7 @@ async def test_a_channel_reader_cannot_press_the_settings_buttons_on_telegram(sq
     chats = ChatStore(sqlite_store.engine)
     service = CommandService(chats, admins=(), defaults=DigestDefaults(topics=(), max_stories=8))
     async with FakeTelegramAPI() as api:
-        tg = TelegramChat(TOKEN, api.root, service, poll_timeout_s=1)
+        tg = TelegramChat(TOKEN, service, api_root=api.root, poll_timeout_s=1)
         await tg.start()
         try:
             api.add_chat(channel, "channel", "News channel", admins={admin})

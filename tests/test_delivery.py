@@ -162,7 +162,6 @@ def test_pacer_state_stays_bounded() -> None:
 async def test_console_runtime_prints_due_digest_and_digest_cli(sqlite_store: Store) -> None:
     import io
     import json
-    from types import SimpleNamespace
 
     from bot.chat.console import CONSOLE_CHAT, ConsoleSink
     from bot.chat.digest_cli import print_digest
@@ -197,34 +196,27 @@ async def test_console_runtime_prints_due_digest_and_digest_cli(sqlite_store: St
     printed = out.getvalue()
     assert printed.count("leaders meet") == 2 and "Reuters: https://" in printed
     assert chats.get_subscription(CONSOLE_CHAT).next_due_at > now
-    app = SimpleNamespace(store=sqlite_store, feeds_file=FeedsFile(path=None))
+    defaults = FeedsFile(path=None).digest
     buf = io.StringIO()
-    assert print_digest(app, timedelta(hours=24), as_json=True, out=buf) == 0
+    assert print_digest(sqlite_store, defaults, timedelta(hours=24), as_json=True, out=buf) == 0
     data = json.loads(buf.getvalue())
     assert [s["title"] for s in data["stories"]][0] == "Story 2: leaders meet <again> & talk"
     assert data["stories"][0]["links"][0]["url"].startswith("https://")
     buf = io.StringIO()
-    print_digest(app, timedelta(minutes=1), as_json=False, out=buf)
+    print_digest(sqlite_store, defaults, timedelta(minutes=1), as_json=False, out=buf)
     assert buf.getvalue().startswith("No stories")
 
 
 def test_wiring_picks_adapters_by_token(sqlite_store: Store) -> None:
-    from types import SimpleNamespace
-
     from bot.chat.console import CONSOLE_CHAT
     from bot.chat.wiring import build_chat_runtime
     from bot.settings import FeedsFile, load_settings
 
     feeds_file = FeedsFile(path=None)
-    from bot.net import FetchLimits
-
-    # The parts of App the chat wiring uses (fetch limits: /addfeed fetches the feed once).
-    app = SimpleNamespace(store=sqlite_store, feeds_file=feeds_file, settings=load_settings({}),
-                          fetch_limits=FetchLimits)
-    rt = build_chat_runtime(app)
+    rt = build_chat_runtime(load_settings({}), sqlite_store, feeds_file)
     assert list(rt.sinks) == ["console"] and rt.services == []
     sub = ChatStore(sqlite_store.engine).get_subscription(CONSOLE_CHAT)
     assert sub is not None and sub.active
-    app.settings = load_settings({"TELEGRAM_BOT_TOKEN": "1:x", "TELEGRAM_API_BASE_URL": "http://127.0.0.1:9/"})
-    rt = build_chat_runtime(app)
+    settings = load_settings({"TELEGRAM_BOT_TOKEN": "1:x", "TELEGRAM_API_BASE_URL": "http://127.0.0.1:9/"})
+    rt = build_chat_runtime(settings, sqlite_store, feeds_file)
     assert list(rt.sinks) == ["telegram"] and rt.sinks["telegram"].bot.base_url == "http://127.0.0.1:9/bot1:x"

@@ -27,7 +27,7 @@ from bot.clock import utcnow
 from bot.errors import ChatForbiddenError, ConfigError, DeliveryError, RateLimitedError
 from bot.pipeline.digest import build_digest, next_due
 from bot.ports import ChatRef, OutgoingMessage
-from bot.settings import DigestDefaults, load_settings
+from bot.settings import DigestDefaults
 from bot.storage.chat_store import ChatStore
 from bot.storage.store import Store
 from bot.storage.tables import subscriptions
@@ -101,9 +101,9 @@ async def rig(sqlite_store: Store, monkeypatch: pytest.MonkeyPatch) -> AsyncIter
         guild = fake.add_guild("World desk", channels=("news", "blocked", "gone", "busy"),
                                threads=(("news", "daily"),))
         chats = ChatStore(sqlite_store.engine)
-        adapter = DiscordAdapter(load_settings({"DISCORD_BOT_TOKEN": TOKEN}), service(sqlite_store, chats, clock),
+        adapter = DiscordAdapter(TOKEN, service(sqlite_store, chats, clock),
                                  guild_ready_timeout=0.05)
-        runtime = ChatRuntime(chats, DEFAULTS, [adapter], services=[adapter], limits={"discord": DISCORD_LIMITS},
+        runtime = ChatRuntime(chats, DEFAULTS, [adapter], services=[adapter],
                               clock=clock, config=RuntimeConfig(scheduler_tick_s=0.1, claim_interval_s=0.05,
                                                                 lease_s=30))
         await runtime.start()
@@ -150,19 +150,19 @@ async def test_a_rejected_token_is_a_config_error_and_an_unreachable_discord_is_
     commands = CommandService(chats, admins=(), defaults=DEFAULTS)
     async with FakeDiscord(token="the-real-token") as fake:
         fake.install(monkeypatch)
-        adapter = DiscordAdapter(load_settings({"DISCORD_BOT_TOKEN": "a-wrong-token"}), commands)
+        adapter = DiscordAdapter("a-wrong-token", commands)
         with pytest.raises(ConfigError, match="DISCORD_BOT_TOKEN"):
             await adapter.start()
         await adapter.stop()
     # The fake is gone: nothing listens on its port any more.
-    adapter = DiscordAdapter(load_settings({"DISCORD_BOT_TOKEN": TOKEN}), commands)
+    adapter = DiscordAdapter(TOKEN, commands)
     await adapter.start()
     with pytest.raises(DeliveryError) as info:
         await adapter.send(ChatRef("discord", "1"), OutgoingMessage("x"))
     assert not info.value.permanent, "parts wait for the login instead of failing"
     await adapter.stop()
     with pytest.raises(ConfigError):
-        DiscordAdapter(load_settings({}), commands)
+        DiscordAdapter("", commands)
 
 
 async def test_subscribe_schedule_fires_and_digest_arrives_within_limits(rig: Rig) -> None:
@@ -268,9 +268,9 @@ async def test_a_large_digest_run_keeps_discords_rate_limits(sqlite_store: Store
             chats.subscribe(ChatRef("discord", str(channel), kind="group"),
                             DigestDefaults(times=("08:00",), max_stories=2, min_topic_score=0), now, next_due=next_due)
         seed(sqlite_store, now, 2, summary_chars=200)
-        adapter = DiscordAdapter(load_settings({"DISCORD_BOT_TOKEN": TOKEN}),
+        adapter = DiscordAdapter(TOKEN,
                                  CommandService(chats, admins=(), defaults=DEFAULTS))
-        runtime = ChatRuntime(chats, DEFAULTS, [adapter], services=[adapter], limits={"discord": DISCORD_LIMITS},
+        runtime = ChatRuntime(chats, DEFAULTS, [adapter], services=[adapter],
                               config=RuntimeConfig(scheduler_tick_s=0.1, claim_interval_s=0.05))
         with sqlite_store.engine.begin() as conn:
             conn.execute(update(subscriptions).values(next_due_at=now - timedelta(seconds=1)))
@@ -303,9 +303,9 @@ async def test_telegram_and_discord_in_one_runtime(sqlite_store: Store, monkeypa
         fake.install(monkeypatch)
         guild = fake.add_guild("World desk", channels=("news",))
         news = next(iter(guild.channels))
-        tg = TelegramChat(TG_TOKEN, tg_api.root, commands, poll_timeout_s=1)
-        dc = DiscordAdapter(load_settings({"DISCORD_BOT_TOKEN": TOKEN}), commands)
-        runtime = ChatRuntime(chats, DEFAULTS, [tg, dc], services=[tg, dc], limits={"discord": DISCORD_LIMITS},
+        tg = TelegramChat(TG_TOKEN, commands, api_root=tg_api.root, poll_timeout_s=1)
+        dc = DiscordAdapter(TOKEN, commands)
+        runtime = ChatRuntime(chats, DEFAULTS, [tg, dc], services=[tg, dc],
                               clock=clock, config=RuntimeConfig(scheduler_tick_s=0.1, claim_interval_s=0.05))
         await runtime.start()
         try:

@@ -28,7 +28,7 @@ from bot.chat.telegram_chat import TelegramChat
 from bot.pipeline.delivery import TELEGRAM_LIMITS
 from bot.pipeline.digest import next_due
 from bot.ports import ChatRef, OutgoingMessage
-from bot.settings import DigestDefaults, load_settings
+from bot.settings import DigestDefaults
 from bot.storage.chat_store import ChatStore
 from bot.storage.store import Store
 from tests.fakes.clock import ShiftClock
@@ -64,9 +64,8 @@ async def telegram(store: Store, config: RuntimeConfig = CONFIG) -> AsyncIterato
         service = CommandService(chats, admins=set(), defaults=DEFAULTS, clock=clock.now,
                                  feed_admin=StoreFeedAdmin(store, allow_private=False, probe=reachable_feed),
                                  topics=("world",))
-        tg = TelegramChat(TOKEN, api.root, service, poll_timeout_s=1)
-        runtime = ChatRuntime(chats, DEFAULTS, [tg], services=[tg], clock=clock, limits={"telegram": TG_LIMITS},
-                              config=config)
+        tg = TelegramChat(TOKEN, service, limits=TG_LIMITS, api_root=api.root, poll_timeout_s=1)
+        runtime = ChatRuntime(chats, DEFAULTS, [tg], services=[tg], clock=clock, config=config)
         await runtime.start()
         try:
             yield TgRig(api, chats, runtime)
@@ -193,9 +192,9 @@ async def test_discord_outage_then_recovery_exactly_once(sqlite_store: Store, mo
         service = CommandService(chats, admins=set(), defaults=DEFAULTS, clock=clock.now,
                                  feed_admin=StoreFeedAdmin(sqlite_store, allow_private=False, probe=reachable_feed),
                                  topics=("world",))
-        adapter = DiscordAdapter(load_settings({"DISCORD_BOT_TOKEN": DISCORD_TOKEN}), service,
+        adapter = DiscordAdapter(DISCORD_TOKEN, service, limits=DC_LIMITS,
                                  guild_ready_timeout=0.05)
-        runtime = ChatRuntime(chats, DEFAULTS, [adapter], services=[adapter], limits={"discord": DC_LIMITS},
+        runtime = ChatRuntime(chats, DEFAULTS, [adapter], services=[adapter],
                               clock=clock, config=CONFIG)
         await runtime.start()
         try:

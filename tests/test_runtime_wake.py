@@ -19,7 +19,7 @@ from bot.storage.chat_store import ChatStore
 from bot.storage.store import Store
 from tests.fakes.stories import seed
 
-FAST = {CONSOLE: Limits(global_per_s=100_000, chat_interval_s=0.0)}
+FAST = Limits(global_per_s=100_000, chat_interval_s=0.0)
 
 
 class CountingChats(ChatStore):
@@ -49,7 +49,7 @@ async def test_sends_do_not_wake_the_scheduler(sqlite_store: Store) -> None:
                              digest_key=f"part-{i}", payloads=[OutgoingMessage(f"part {i}").to_payload()],
                              story_versions={}, now=now)
     out = io.StringIO()
-    runtime = ChatRuntime(chats, DigestDefaults(), [ConsoleSink(out)], limits=FAST,
+    runtime = ChatRuntime(chats, DigestDefaults(), [ConsoleSink(out, limits=FAST)],
                           config=RuntimeConfig(scheduler_tick_s=30, claim_interval_s=0.05))
     await runtime.start()
     try:
@@ -69,7 +69,7 @@ async def test_a_due_digest_reaches_a_busy_sender_at_once(sqlite_store: Store) -
     assert chats.get_subscription(ref).schedule == Schedule("UTC", (), 24)
     chats.hold_first_claim_s = 4.0  # the sender is inside a claim when the digest is queued
     out = io.StringIO()
-    runtime = ChatRuntime(chats, DigestDefaults(), [ConsoleSink(out)], limits=FAST,
+    runtime = ChatRuntime(chats, DigestDefaults(), [ConsoleSink(out, limits=FAST)],
                           config=RuntimeConfig(scheduler_tick_s=30, claim_interval_s=30))
     await runtime.start()
     try:

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from bot.chat.commands import CommandService
-from bot.chat.discord_chat import DISCORD_LIMITS, DiscordAdapter
+from bot.chat.discord_chat import DiscordAdapter
 from bot.chat.feed_admin import StoreFeedAdmin
 from bot.chat.runtime import ChatRuntime, RuntimeConfig
 from bot.chat.telegram_chat import TelegramChat
@@ -17,7 +17,7 @@ from bot.models import FeedSpec
 from bot.net import Fetcher, FetchLimits
 from bot.ports import ChatRef
 from bot.runner import Runner
-from bot.settings import DigestDefaults, load_settings
+from bot.settings import DigestDefaults
 from bot.storage.chat_store import ChatStore
 from bot.storage.store import Store
 from tests.fakes.clock import ShiftClock
@@ -50,9 +50,9 @@ async def test_feeds_to_digests_in_telegram_and_discord(store: Store, feed_serve
         discord_api.install(monkeypatch)
         guild = discord_api.add_guild("World desk", channels=("news",))
         news = next(iter(guild.channels))
-        tg = TelegramChat(TELEGRAM_TOKEN, telegram_api.root, commands, poll_timeout_s=1)
-        dc = DiscordAdapter(load_settings({"DISCORD_BOT_TOKEN": DISCORD_TOKEN}), commands)
-        runtime = ChatRuntime(chats, DEFAULTS, [tg, dc], services=[tg, dc], limits={"discord": DISCORD_LIMITS},
+        tg = TelegramChat(TELEGRAM_TOKEN, commands, api_root=telegram_api.root, poll_timeout_s=1)
+        dc = DiscordAdapter(DISCORD_TOKEN, commands)
+        runtime = ChatRuntime(chats, DEFAULTS, [tg, dc], services=[tg, dc],
                               clock=clock, config=RuntimeConfig(scheduler_tick_s=0.1, claim_interval_s=0.05))
         await runtime.start()
         try:

@@ -67,7 +67,7 @@ async def bot(sqlite_store: Store) -> AsyncIterator[Bot]:
         service = CommandService(chats, admins={f"telegram:{OWNER}"}, defaults=DEFAULTS,
                                  feed_admin=StoreFeedAdmin(sqlite_store, allow_private=False, probe=reachable_feed), clock=clock.now,
                                  topics=("world", "economy"))
-        tg = TelegramChat(TOKEN, api.root, service, poll_timeout_s=1)
+        tg = TelegramChat(TOKEN, service, api_root=api.root, poll_timeout_s=1)
         runtime = ChatRuntime(chats, DEFAULTS, [tg], services=[tg], clock=clock,
                               config=RuntimeConfig(scheduler_tick_s=0.1, claim_interval_s=0.05, lease_s=30))
         await runtime.start()

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from bot.chat.digests import DigestBuilder
 from bot.clock import utcnow
 from bot.errors import BlockedURLError, CommandError, ExtractError, FetchError, PermissionDenied
-from bot.feedlist import check_public_url, not_allowed
-from bot.pipeline.digest import Schedule, build_digest, digest_since, next_due, parse_time_of_day
+from bot.feedlist import MAX_OPML_BYTES, check_public_url, not_allowed
+from bot.pipeline.digest import Schedule, next_due, parse_time_of_day
 from bot.ports import (
     CHANNEL,
     PRIVATE,
@@ -138,6 +139,7 @@ class CommandService:
         self.chats = chats
         self.admins = frozenset(admins)
         self.defaults = defaults
+        self.digests = DigestBuilder(chats, defaults)
         self.feed_admin = feed_admin
         self.summarize = summarize
         # Every topic a chat can choose: the given ones (built-in and operator topics) and the digest defaults.
@@ -178,6 +180,11 @@ class CommandService:
         """True for bot owners (NEWSDIGEST_ADMINS)."""
         return inv.user_key in self.admins
 
+    def wants_attachment(self, inv: Invocation) -> bool:
+        """Whether the adapter should download the invocation's attached file (its declared size is set): only
+        owners' files within the OPML limit, so nobody else can make the bot fetch anything."""
+        return self.is_owner(inv) and not _too_large(inv.attachment_size)
+
     def _handle_sync(self, inv: Invocation) -> Reply:
         if inv.command == "callback":
             return self._callback(inv)
@@ -194,6 +201,7 @@ class CommandService:
         return inv.command
 
     def _require_chat_admin(self, inv: Invocation, what: str) -> None:
+        """Outside a private chat only the chat's admins (in a channel any reader can press a button)."""
         if inv.chat.kind != PRIVATE and not inv.user_is_chat_admin:
             raise PermissionDenied(f"Sorry, only {_admins_of(inv)} can {what}.")
 
@@ -240,17 +248,12 @@ class CommandService:
         now = self._claim_cooldown(inv.chat)
         try:
             sub = self.chats.get_subscription(inv.chat)
-            since = digest_since(now, sub.last_digest_at if sub else None, None, requested)
-            topics = sub.topics if sub else self.defaults.topics
-            max_stories = sub.max_stories if sub else self.defaults.max_stories
-            digest = build_digest(self.chats.candidate_stories(since, now), now=now, since=since,
-                                  max_stories=max_stories, topics=topics,
-                                  min_topic_score=self.defaults.min_topic_score)
+            digest = self.digests.on_request(now, sub, requested)
         except Exception:
             self.chats.release_summary(inv.chat, now)  # our failure: the chat may ask again at once
             raise
         if not digest.stories:
-            return Reply(blocks=(para(f"No new stories since {_fmt_time(since, sub)}."),))
+            return Reply(blocks=(para(f"No new stories since {_fmt_time(digest.since, sub)}."),))
         return Reply(digest=digest)
 
     async def _summary_link(self, inv: Invocation, url: str) -> Reply:
@@ -354,9 +357,7 @@ class CommandService:
         data = inv.callback_data or ""
         if not data.startswith("st:"):
             raise CommandError("That button is no longer valid. Send /settings again.")
-        # Outside a private chat only the chat's admins: in a channel any reader can press a button.
-        if inv.chat.kind != PRIVATE and not inv.user_is_chat_admin:
-            raise PermissionDenied(f"Only {_admins_of(inv)} can change the settings.")
+        self._require_chat_admin(inv, "change the settings")
         sub = self._subscription_for_settings(inv)
         _, key, value = (data.split(":", 2) + ["", ""])[:3]
         if key == "t":
@@ -484,6 +485,8 @@ class CommandService:
         return Reply(blocks=(para("Removed feed ", code(str(row.id)), ": ", row.display_name, "."),))
 
     def _cmd_importopml(self, inv: Invocation) -> Reply:
+        if _too_large(inv.attachment_size):
+            raise CommandError(f"That file is too large (at most {MAX_OPML_BYTES // 1024} KiB).")
         if inv.attachment is None:
             raise CommandError("Attach the OPML file to /importopml." if inv.platform == "discord" else
                                "Send the OPML file as a document with the caption /importopml.")
@@ -524,6 +527,11 @@ def _period(arg: str) -> timedelta:
         raise CommandError("The period must be more than 0 and at most 7d, e.g. 90m, 6h or 2d."
                            if period <= timedelta(0) else "The longest period is 7d.")
     return period
+
+
+def _too_large(size: int | None) -> bool:
+    """Whether an attachment's declared size is over the OPML limit (the one check for every platform)."""
+    return size is not None and size > MAX_OPML_BYTES
 
 
 def _zone(sub: Subscription | None) -> ZoneInfo:

@@ -6,11 +6,14 @@ import sys
 from itertools import count
 from typing import TextIO
 
+from bot.pipeline.delivery import Limits
 from bot.pipeline.digest import Digest
 from bot.ports import Block, ChatRef, OutgoingMessage, Reply
 
 CONSOLE = "console"
 CONSOLE_CHAT = ChatRef(platform=CONSOLE, chat_id="stdout", kind="private", title="terminal")
+# A terminal has no rate limit; the default pacing keeps a burst of digests readable.
+CONSOLE_LIMITS = Limits()
 
 
 def plain_block(block: Block) -> str:
@@ -53,8 +56,9 @@ class ConsoleSink:
 
     platform = CONSOLE
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, *, limits: Limits = CONSOLE_LIMITS) -> None:
         self.stream = stream
+        self.limits = limits
         self.renderer = PlainRenderer()
         self._ids = count(1)
 

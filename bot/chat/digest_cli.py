@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TextIO
 
 from bot.chat.console import plain_digest
+from bot.chat.digests import DigestBuilder
 from bot.clock import utcnow
-from bot.pipeline.digest import Digest, build_digest
+from bot.pipeline.digest import Digest
+from bot.settings import DigestDefaults
 from bot.storage.chat_store import ChatStore
+from bot.storage.store import Store
 
 
 def digest_json(digest: Digest) -> dict[str, Any]:
@@ -22,20 +25,18 @@ def digest_json(digest: Digest) -> dict[str, Any]:
                         for s in digest.stories]}
 
 
-def current_digest(app: Any, since: timedelta) -> Digest:
-    """The digest of the last `since` with the default settings from feeds.yaml."""
-    d = app.feeds_file.digest
-    now = utcnow()
-    chats = ChatStore(app.store.engine)
-    start = now - since
-    return build_digest(chats.candidate_stories(start, now), now=now, since=start, max_stories=d.max_stories,
-                        topics=d.topics, min_topic_score=d.min_topic_score)
+def current_digest(store: Store, defaults: DigestDefaults, since: timedelta, *,
+                   now: datetime | None = None) -> Digest:
+    """The digest of the last `since` with the default settings from feeds.yaml (what `/summary <since>` sends
+    in a chat without a subscription)."""
+    return DigestBuilder(ChatStore(store.engine), defaults).on_request(now or utcnow(), None, since)
 
 
-def print_digest(app: Any, since: timedelta, *, as_json: bool, out: TextIO | None = None) -> int:
+def print_digest(store: Store, defaults: DigestDefaults, since: timedelta, *, as_json: bool,
+                 out: TextIO | None = None) -> int:
     """Print the digest; exit status 0 (an empty digest is not an error)."""
     out = out or sys.stdout
-    digest = current_digest(app, since)
+    digest = current_digest(store, defaults, since)
     if as_json:
         json.dump(digest_json(digest), out, ensure_ascii=False, indent=2)
         out.write("\n")

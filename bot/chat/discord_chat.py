@@ -1,6 +1,6 @@
 """Discord adapter (discord.py): slash commands into the CommandService, replies and outbox sends out.
 
-    DiscordAdapter(settings, service)          a Service for ChatRuntime: start() logs in, syncs the slash
+    DiscordAdapter(token, service)             a Service for ChatRuntime: start() logs in, syncs the slash
       ├─ DiscordBot (discord.Client)           commands and connects to the gateway; stop() closes
       │    slash command / button ─▶ Invocation ─▶ CommandService.handle ─▶ Reply ─▶ DiscordRenderer ─▶ response
       └─ DiscordSink (bot.ports.ChatSink)      outbox part ─▶ channel or thread message; errors ─▶ bot.errors
@@ -19,6 +19,7 @@ import io
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from typing import Any, Literal
 
 import aiohttp
@@ -28,10 +29,8 @@ from discord import app_commands
 from bot.chat.commands import COMMANDS, CommandService
 from bot.chat.render_discord import DiscordRenderer
 from bot.errors import ChatForbiddenError, CommandError, ConfigError, DeliveryError, RateLimitedError
-from bot.feedlist import MAX_OPML_BYTES
 from bot.pipeline.delivery import Limits
 from bot.ports import GROUP, Button, ChatRef, Invocation, OutgoingMessage, Reply, para
-from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +128,11 @@ class DiscordSink:
 
     platform = PLATFORM
 
-    def __init__(self, client: discord.Client, renderer: DiscordRenderer | None = None) -> None:
+    def __init__(self, client: discord.Client, renderer: DiscordRenderer | None = None, *,
+                 limits: Limits = DISCORD_LIMITS) -> None:
         self.client = client
         self.renderer = renderer or DiscordRenderer()
+        self.limits = limits
 
     async def send(self, chat: ChatRef, message: OutgoingMessage) -> str:
         """Post the message; returns its id; raises ChatForbiddenError, RateLimitedError or DeliveryError."""
@@ -157,14 +158,15 @@ Work = Callable[[], Awaitable[Reply]]
 class DiscordBot(discord.Client):
     """The discord.py client: slash commands and settings buttons, answered through the CommandService."""
 
-    def __init__(self, service: CommandService, *, sync_guild: int | None = None, **options: Any) -> None:
+    def __init__(self, service: CommandService, *, limits: Limits = DISCORD_LIMITS, sync_guild: int | None = None,
+                 **options: Any) -> None:
         intents = discord.Intents.none()
         intents.guilds = True
         super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none(),
                          max_ratelimit_timeout=MAX_RATELIMIT_WAIT_S, **options)
         self.service = service
         self.renderer = DiscordRenderer()
-        self.sink = DiscordSink(self, self.renderer)
+        self.sink = DiscordSink(self, self.renderer, limits=limits)
         self.sync_guild = sync_guild
         self.tree = app_commands.CommandTree(self)
         self.tree.error(self._on_tree_error)
@@ -181,7 +183,7 @@ class DiscordBot(discord.Client):
     # commands -----------------------------------------------------------------------------------------------
 
     def invocation(self, interaction: discord.Interaction, command: str, args: tuple[str, ...] = (), *,
-                   attachment: bytes | None = None, attachment_name: str | None = None,
+                   attachment_name: str | None = None, attachment_size: int | None = None,
                    callback_data: str | None = None) -> Invocation:
         """The platform-neutral Invocation of an interaction."""
         if interaction.guild_id is None or interaction.channel is None:
@@ -191,7 +193,7 @@ class DiscordBot(discord.Client):
             user_id=str(interaction.user.id), command=command, args=args,
             # Resolved for this member in this channel (Administrator implies it); checked on every run.
             user_is_chat_admin=interaction.permissions.manage_guild,
-            attachment=attachment, attachment_name=attachment_name, callback_data=callback_data,
+            attachment_name=attachment_name, attachment_size=attachment_size, callback_data=callback_data,
             user_name=interaction.user.display_name)
 
     async def run_command(self, interaction: discord.Interaction, command: str, args: tuple[str, ...] = (), *,
@@ -200,13 +202,11 @@ class DiscordBot(discord.Client):
         ephemeral = command in OWNER_COMMANDS or command == "help"
 
         async def work() -> Reply:
-            data = None
-            if attachment is not None:
-                if attachment.size > MAX_OPML_BYTES:
-                    raise CommandError(f"That file is too large (at most {MAX_OPML_BYTES // 1024} KiB).")
-                data = await attachment.read()
-            inv = self.invocation(interaction, command, args, attachment=data,
-                                  attachment_name=attachment.filename if attachment else None)
+            inv = self.invocation(interaction, command, args,
+                                  attachment_name=attachment.filename if attachment else None,
+                                  attachment_size=attachment.size if attachment else None)
+            if attachment is not None and self.service.wants_attachment(inv):
+                inv = replace(inv, attachment=await attachment.read())
             return await self.service.handle(inv)
 
         reply = await self._within_deadline(interaction, work, ephemeral=ephemeral)
@@ -374,19 +374,20 @@ def _error(text: str) -> Reply:
 class DiscordAdapter:
     """The Discord side of `newsdigest run`: commands in, outbox parts out; a ChatRuntime service and sink.
 
-    Pass it to ChatRuntime as a sink and a service, with DISCORD_LIMITS as the "discord" limits; or use it
-    as `async with DiscordAdapter(...)`.
+    Constructed as every adapter is: `DiscordAdapter(token, service, *, limits=..., <platform options>)`. Pass
+    it to ChatRuntime as a sink and a service (paced by its `limits`); or use it as `async with
+    DiscordAdapter(...)`.
     """
 
     platform = PLATFORM
-    limits = DISCORD_LIMITS
 
-    def __init__(self, settings: Settings, service: CommandService, *, sync_guild: int | None = None,
-                 **client_options: Any) -> None:
-        if not settings.discord_bot_token:
+    def __init__(self, token: str, service: CommandService, *, limits: Limits = DISCORD_LIMITS,
+                 sync_guild: int | None = None, **client_options: Any) -> None:
+        if not token:
             raise ConfigError("DISCORD_BOT_TOKEN", "DISCORD_BOT_TOKEN", "not set")
-        self._token = settings.discord_bot_token
-        self.bot = DiscordBot(service, sync_guild=sync_guild, **client_options)
+        self._token = token
+        self.limits = limits
+        self.bot = DiscordBot(service, limits=limits, sync_guild=sync_guild, **client_options)
         self.sink = self.bot.sink
         self.renderer = self.sink.renderer
         self._task: asyncio.Task[None] | None = None

@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from discord.utils import escape_markdown, escape_mentions
 
+from bot.chat.text_units import ELLIPSIS, drop_surrogates, units
 from bot.pipeline.digest import Digest, DigestStory
 from bot.ports import Block, Button, OutgoingMessage, Reply, Span
 
@@ -38,17 +39,6 @@ BUTTONS_PER_ROW = 5
 ROWS_MAX = 5
 
 EMBED_COLOR = 0x2B6CB0
-ELLIPSIS = "…"
-
-
-def units(text: str) -> int:
-    """Length as Discord may count it: UTF-16 code units, never less than Python's len()."""
-    return len(text.encode("utf-16-le", "surrogatepass")) // 2
-
-
-def drop_surrogates(text: str) -> str:
-    """`text` without lone surrogates (broken UTF-16 in a feed): UTF-8, which Discord gets, cannot carry them."""
-    return "".join(ch for ch in text if not "\ud800" <= ch <= "\udfff")
 
 
 def escape(text: str, *, line_start: bool = True) -> str:

@@ -13,6 +13,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from urllib.parse import urlsplit
 
+from bot.chat.text_units import cut, drop_surrogates, units
 from bot.pipeline.digest import Digest, DigestStory
 from bot.ports import Block, Button, OutgoingMessage, Reply, Span
 
@@ -21,18 +22,12 @@ CAPTION_LIMIT = 1024
 TITLE_MAX = 300
 OUTLET_MAX = 60
 URL_MAX = 2048
-ELLIPSIS = "…"
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-def units(s: str) -> int:
-    """Length in UTF-16 code units, as Telegram counts it."""
-    return len(s.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def clean(s: str) -> str:
     """Drop what cannot or should not reach a message: lone surrogates, control characters, odd newlines."""
-    s = "".join(ch for ch in s if unicodedata.category(ch) != "Cs")
+    s = drop_surrogates(s)
     s = s.replace("\r\n", "\n").replace("\r", "\n").replace("\t", " ")
     return _CONTROL.sub("", s)
 
@@ -40,20 +35,6 @@ def clean(s: str) -> str:
 def one_line(s: str) -> str:
     """Clean and collapse whitespace (titles, outlet names)."""
     return " ".join(clean(s).split())
-
-
-def cut(s: str, limit: int) -> str:
-    """At most `limit` UTF-16 units, ending with an ellipsis when shortened, never splitting a character."""
-    if units(s) <= limit:
-        return s
-    out, used = [], 0
-    for ch in s:
-        w = units(ch)
-        if used + w > limit - 1:
-            break
-        out.append(ch)
-        used += w
-    return "".join(out).rstrip() + ELLIPSIS
 
 
 def safe_url(url: str | None) -> str | None:

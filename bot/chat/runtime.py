@@ -11,16 +11,17 @@ import contextlib
 import heapq
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from bot import metrics
+from bot.chat.digests import DigestBuilder
 from bot.clock import utcnow
 from bot.errors import DeliveryError
-from bot.pipeline.delivery import TELEGRAM_LIMITS, Limits, Pacer, on_failure
-from bot.pipeline.digest import StoryCandidate, build_digest, digest_key, digest_since, next_due
+from bot.pipeline.delivery import Pacer, on_failure
+from bot.pipeline.digest import StoryCandidate, digest_key, next_due
 from bot.ports import ChatRef, ChatRuntimeStore, ChatSink, OutgoingMessage
 from bot.settings import DigestDefaults
 from bot.storage.chats import Subscription
@@ -92,19 +93,19 @@ class RuntimeConfig:
 
 
 class ChatRuntime:
-    """Scheduler + paced sender over the outbox, for every registered sink."""
+    """Scheduler + paced sender over the outbox, for every registered sink (each paced by its own `limits`)."""
 
     def __init__(self, chats: ChatRuntimeStore, defaults: DigestDefaults, sinks: Sequence[ChatSink], *,
-                 services: Sequence[Service] = (), limits: Mapping[str, Limits] | None = None,
-                 clock: Clock | None = None, config: RuntimeConfig | None = None) -> None:
+                 services: Sequence[Service] = (), clock: Clock | None = None,
+                 config: RuntimeConfig | None = None) -> None:
         self.chats = chats
         self.defaults = defaults
         self.sinks = {s.platform: s for s in sinks}
         self.services = list(services)
-        self.limits = dict(limits or {})
         self.clock = clock or SystemClock()
         self.config = config or RuntimeConfig()
-        self.pacers = {p: Pacer(self.limits.get(p, TELEGRAM_LIMITS)) for p in self.sinks}
+        self.digests = DigestBuilder(chats, defaults, min_topic_score=self.config.min_topic_score)
+        self.pacers = {p: Pacer(sink.limits) for p, sink in self.sinks.items()}
         self._stop = asyncio.Event()
         # One signal per loop: a send must not run the scheduler, and neither loop may clear the other's wake-up.
         self._wake_scheduler = asyncio.Event()
@@ -219,16 +220,7 @@ class ChatRuntime:
                        cache: dict[datetime, list[StoryCandidate]] | None = None) -> bool:
         """Build, render and queue one subscription's due digest, and advance its schedule."""
         assert sub.next_due_at is not None
-        since = digest_since(now, sub.last_digest_at, sub.schedule)
-        cache = {} if cache is None else cache
-        if since not in cache:
-            cache[since] = self.chats.candidate_stories(since, now)
-        candidates = cache[since]
-        sent = self.chats.sent_versions(sub.id, [c.id for c in candidates])
-        min_score = self.config.min_topic_score
-        digest = build_digest(candidates, now=now, since=since, max_stories=sub.max_stories, topics=sub.topics,
-                              min_topic_score=self.defaults.min_topic_score if min_score is None else min_score,
-                              sent_versions=sent)
+        digest = self.digests.scheduled(sub, now, cache)
         messages = self.sinks[sub.chat.platform].renderer.render_digest(digest)
         ok = self.chats.enqueue_digest(
             sub, due_at=sub.next_due_at, next_due_at=next_due(sub.schedule, max(now, sub.next_due_at)),
@@ -395,8 +387,7 @@ class ChatRuntime:
             self._wake_sender.set()
 
     async def _failed(self, item: OutboxItem, exc: DeliveryError) -> None:
-        limits = self.limits.get(item.chat.platform, TELEGRAM_LIMITS)
-        action = on_failure(exc, item.attempts + 1, limits, item.id)
+        action = on_failure(exc, item.attempts + 1, self.sinks[item.chat.platform].limits, item.id)
         now, mono = self.clock.now(), self.clock.monotonic()
         m, ids = metrics.current(), {"chat": item.chat.key, "outbox_id": item.id}
         pacer = self.pacers[item.chat.platform]
@@ -443,9 +434,3 @@ class ChatRuntime:
             await asyncio.sleep(0.02)
         raise TimeoutError(f"outbox not drained after {timeout_s} s: {counts}")
 
-
-def build_chat_runtime(app: Any, **kwargs: Any) -> ChatRuntime:
-    """The chat layer for `newsdigest run`; see bot.chat.wiring.build_chat_runtime for the keyword arguments."""
-    from bot.chat.wiring import build_chat_runtime as build
-
-    return build(app, **kwargs)

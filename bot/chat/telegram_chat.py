@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import warnings
+from dataclasses import replace
 from datetime import timedelta
 
 from telegram import (
@@ -35,12 +36,13 @@ from bot.chat.commands import CommandService, needs_chat_admin, parse_command
 from bot.chat.render_telegram import TelegramRenderer
 from bot.clock import utcnow
 from bot.errors import ChatForbiddenError, DeliveryError, RateLimitedError
-from bot.feedlist import MAX_OPML_BYTES
-from bot.ports import CHANNEL, GROUP, PRIVATE, ChatRef, Invocation, OutgoingMessage, Reply, para
+from bot.pipeline.delivery import TELEGRAM_LIMITS, Limits
+from bot.ports import CHANNEL, GROUP, PRIVATE, ChatRef, Invocation, OutgoingMessage, Reply
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "telegram"
+API_ROOT = "https://api.telegram.org"
 _ADMIN_STATUSES = {ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER}
 # Bad requests that mean the chat is gone for us, like a 403.
 _GONE = ("chat not found", "bot was kicked", "user is deactivated", "not enough rights to send",
@@ -91,13 +93,18 @@ def chat_ref(msg: Message | None, update: Update) -> ChatRef:
 
 
 class TelegramChat:
-    """The Telegram adapter: a Service (receives updates by long polling) and a ChatSink (sends messages)."""
+    """The Telegram adapter: a Service (receives updates by long polling) and a ChatSink (sends messages).
+
+    Constructed as every adapter is: `TelegramChat(token, service, *, limits=..., <platform options>)`.
+    """
 
     platform = PLATFORM
 
-    def __init__(self, token: str, api_root: str, service: CommandService, *, poll_timeout_s: float = 10.0,
-                 connection_pool: int = 32, receive: bool = True) -> None:
+    def __init__(self, token: str, service: CommandService, *, limits: Limits = TELEGRAM_LIMITS,
+                 api_root: str = API_ROOT, poll_timeout_s: float = 10.0, connection_pool: int = 32,
+                 receive: bool = True) -> None:
         self.service = service
+        self.limits = limits
         self.renderer = TelegramRenderer()
         self.receive = receive
         self.poll_timeout_s = poll_timeout_s
@@ -185,18 +192,18 @@ class TelegramChat:
         user_id = str(user.id) if user else str(chat.chat_id)
         admin = chat.kind != GROUP
         if not admin and needs_chat_admin(command):
-            admin = await self._is_chat_admin(msg, user_id)
+            # An anonymous group admin posts as the group itself.
+            admin = (msg.sender_chat is not None and msg.sender_chat.id == msg.chat_id) or \
+                await self._is_chat_admin(chat, user_id)
         return Invocation(PLATFORM, chat, user_id, command, args, user_is_chat_admin=admin,
                           user_name=user.full_name if user else chat.title)
 
-    async def _is_chat_admin(self, msg: Message, user_id: str) -> bool:
-        # An anonymous group admin posts as the group itself.
-        if msg.sender_chat is not None and msg.sender_chat.id == msg.chat_id:
-            return True
+    async def _is_chat_admin(self, chat: ChatRef, user_id: str) -> bool:
+        """Whether Telegram reports the user as an administrator (or the owner) of the chat."""
         try:
-            member = await self.bot.get_chat_member(msg.chat_id, int(user_id))
+            member = await self.bot.get_chat_member(int(chat.chat_id), int(user_id))
         except TelegramError as exc:
-            log.warning("getChatMember failed in %s: %s", msg.chat_id, exc)
+            log.warning("getChatMember failed in %s: %s", chat.chat_id, exc)
             return False
         return member.status in _ADMIN_STATUSES
 
@@ -218,21 +225,14 @@ class TelegramChat:
         if msg is None or msg.document is None or not msg.caption:
             return
         doc = msg.document
-        data: bytes | None = None
-        if doc.file_size is not None and doc.file_size > MAX_OPML_BYTES:
-            inv = await self._invocation(update, msg, msg.caption)
-            if inv is not None:
-                await self._reply(inv.chat, msg, Reply(blocks=(
-                    para(f"That file is too large (limit {MAX_OPML_BYTES // 1024} KiB)."),)))
-            return
         inv = await self._invocation(update, msg, msg.caption)
         if inv is None:
             return
-        if self.service.is_owner(inv):
-            # Only owners' files are downloaded: nobody else can make the bot fetch anything.
+        inv = replace(inv, attachment_name=doc.file_name, attachment_size=doc.file_size)
+        if self.service.wants_attachment(inv):
             tg_file = await doc.get_file()
-            data = bytes(await tg_file.download_as_bytearray())
-        await self._answer(Invocation(**{**inv.__dict__, "attachment": data, "attachment_name": doc.file_name}), msg)
+            inv = replace(inv, attachment=bytes(await tg_file.download_as_bytearray()))
+        await self._answer(inv, msg)
 
     async def _on_callback(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         q = update.callback_query
@@ -245,7 +245,7 @@ class TelegramChat:
         chat = chat_ref(msg, update)
         user_id = str(q.from_user.id)
         # Only a private chat is the user's own: in a channel any reader can press a button, so ask.
-        admin = chat.kind == PRIVATE or await self._is_chat_admin_by_id(chat, user_id)
+        admin = chat.kind == PRIVATE or await self._is_chat_admin(chat, user_id)
         inv = Invocation(PLATFORM, chat, user_id, "callback", user_is_chat_admin=admin, callback_data=q.data,
                          user_name=q.from_user.full_name)
         reply = await self.service.handle(inv)
@@ -261,14 +261,6 @@ class TelegramChat:
                     log.warning("editMessageText failed: %s", exc)
         elif not reply.notice:
             await self._send_all(chat, rendered)
-
-    async def _is_chat_admin_by_id(self, chat: ChatRef, user_id: str) -> bool:
-        try:
-            member = await self.bot.get_chat_member(int(chat.chat_id), int(user_id))
-        except TelegramError as exc:
-            log.warning("getChatMember failed in %s: %s", chat.chat_id, exc)
-            return False
-        return member.status in _ADMIN_STATUSES
 
     async def _on_migrate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         msg = update.effective_message

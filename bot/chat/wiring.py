@@ -1,27 +1,38 @@
-"""Composition of the chat layer for `newsdigest run`: command service, adapters with tokens, runtime."""
+"""Composition of the chat layer for `newsdigest run`: command service, adapters with tokens, runtime.
+
+bot.app (the composition root) calls it with the settings, the store and the feeds file; nothing here imports
+bot.app, and bot.chat.runtime does not import this module.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Protocol
 
 from bot.chat.commands import CommandService
 from bot.chat.console import CONSOLE_CHAT, ConsoleSink
 from bot.chat.feed_admin import StoreFeedAdmin
-from bot.chat.runtime import ChatRuntime, RuntimeConfig
+from bot.chat.runtime import ChatRuntime, RuntimeConfig, Service
 from bot.clock import utcnow
-from bot.pipeline.delivery import Limits
+from bot.net import FetchLimits
 from bot.pipeline.digest import next_due
 from bot.ports import ChatSink, Summarize
+from bot.settings import FeedsFile, Settings
 from bot.storage.chat_store import ChatStore
+from bot.storage.store import Store
+
+
+class Adapter(ChatSink, Service, Protocol):
+    """A chat platform adapter: a ChatSink the runtime sends through and a Service it starts and stops."""
+
 
 log = logging.getLogger(__name__)
 
-AdapterFactory = Callable[[CommandService], ChatSink]
+AdapterFactory = Callable[[CommandService], Adapter]
 
 
-def chat_topics(feeds_file: Any) -> list[str]:
+def chat_topics(feeds_file: FeedsFile) -> list[str]:
     """Every topic a chat can choose: the digest defaults, then every topic articles are scored on (the
     built-in ones and the feeds file's)."""
     from bot.pipeline import topic as topic_stage
@@ -33,45 +44,47 @@ def chat_topics(feeds_file: Any) -> list[str]:
     return list(dict.fromkeys([*feeds_file.digest.topics, *scored]))
 
 
-def build_command_service(app: Any, summarize: Summarize | None = None, *,
-                          chats: ChatStore | None = None) -> CommandService:
-    """The CommandService over the app's store (or `chats`), settings and feeds file."""
-    s = app.settings
-    return CommandService(chats or ChatStore(app.store.engine), admins=s.admins, defaults=app.feeds_file.digest,
-                          feed_admin=StoreFeedAdmin(app.store, allow_private=s.allow_private_urls,
-                                                    limits=app.fetch_limits()),
-                          summarize=summarize, topics=chat_topics(app.feeds_file),
-                          allow_private_urls=s.allow_private_urls)
+def build_command_service(settings: Settings, store: Store, feeds_file: FeedsFile,
+                          summarize: Summarize | None = None, *, chats: ChatStore | None = None) -> CommandService:
+    """The CommandService over the store (or `chats`), the settings and the feeds file."""
+    return CommandService(chats or ChatStore(store.engine), admins=settings.admins, defaults=feeds_file.digest,
+                          feed_admin=StoreFeedAdmin(store, allow_private=settings.allow_private_urls,
+                                                    limits=FetchLimits.from_settings(settings)),
+                          summarize=summarize, topics=chat_topics(feeds_file),
+                          allow_private_urls=settings.allow_private_urls)
 
 
-def build_chat_runtime(app: Any, *, summarize: Summarize | None = None,
-                       extra_adapters: Sequence[AdapterFactory] = (), config: RuntimeConfig | None = None
-                       ) -> ChatRuntime:
-    """Adapters whose token is set (Telegram, Discord; more via `extra_adapters`), else the console sink.
-
-    Each extra adapter factory gets the CommandService and returns an object that is both a ChatSink and a
-    Service (start/stop). SDKs are imported only for the platforms whose token is set.
-    """
-    # One chat store for commands and the runtime; the runtime also needs its outbox side.
-    chats = ChatStore(app.store.engine)
-    service = build_command_service(app, summarize, chats=chats)
-    sinks: list[Any] = []
-    limits: dict[str, Limits] = {}
-    if app.settings.telegram_bot_token:
+def platform_adapters(settings: Settings, service: CommandService) -> list[Adapter]:
+    """An adapter for each platform whose token is set; its SDK is imported only then."""
+    adapters: list[Adapter] = []
+    if settings.telegram_bot_token:
         from bot.chat.telegram_chat import TelegramChat
 
-        sinks.append(TelegramChat(app.settings.telegram_bot_token, app.settings.telegram_api_base_url, service))
-    if app.settings.discord_bot_token:
-        from bot.chat.discord_chat import DISCORD_LIMITS, DiscordAdapter
+        adapters.append(TelegramChat(settings.telegram_bot_token, service,
+                                     api_root=settings.telegram_api_base_url))
+    if settings.discord_bot_token:
+        from bot.chat.discord_chat import DiscordAdapter
 
-        sinks.append(DiscordAdapter(app.settings, service))
-        limits["discord"] = DISCORD_LIMITS
-    sinks += [factory(service) for factory in extra_adapters]
-    services = list(sinks)
+        adapters.append(DiscordAdapter(settings.discord_bot_token, service))
+    return adapters
+
+
+def build_chat_runtime(settings: Settings, store: Store, feeds_file: FeedsFile, *,
+                       summarize: Summarize | None = None, extra_adapters: Sequence[AdapterFactory] = (),
+                       config: RuntimeConfig | None = None) -> ChatRuntime:
+    """Adapters whose token is set (Telegram, Discord; more via `extra_adapters`), else the console sink.
+
+    Each extra adapter factory gets the CommandService and returns an Adapter (a ChatSink with its own limits
+    and a Service). The runtime paces each sink by the sink's `limits`.
+    """
+    # One chat store for commands and the runtime; the runtime also needs its outbox side.
+    chats = ChatStore(store.engine)
+    service = build_command_service(settings, store, feeds_file, summarize, chats=chats)
+    adapters = platform_adapters(settings, service) + [factory(service) for factory in extra_adapters]
+    sinks: list[ChatSink] = list(adapters)
     if not sinks:
         # No chat platform configured: digests go to the terminal on the default schedule.
-        service.chats.subscribe(CONSOLE_CHAT, app.feeds_file.digest, utcnow(), next_due=next_due)
+        service.chats.subscribe(CONSOLE_CHAT, feeds_file.digest, utcnow(), next_due=next_due)
         sinks.append(ConsoleSink())
         log.info("no chat token set: digests are printed to the terminal")
-    return ChatRuntime(chats, app.feeds_file.digest, sinks, services=services, limits=limits,
-                       config=config)
+    return ChatRuntime(chats, feeds_file.digest, sinks, services=adapters, config=config)

@@ -38,7 +38,7 @@ async def main(db: str, api: str, lease_s: float) -> int:
     store = Store.open(db)
     chats = ChatStore(store.engine)
     defaults = DigestDefaults()
-    tg = TelegramChat(TOKEN, api, CommandService(chats, admins=(), defaults=defaults), receive=False)
+    tg = TelegramChat(TOKEN, CommandService(chats, admins=(), defaults=defaults), api_root=api, receive=False)
     await run_until_signalled(ChatRuntime(chats, defaults, [tg], services=[tg], config=worker_config(lease_s)))
     store.close()
     return 0

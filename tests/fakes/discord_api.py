@@ -561,9 +561,9 @@ async def _deliver(db: str, api_base: str, gateway: str, lease_s: float) -> int:
     import discord.http
 
     from bot.chat.commands import CommandService
-    from bot.chat.discord_chat import DISCORD_LIMITS, DiscordAdapter
+    from bot.chat.discord_chat import DiscordAdapter
     from bot.chat.runtime import ChatRuntime
-    from bot.settings import DigestDefaults, load_settings
+    from bot.settings import DigestDefaults
     from bot.storage.chat_store import ChatStore
     from bot.storage.store import Store
     from tests.fakes.chat_worker import run_until_signalled, worker_config
@@ -573,10 +573,10 @@ async def _deliver(db: str, api_base: str, gateway: str, lease_s: float) -> int:
     store = Store.open(db)
     chats = ChatStore(store.engine)
     defaults = DigestDefaults()
-    adapter = DiscordAdapter(load_settings({"DISCORD_BOT_TOKEN": TOKEN}),
+    adapter = DiscordAdapter(TOKEN,
                              CommandService(chats, admins=(), defaults=defaults))
     await run_until_signalled(ChatRuntime(chats, defaults, [adapter], services=[adapter],
-                                          limits={"discord": DISCORD_LIMITS}, config=worker_config(lease_s)))
+                                          config=worker_config(lease_s)))
     store.close()
     return 0
 

@@ -59,9 +59,9 @@ def scale_timings(scale: float) -> None:
     base = RuntimeConfig()
     config = dataclasses.replace(base, scheduler_tick_s=base.scheduler_tick_s / scale, lease_s=base.lease_s / scale)
 
-    def build_scaled(app: Any, **kwargs: Any) -> Any:
+    def build_scaled(*args: Any, **kwargs: Any) -> Any:
         kwargs["config"] = kwargs.get("config") or config
-        return build(app, **kwargs)
+        return build(*args, **kwargs)
 
     wiring.build_chat_runtime = build_scaled
 
