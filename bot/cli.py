@@ -8,7 +8,7 @@ import dataclasses
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,6 +56,33 @@ def build_parser() -> argparse.ArgumentParser:
     poll.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     poll.add_argument("--no-process", action="store_true", help="skip topic/story/summary processing")
 
+    _add_feeds(sub)
+
+    arts = sub.add_parser("articles", help="list stored articles")
+    arts.add_argument("--since", type=_since, default=None, help="e.g. 24h, 2d")
+    arts.add_argument("--limit", type=int, default=200)
+    arts.add_argument("--json", action="store_true")
+
+    dig = sub.add_parser("digest", help="print the digest /summary would send now")
+    dig.add_argument("--since", type=_since, default=timedelta(hours=24))
+    dig.add_argument("--json", action="store_true")
+
+    _add_eval(sub)
+
+    _add_train(sub)
+
+    models = sub.add_parser("models", help="manage summarization models")
+    msub = models.add_subparsers(dest="models_cmd", required=True, metavar="ACTION")
+    md = msub.add_parser("download", help="fetch a Hugging Face seq2seq model ahead of time (needs internet)")
+    md.add_argument("model_id")
+    md.add_argument("--dest", type=Path, default=None)
+
+    sub.add_parser("run", help="run the service: poll, process, schedule and deliver digests")
+    return p
+
+
+def _add_feeds(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`feeds list|add|remove|resume|import|export`."""
     feeds = sub.add_parser("feeds", help="manage the feed list")
     fsub = feeds.add_subparsers(dest="feeds_cmd", required=True, metavar="ACTION")
     fl = fsub.add_parser("list", help="list feeds with their state")
@@ -72,15 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     fi.add_argument("--json", action="store_true")
     fsub.add_parser("export", help="print the feed list as OPML")
 
-    arts = sub.add_parser("articles", help="list stored articles")
-    arts.add_argument("--since", type=_since, default=None, help="e.g. 24h, 2d")
-    arts.add_argument("--limit", type=int, default=200)
-    arts.add_argument("--json", action="store_true")
 
-    dig = sub.add_parser("digest", help="print the digest /summary would send now")
-    dig.add_argument("--since", type=_since, default=timedelta(hours=24))
-    dig.add_argument("--json", action="store_true")
-
+def _add_eval(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`eval extract|classify|dedup`."""
     ev = sub.add_parser("eval", help="evaluate a stage on labelled data (prints one JSON object)")
     esub = ev.add_subparsers(dest="eval_cmd", required=True, metavar="STAGE")
     for name, helptext in (("extract", "article text extraction (DIR with ground-truth.json and html/)"),
@@ -97,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="timed: publication order, times and the service's window; dense: file order, "
                                 "no time (default: timed when every record has `published`)")
 
+
+def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`train classify|dedup`."""
     tr = sub.add_parser("train", help="train a model head")
     tsub = tr.add_subparsers(dest="train_cmd", required=True, metavar="WHAT")
     tc = tsub.add_parser("classify", help="train a built-in topic head: geopolitics from geo JSON lines, "
@@ -116,15 +140,6 @@ def build_parser() -> argparse.ArgumentParser:
                     help="background news texts for word rarity (AG News CSV, JSON lines)")
     td.add_argument("--out-dir", type=Path, default=None, help="default: replace the shipped model")
     td.add_argument("--cv", action="store_true", help="also report the cross-fitted estimate (slow)")
-
-    models = sub.add_parser("models", help="manage summarization models")
-    msub = models.add_subparsers(dest="models_cmd", required=True, metavar="ACTION")
-    md = msub.add_parser("download", help="fetch a Hugging Face seq2seq model ahead of time (needs internet)")
-    md.add_argument("model_id")
-    md.add_argument("--dest", type=Path, default=None)
-
-    sub.add_parser("run", help="run the service: poll, process, schedule and deliver digests")
-    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -200,87 +215,116 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _dispatch(app: App, args: argparse.Namespace) -> int:
-    from bot.feedlist import add_feed, export_opml, import_opml
+    """Run a command that needs the app: one function per subcommand."""
+    commands: dict[str, Callable[[App, argparse.Namespace], int]] = {
+        "poll": _poll, "feeds": _feeds, "articles": _articles,
+        "digest": lambda app, args: app.print_digest(args.since, as_json=args.json),
+        "run": lambda app, args: app.run_service()}
+    if args.cmd not in commands:
+        raise AssertionError(args.cmd)
+    return commands[args.cmd](app, args)
 
-    store = app.store
-    if args.cmd == "poll":
-        report = asyncio.run(app.poll_once(force=args.force, process=not args.no_process))
-        if args.json:
-            print(json.dumps(report.as_dict()))
-        else:
-            print(f"{report.feeds} feeds: {report.fetched} fetched, {report.not_modified} not modified, "
-                  f"{len(report.failed)} failed; {report.new_articles} new articles")
-            for f in report.failed:
-                print(f"  failed: {f['url']}: {f['error']}")
-        return 0
-    if args.cmd == "feeds":
-        if args.feeds_cmd == "list":
-            rows = store.list_feeds()
-            if args.json:
-                print(json.dumps([_feed_json(r) for r in rows]))
-            else:
-                for r in rows:
-                    state = ("disabled" if not r.enabled else f"PAUSED: {r.paused_reason}" if r.paused_reason
-                             else f"{r.error_count} errors: {r.last_error}" if r.error_count else "ok")
-                    print(f"{r.id:>4}  {r.display_name[:40]:<40}  {r.url}  [{state}]")
-            return 0
-        if args.feeds_cmd == "add":
-            row, created = add_feed(store, args.url, origin="cli", allow_private=app.settings.allow_private_urls,
-                                    name=args.name)
-            print(f"{'added' if created else 'already present'}: {row.id} {row.url}")
-            return 0
-        if args.feeds_cmd in ("remove", "resume"):
-            fn = store.remove_feed if args.feeds_cmd == "remove" else store.resume_feed
-            changed = fn(args.feed)
-            if changed is None:
-                print(f"newsdigest: no feed {args.feed!r}", file=sys.stderr)
-                return 1
-            print(f"{args.feeds_cmd}d: {changed.id} {changed.url}")
-            return 0
-        if args.feeds_cmd == "import":
-            try:
-                data = args.file.read_bytes()
-            except OSError as exc:
-                print(f"newsdigest: {args.file}: {exc.strerror or exc}", file=sys.stderr)
-                return 2
-            try:
-                imported = import_opml(store, data, origin="opml", allow_private=app.settings.allow_private_urls)
-            except CommandError as exc:
-                # Not OPML at all (text, HTML, a feed, a bomb): a bad input file, like a bad feeds file.
-                print(f"newsdigest: {args.file}: {exc}", file=sys.stderr)
-                return 2
-            if args.json:
-                print(json.dumps(imported.as_dict()))
-            else:
-                print(imported.summary())
-                for url, title in imported.added:
-                    print(f"  added: {url} {title}")
-                for url in imported.duplicates:
-                    print(f"  skipped (duplicate): {url}")
-                for url, reason in imported.rejected:
-                    print(f"  rejected: {url}: {reason}")
-            return 0
-        if args.feeds_cmd == "export":
-            sys.stdout.write(export_opml(store.list_feeds()))
-            return 0
-    if args.cmd == "articles":
-        from bot.clock import utcnow
 
-        since = utcnow() - args.since if args.since else None
-        articles = store.list_articles(since=since, limit=args.limit)
-        if args.json:
-            print(json.dumps([dataclasses.asdict(a) for a in articles], default=lambda v: v.isoformat()))
-        else:
-            for a in articles:
-                when = (a.published_at or a.fetched_at).strftime("%Y-%m-%d %H:%M")
-                print(f"{a.id:>6}  {when}  {(a.outlet or '')[:20]:<20}  {a.title[:90]}")
-            print(f"{len(articles)} articles", file=sys.stderr)
+def _poll(app: App, args: argparse.Namespace) -> int:
+    """`poll --once`: one cycle, its report as a line (or JSON) and each failed feed."""
+    report = asyncio.run(app.poll_once(force=args.force, process=not args.no_process))
+    if args.json:
+        print(json.dumps(report.as_dict()))
+    else:
+        print(f"{report.feeds} feeds: {report.fetched} fetched, {report.not_modified} not modified, "
+              f"{len(report.failed)} failed; {report.new_articles} new articles")
+        for f in report.failed:
+            print(f"  failed: {f['url']}: {f['error']}")
+    return 0
+
+
+def _feeds(app: App, args: argparse.Namespace) -> int:
+    """`feeds ACTION`: one function per action."""
+    actions: dict[str, Callable[[App, argparse.Namespace], int]] = {
+        "list": _feeds_list, "add": _feeds_add, "remove": _feeds_remove_or_resume,
+        "resume": _feeds_remove_or_resume, "import": _feeds_import, "export": _feeds_export}
+    return actions[args.feeds_cmd](app, args)
+
+
+def _feeds_list(app: App, args: argparse.Namespace) -> int:
+    rows = app.store.list_feeds()
+    if args.json:
+        print(json.dumps([_feed_json(r) for r in rows]))
         return 0
-    if args.cmd == "digest":
-        return app.print_digest(args.since, as_json=args.json)
-    if args.cmd == "run":
-        return app.run_service()
-    raise AssertionError(args.cmd)
+    for r in rows:
+        state = ("disabled" if not r.enabled else f"PAUSED: {r.paused_reason}" if r.paused_reason
+                 else f"{r.error_count} errors: {r.last_error}" if r.error_count else "ok")
+        print(f"{r.id:>4}  {r.display_name[:40]:<40}  {r.url}  [{state}]")
+    return 0
+
+
+def _feeds_add(app: App, args: argparse.Namespace) -> int:
+    from bot.feedlist import add_feed
+
+    row, created = add_feed(app.store, args.url, origin="cli", allow_private=app.settings.allow_private_urls,
+                            name=args.name)
+    print(f"{'added' if created else 'already present'}: {row.id} {row.url}")
+    return 0
+
+
+def _feeds_remove_or_resume(app: App, args: argparse.Namespace) -> int:
+    change = app.store.remove_feed if args.feeds_cmd == "remove" else app.store.resume_feed
+    changed = change(args.feed)
+    if changed is None:
+        print(f"newsdigest: no feed {args.feed!r}", file=sys.stderr)
+        return 1
+    print(f"{args.feeds_cmd}d: {changed.id} {changed.url}")
+    return 0
+
+
+def _feeds_import(app: App, args: argparse.Namespace) -> int:
+    from bot.feedlist import import_opml
+
+    try:
+        data = args.file.read_bytes()
+    except OSError as exc:
+        print(f"newsdigest: {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    try:
+        imported = import_opml(app.store, data, origin="opml", allow_private=app.settings.allow_private_urls)
+    except CommandError as exc:
+        # Not OPML at all (text, HTML, a feed, a bomb): a bad input file, like a bad feeds file.
+        print(f"newsdigest: {args.file}: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(imported.as_dict()))
+        return 0
+    print(imported.summary())
+    for url, title in imported.added:
+        print(f"  added: {url} {title}")
+    for url in imported.duplicates:
+        print(f"  skipped (duplicate): {url}")
+    for url, reason in imported.rejected:
+        print(f"  rejected: {url}: {reason}")
+    return 0
+
+
+def _feeds_export(app: App, args: argparse.Namespace) -> int:
+    from bot.feedlist import export_opml
+
+    sys.stdout.write(export_opml(app.store.list_feeds()))
+    return 0
+
+
+def _articles(app: App, args: argparse.Namespace) -> int:
+    """`articles`: stored articles as lines (their count on stderr) or JSON."""
+    from bot.clock import utcnow
+
+    since = utcnow() - args.since if args.since else None
+    articles = app.store.list_articles(since=since, limit=args.limit)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(a) for a in articles], default=lambda v: v.isoformat()))
+        return 0
+    for a in articles:
+        when = (a.published_at or a.fetched_at).strftime("%Y-%m-%d %H:%M")
+        print(f"{a.id:>6}  {when}  {(a.outlet or '')[:20]:<20}  {a.title[:90]}")
+    print(f"{len(articles)} articles", file=sys.stderr)
+    return 0
 
 
 def _feed_json(r: FeedRow) -> dict[str, Any]:

@@ -393,53 +393,65 @@ class CommandService:
         return self._settings_reply(sub, inv.platform, edit=True, notice="Saved: " + ", ".join(sub.topics) + ".")
 
     def _apply_setting(self, sub: Subscription, key: str, values: list[str]) -> Subscription:
-        now = self.clock()
-        if key in ("times", "time", "at"):
-            if not values:
-                raise CommandError("Usage: /settings times 08:00 18:00")
-            parts = [p for v in values for p in v.replace(",", " ").split()]
-            try:
-                times = sorted({parse_time_of_day(p).strftime("%H:%M") for p in parts})
-            except ValueError as exc:
-                raise CommandError(f"{exc}. Usage: /settings times 08:00 18:00") from exc
-            if len(times) > 12:
-                raise CommandError("At most 12 digest times a day.")
-            schedule = Schedule(sub.schedule.timezone, tuple(times), None)
-            return self.chats.update_subscription(sub.id, now, schedule=schedule,
-                                                  next_due_at=next_due(schedule, now))
-        if key == "every":
-            if len(values) != 1 or not values[0].rstrip("h").isdigit() or not 1 <= int(values[0].rstrip("h")) <= 168:
-                raise CommandError("Usage: /settings every N, with N hours from 1 to 168 (e.g. every 6)")
-            schedule = Schedule(sub.schedule.timezone, sub.schedule.times, int(values[0].rstrip("h")))
-            return self.chats.update_subscription(sub.id, now, schedule=schedule,
-                                                  next_due_at=next_due(schedule, now))
-        if key in ("max", "stories"):
-            if len(values) != 1 or not values[0].isdigit() or not 1 <= int(values[0]) <= 30:
-                raise CommandError("Usage: /settings max N, with N from 1 to 30")
-            return self.chats.update_subscription(sub.id, now, max_stories=int(values[0]))
-        if key in ("timezone", "tz"):
-            if len(values) != 1:
-                raise CommandError("Usage: /settings timezone Europe/Berlin (an IANA time zone name)")
-            zone = canonical_timezone(values[0])
-            if zone is None:
-                raise CommandError(f"{_quoted(values[0])} is not a time zone I know. "
-                                   "Use a name like Europe/Berlin, America/New_York or UTC.")
-            schedule = Schedule(zone, sub.schedule.times, sub.schedule.every_hours)
-            return self.chats.update_subscription(sub.id, now, schedule=schedule,
-                                                  next_due_at=next_due(schedule, now))
-        if key == "topics":
-            names = [p for v in values for p in v.replace(",", " ").split()]
-            if not names:
-                raise CommandError(f"Usage: /settings topics {self._topics_example()} (or: all). "
-                                   f"Topics: {', '.join(self.topics) or 'none configured'}.")
-            if [n.lower() for n in names] == ["all"]:
-                return self.chats.update_subscription(sub.id, now, topics=())
-            names = [n.lower() if n.lower() in self.topics else n for n in names]
-            unknown = [n for n in names if n not in self.topics and n not in sub.topics]
-            if unknown:
-                raise CommandError(f"Unknown topic {_quoted(unknown[0])}. Topics: {', '.join(self.topics)} (or: all)")
-            return self.chats.update_subscription(sub.id, now, topics=tuple(dict.fromkeys(names)))
-        raise CommandError(f"Unknown setting {_quoted(key)}. Settings: times, every, max, timezone, topics.")
+        """Change one setting, named by any of its names (times/time/at, every, max/stories, timezone/tz,
+        topics); each has a function of its own."""
+        setters: dict[str, Callable[[Subscription, list[str], datetime], Subscription]] = {
+            "times": self._set_times, "time": self._set_times, "at": self._set_times, "every": self._set_every,
+            "max": self._set_max, "stories": self._set_max, "timezone": self._set_timezone,
+            "tz": self._set_timezone, "topics": self._set_topics}
+        setter = setters.get(key)
+        if setter is None:
+            raise CommandError(f"Unknown setting {_quoted(key)}. Settings: times, every, max, timezone, topics.")
+        return setter(sub, values, self.clock())
+
+    def _reschedule(self, sub: Subscription, schedule: Schedule, now: datetime) -> Subscription:
+        """A new schedule, and the next digest due by it."""
+        return self.chats.update_subscription(sub.id, now, schedule=schedule, next_due_at=next_due(schedule, now))
+
+    def _set_times(self, sub: Subscription, values: list[str], now: datetime) -> Subscription:
+        if not values:
+            raise CommandError("Usage: /settings times 08:00 18:00")
+        parts = [p for v in values for p in v.replace(",", " ").split()]
+        try:
+            times = sorted({parse_time_of_day(p).strftime("%H:%M") for p in parts})
+        except ValueError as exc:
+            raise CommandError(f"{exc}. Usage: /settings times 08:00 18:00") from exc
+        if len(times) > 12:
+            raise CommandError("At most 12 digest times a day.")
+        return self._reschedule(sub, Schedule(sub.schedule.timezone, tuple(times), None), now)
+
+    def _set_every(self, sub: Subscription, values: list[str], now: datetime) -> Subscription:
+        if len(values) != 1 or not values[0].rstrip("h").isdigit() or not 1 <= int(values[0].rstrip("h")) <= 168:
+            raise CommandError("Usage: /settings every N, with N hours from 1 to 168 (e.g. every 6)")
+        return self._reschedule(sub, Schedule(sub.schedule.timezone, sub.schedule.times,
+                                              int(values[0].rstrip("h"))), now)
+
+    def _set_max(self, sub: Subscription, values: list[str], now: datetime) -> Subscription:
+        if len(values) != 1 or not values[0].isdigit() or not 1 <= int(values[0]) <= 30:
+            raise CommandError("Usage: /settings max N, with N from 1 to 30")
+        return self.chats.update_subscription(sub.id, now, max_stories=int(values[0]))
+
+    def _set_timezone(self, sub: Subscription, values: list[str], now: datetime) -> Subscription:
+        if len(values) != 1:
+            raise CommandError("Usage: /settings timezone Europe/Berlin (an IANA time zone name)")
+        zone = canonical_timezone(values[0])
+        if zone is None:
+            raise CommandError(f"{_quoted(values[0])} is not a time zone I know. "
+                               "Use a name like Europe/Berlin, America/New_York or UTC.")
+        return self._reschedule(sub, Schedule(zone, sub.schedule.times, sub.schedule.every_hours), now)
+
+    def _set_topics(self, sub: Subscription, values: list[str], now: datetime) -> Subscription:
+        names = [p for v in values for p in v.replace(",", " ").split()]
+        if not names:
+            raise CommandError(f"Usage: /settings topics {self._topics_example()} (or: all). "
+                               f"Topics: {', '.join(self.topics) or 'none configured'}.")
+        if [n.lower() for n in names] == ["all"]:
+            return self.chats.update_subscription(sub.id, now, topics=())
+        names = [n.lower() if n.lower() in self.topics else n for n in names]
+        unknown = [n for n in names if n not in self.topics and n not in sub.topics]
+        if unknown:
+            raise CommandError(f"Unknown topic {_quoted(unknown[0])}. Topics: {', '.join(self.topics)} (or: all)")
+        return self.chats.update_subscription(sub.id, now, topics=tuple(dict.fromkeys(names)))
 
     # bot owners ---------------------------------------------------------------------------------------------
 

@@ -297,30 +297,31 @@ class DiscordBot(discord.Client):
                 await interaction.response.send_message(text, ephemeral=True)
 
 
-def build_commands(bot: DiscordBot) -> list[app_commands.Command[Any, ..., Any]]:
-    """The slash commands, new objects per bot (a command belongs to one tree)."""
-    about = {c.name: (c.usage(PLATFORM) or (c.args, c.description))[1][:100] for c in COMMANDS}
+SlashCommand = app_commands.Command[Any, ..., Any]
 
-    def command(name: str, *, manage: bool = False) -> Callable[[Any], app_commands.Command[Any, ..., Any]]:
-        def wrap(fn: Any) -> app_commands.Command[Any, ..., Any]:
-            cmd: app_commands.Command[Any, ..., Any] = app_commands.command(name=name, description=about[name])(fn)
-            cmd = app_commands.guild_only()(cmd)
-            return app_commands.default_permissions(manage_guild=True)(cmd) if manage else cmd
-        return wrap
 
-    @command("help")
-    async def help_(interaction: discord.Interaction) -> None:
-        await bot.run_command(interaction, "help")
+def _slash(name: str, *, manage: bool = False) -> Callable[[Any], SlashCommand]:
+    """Decorator: a guild-only slash command described as /help describes it; `manage` needs Manage Server."""
+    usage = next(c.usage(PLATFORM) or (c.args, c.description) for c in COMMANDS if c.name == name)
 
-    @command("subscribe", manage=True)
-    async def subscribe(interaction: discord.Interaction) -> None:
-        await bot.run_command(interaction, "subscribe")
+    def wrap(fn: Any) -> SlashCommand:
+        cmd: SlashCommand = app_commands.command(name=name, description=usage[1][:100])(fn)
+        cmd = app_commands.guild_only()(cmd)
+        return app_commands.default_permissions(manage_guild=True)(cmd) if manage else cmd
+    return wrap
 
-    @command("unsubscribe", manage=True)
-    async def unsubscribe(interaction: discord.Interaction) -> None:
-        await bot.run_command(interaction, "unsubscribe")
 
-    @command("summary")
+def _without_options(bot: DiscordBot, name: str, *, manage: bool = False) -> SlashCommand:
+    """A slash command that takes no options."""
+    @_slash(name, manage=manage)
+    async def run(interaction: discord.Interaction) -> None:
+        await bot.run_command(interaction, name)
+    return run
+
+
+def _summary(bot: DiscordBot) -> SlashCommand:
+    """/summary [period] [link]: one of the two, as the text command's single argument."""
+    @_slash("summary")
     @app_commands.describe(period="how far back, e.g. 6h or 2d (at most 7d)", link="an article to summarize")
     async def summary(interaction: discord.Interaction, period: app_commands.Range[str, 1, 20] | None = None,
                       link: app_commands.Range[str, 1, 2000] | None = None) -> None:
@@ -328,8 +329,12 @@ def build_commands(bot: DiscordBot) -> list[app_commands.Command[Any, ..., Any]]
             await bot.respond(interaction, _error("Give either a period or a link, not both."))
             return
         await bot.run_command(interaction, "summary", tuple(v.strip() for v in (period or link,) if v))
+    return summary
 
-    @command("settings", manage=True)
+
+def _settings(bot: DiscordBot) -> SlashCommand:
+    """/settings [setting] [value]: the value split into the text command's arguments."""
+    @_slash("settings", manage=True)
     @app_commands.describe(setting="what to change; leave empty to see the settings with buttons",
                            value="e.g. times: 08:00 18:00 · every: 6 · max: 5 · timezone: Europe/Berlin · "
                                  "topics: all or topic names")
@@ -340,31 +345,34 @@ def build_commands(bot: DiscordBot) -> list[app_commands.Command[Any, ..., Any]]
             return
         args = (setting, *value.split()) if setting and value else ((setting,) if setting else ())
         await bot.run_command(interaction, "settings", args)
+    return settings
 
-    @command("feeds", manage=True)
-    async def feeds(interaction: discord.Interaction) -> None:
-        await bot.run_command(interaction, "feeds")
 
-    @command("addfeed", manage=True)
+def _feed_commands(bot: DiscordBot) -> list[SlashCommand]:
+    """/addfeed url, /removefeed feed, /importopml file (bot owners; Manage Server to see them)."""
+    @_slash("addfeed", manage=True)
     @app_commands.describe(url="the RSS or Atom feed's URL (http or https)")
     async def addfeed(interaction: discord.Interaction, url: app_commands.Range[str, 1, 2000]) -> None:
         await bot.run_command(interaction, "addfeed", (url.strip(),))
 
-    @command("removefeed", manage=True)
+    @_slash("removefeed", manage=True)
     @app_commands.describe(feed="the feed's id (see /feeds) or URL")
     async def removefeed(interaction: discord.Interaction, feed: app_commands.Range[str, 1, 2000]) -> None:
         await bot.run_command(interaction, "removefeed", (feed.strip(),))
 
-    @command("importopml", manage=True)
+    @_slash("importopml", manage=True)
     @app_commands.describe(file="an OPML file of feeds")
     async def importopml(interaction: discord.Interaction, file: discord.Attachment) -> None:
         await bot.run_command(interaction, "importopml", attachment=file)
+    return [addfeed, removefeed, importopml]
 
-    @command("exportopml", manage=True)
-    async def exportopml(interaction: discord.Interaction) -> None:
-        await bot.run_command(interaction, "exportopml")
 
-    return [help_, subscribe, unsubscribe, summary, settings, feeds, addfeed, removefeed, importopml, exportopml]
+def build_commands(bot: DiscordBot) -> list[SlashCommand]:
+    """The slash commands, new objects per bot (a command belongs to one tree), in /help's order."""
+    return [_without_options(bot, "help"), _without_options(bot, "subscribe", manage=True),
+            _without_options(bot, "unsubscribe", manage=True), _summary(bot), _settings(bot),
+            _without_options(bot, "feeds", manage=True), *_feed_commands(bot),
+            _without_options(bot, "exportopml", manage=True)]
 
 
 def _error(text: str) -> Reply:
