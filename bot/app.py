@@ -5,19 +5,45 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from bot.errors import StorageError
 from bot.net import Fetcher, FetchLimits
 from bot.pipeline.feed import PollPolicy
 from bot.runner import ParsePool, PollReport, Runner, parse_pool
 from bot.settings import FeedsFile, Settings, load_feeds_file, load_settings
+from bot.storage.outage import Backoff
 from bot.storage.store import Store
 
 if TYPE_CHECKING:  # the processor loads models: imported on first use only
     from bot.processing import Processor
 
 log = logging.getLogger("newsdigest")
+DB_WAIT_BASE_S = 1.0
+DB_WAIT_MAX_S = 30.0
+
+
+def open_store(url: str, *, wait: bool, sleep: Callable[[float], None] = time.sleep,
+               clock: Callable[[], float] = time.monotonic) -> Store:
+    """Store.open; with `wait`, retried while a database server is unreachable (bounded, jittered backoff, one
+    log line per attempt), never for other errors (a bad URL, a failed migration) nor for SQLite (a local file:
+    no server to wait for)."""
+    backoff = Backoff("start", base_s=DB_WAIT_BASE_S, max_s=DB_WAIT_MAX_S, logger=log, clock=clock)
+    wait = wait and not url.startswith("sqlite")
+    while True:
+        try:
+            store = Store.open(url)
+        except StorageError as exc:
+            delay = backoff.failed(exc) if wait else None
+            if delay is None:
+                raise
+            sleep(delay)
+            continue
+        backoff.succeeded()
+        return store
 
 
 class App:
@@ -31,11 +57,14 @@ class App:
         self._parse_pool: ParsePool | None = None
 
     @classmethod
-    def from_environment(cls) -> App:
-        """Validate the environment and feeds file first, then open (and migrate) the database."""
+    def from_environment(cls, *, wait_for_database: bool = False,
+                         sleep: Callable[[float], None] = time.sleep) -> App:
+        """Validate the environment and feeds file first, then open (and migrate) the database. With
+        `wait_for_database` (the service), an unreachable database is waited for: a service may start before its
+        database (a reboot, docker compose); a command fails at once with StorageError."""
         settings = load_settings()
         feeds_file = load_feeds_file(settings.feeds_file)
-        store = Store.open(settings.database_url)
+        store = open_store(settings.database_url, wait=wait_for_database, sleep=sleep)
         if feeds_file.path is not None:
             counts = store.sync_file_feeds(feeds_file.feeds)
             if counts["added"] or counts["removed"]:

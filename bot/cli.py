@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.errors import BlockedURLError, CommandError, ConfigError
+from bot.errors import BlockedURLError, CommandError, ConfigError, StorageError
 from bot.settings import parse_duration
 
 if TYPE_CHECKING:  # the app pulls in storage and the pipeline: imported only when a command needs it
@@ -162,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         settings = load_settings()  # the log format before the app's first line (the feeds file sync)
         _setup_logging(settings.log_level, settings.log_format)
-        app = App.from_environment()
+        app = App.from_environment(wait_for_database=args.cmd == "run")
         try:
             return _dispatch(app, args)
         finally:
@@ -173,6 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CommandError, BlockedURLError) as exc:
         print(f"newsdigest: {exc}", file=sys.stderr)
         return 1
+    except StorageError as exc:
+        what = "unreachable" if exc.unavailable else "error"
+        print(f"newsdigest: database {what}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -7,9 +7,12 @@ write is idempotent and keyed by ids or natural keys.
 
 from __future__ import annotations
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.errors import StorageError
 from bot.models import NewArticle
 from bot.storage.articles import ArticleRow, ArticleStorage, PendingArticle, UnprocessedArticle
-from bot.storage.db import Database, make_engine, upgrade
+from bot.storage.db import Database, _storage_error, make_engine, upgrade
 from bot.storage.feeds import (
     GENERIC_LABELS,
     FeedRow,
@@ -29,9 +32,16 @@ class Store(FeedStorage, ArticleStorage, StoryStorage, SummaryCacheStorage, Data
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> Store:
         """Create the engine and bring the schema up to date."""
-        engine = make_engine(url)
+        try:
+            engine = make_engine(url)
+        except OSError as exc:  # SQLite: the file's folder cannot be made
+            raise StorageError(f"cannot open {url}: {exc}") from exc
         if migrate:
-            upgrade(engine)
+            try:
+                upgrade(engine)
+            except SQLAlchemyError as exc:
+                engine.dispose()
+                raise _storage_error(exc) from exc
         return cls(engine)
 
     def close(self) -> None:
