@@ -123,6 +123,11 @@ def chat_ref(channel: Any, guild: discord.Guild | None) -> ChatRef:
     return ChatRef(PLATFORM, str(channel.id), "", GROUP, f"{prefix}#{name}")
 
 
+def guild_chat_refs(guild: discord.Guild) -> list[str]:
+    """The chat_ref of every channel of a server; a thread's subscriptions hang off its parent channel's."""
+    return list(dict.fromkeys([*(str(c.id) for c in guild.channels), *(str(t.parent_id) for t in guild.threads)]))
+
+
 class DiscordSink:
     """bot.ports.ChatSink for Discord: one rendered message to a channel or thread."""
 
@@ -272,6 +277,44 @@ class DiscordBot(discord.Client):
                 await self.respond(interaction, reply, ephemeral=True)
         except Exception as exc:
             await self._on_failure(interaction, exc)
+
+    # removed from a server, channels deleted ------------------------------------------------------------------
+
+    async def on_guild_remove(self, guild: discord.Guild) -> None:
+        """Removed from a server (kicked, banned, the server deleted): every subscription in it pauses at once,
+        each channel's and thread's, instead of one by one on a 403; what is queued for them is cancelled."""
+        await self._pause_chats(guild_chat_refs(guild), "bot removed from the server", f"server {guild.id}")
+
+    async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
+        """A channel was deleted: its subscription and its threads' pause."""
+        await self._pause_chats([str(channel.id)], "channel deleted", f"channel {channel.id}")
+
+    async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:
+        """A thread was deleted: its subscription pauses (its parent channel's is not touched)."""
+        ref = ChatRef(PLATFORM, str(payload.parent_id), str(payload.thread_id), GROUP)
+        chats, clock = self.service.chats, self.service.clock
+
+        def pause() -> int:
+            sub = chats.get_subscription(ref)
+            if sub is None or not sub.active:
+                return 0
+            chats.pause(sub.chat_db_id, "thread deleted", clock())
+            return 1
+        await self._paused(pause, f"thread {payload.thread_id}")
+
+    async def _pause_chats(self, refs: list[str], reason: str, what: str) -> None:
+        chats, clock = self.service.chats, self.service.clock
+        await self._paused(lambda: chats.pause_chats(PLATFORM, refs, reason, clock()), what)
+
+    @staticmethod
+    async def _paused(pause: Callable[[], int], what: str) -> None:
+        try:
+            n = await asyncio.to_thread(pause)
+        except Exception:
+            # The event is not sent again; the sends' 403/10003 pause these subscriptions later instead.
+            log.exception("discord: could not pause the subscriptions of %s", what)
+            return
+        log.info("discord: %s gone; %d subscription(s) paused", what, n)
 
     # errors -------------------------------------------------------------------------------------------------
 

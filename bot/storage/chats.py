@@ -128,16 +128,25 @@ class SubscriptionStorage(Database):
     def pause_chat(self, platform: str, chat_ref: str, reason: str, now: datetime) -> int:
         """Pause the subscriptions of a whole chat, each forum topic or thread of it included (the bot was
         removed from the group), and cancel what is queued for them; returns how many were active."""
+        return self.pause_chats(platform, [chat_ref], reason, now)
+
+    def pause_chats(self, platform: str, chat_refs: Sequence[str], reason: str, now: datetime) -> int:
+        """pause_chat for several chats in one transaction (every channel of a Discord server the bot left)."""
+        refs = list(dict.fromkeys(chat_refs))
         with self.write() as conn:
-            ids = list(conn.execute(select(chats.c.id).where(chats.c.platform == platform,
-                                                             chats.c.chat_ref == chat_ref)).scalars())
+            ids: list[int] = []
+            for i in range(0, len(refs), 500):  # bounded IN lists for servers with many channels
+                ids += conn.execute(select(chats.c.id).where(chats.c.platform == platform,
+                                                             chats.c.chat_ref.in_(refs[i:i + 500]))).scalars()
             return self._pause(conn, ids, reason, now) if ids else 0
 
     @staticmethod
     def _pause(conn: Connection, chat_db_ids: Sequence[int], reason: str, now: datetime) -> int:
         active = conn.execute(select(func.count()).select_from(subscriptions).where(
             subscriptions.c.chat_id.in_(chat_db_ids), subscriptions.c.active.is_(True))).scalar_one()
-        conn.execute(update(subscriptions).where(subscriptions.c.chat_id.in_(chat_db_ids)).values(
+        # Only active ones: a chat that unsubscribed itself keeps "unsubscribed" as its reason.
+        conn.execute(update(subscriptions).where(subscriptions.c.chat_id.in_(chat_db_ids),
+                                                 subscriptions.c.active.is_(True)).values(
             active=False, paused_reason=reason[:500], next_due_at=None, updated_at=now))
         conn.execute(update(outbox).where(outbox.c.chat_id.in_(chat_db_ids), outbox.c.status == PENDING)
                      .values(status=CANCELLED, last_error=reason[:2000], claimed_until=None))

@@ -1,7 +1,7 @@
 """A local fake of Discord's REST API and gateway on 127.0.0.1, for smoke tests of the real discord.py client.
 
 It speaks just enough of both for a bot to log in, receive READY and GUILD_CREATE, sync slash commands, get
-INTERACTION_CREATE events, answer them (callback, followups, @original edits) and post channel messages. It
+INTERACTION_CREATE, GUILD_DELETE, CHANNEL_DELETE and THREAD_DELETE events, answer them (callback, followups, @original edits) and post channel messages. It
 records every request; like Discord, it answers a body that breaks Discord's schema (the OpenAPI excerpt in
 tests/data/discord) or its documented limits with 400/50035 (and lists it in `invalid`), and it notes sends
 faster than Discord allows (`too_fast`). A channel can be made to answer with an error, a 429 the way Discord
@@ -355,6 +355,33 @@ class FakeDiscord:
             "guild_locale": "en-US", "entitlements": [], "authorizing_integration_owners": {"0": str(guild.id)},
             "context": 0, "attachment_size_limit": 26_214_400})
         return interaction_id
+
+    async def remove_bot(self, guild_id: int) -> None:
+        """The bot is kicked from a guild: GUILD_DELETE (not `unavailable`), and its channels answer 403/50001."""
+        await self.wait_ready()
+        guild = self.guilds.pop(guild_id)
+        for channel in [*guild.channels, *guild.threads]:
+            self.failures.setdefault(channel, (403, 50001, "Missing Access"))
+        await self._dispatch("GUILD_DELETE", {"id": str(guild_id)})
+
+    async def outage_of(self, guild_id: int) -> None:
+        """A guild becomes unavailable (a Discord outage, not a removal): GUILD_DELETE with `unavailable`."""
+        await self.wait_ready()
+        await self._dispatch("GUILD_DELETE", {"id": str(guild_id), "unavailable": True})
+
+    async def delete_channel(self, channel_id: int) -> None:
+        """A channel (with its threads) or a thread is deleted: CHANNEL_DELETE or THREAD_DELETE."""
+        await self.wait_ready()
+        guild = self._guild_of(channel_id)
+        payload = self._channel_payload(guild, channel_id)
+        if channel_id in guild.threads:
+            del guild.threads[channel_id]
+            await self._dispatch("THREAD_DELETE", {k: payload[k] for k in ("id", "guild_id", "parent_id", "type")})
+            return
+        del guild.channels[channel_id]
+        for thread in [t for t, (parent, _) in guild.threads.items() if parent == channel_id]:
+            del guild.threads[thread]
+        await self._dispatch("CHANNEL_DELETE", payload)
 
     async def wait_for(self, predicate: Any, timeout: float = 10) -> None:
         """Until predicate() is true, re-checked after every request."""
