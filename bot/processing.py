@@ -52,6 +52,10 @@ class Processor:
         # Stories may be owed a summary: at start (a killed process never wrote them) and after a batch whose
         # summaries failed. Article outcomes are committed before their stories are summarized.
         self._summaries_owed = True
+        # What happens to the stories a batch touched: summarized here, or (scale-out) one task each on the
+        # summaries queue (bot/distributed/tasks.py). Returns how many were summarized now.
+        self.summarize_touched: Callable[[Sequence[int]], int] = \
+            lambda ids: summarize_stories(self.store, self.summarizer, ids)
 
     @classmethod
     def build(cls, store: ProcessingStore, settings: Settings, feeds_file: FeedsFile) -> Processor:
@@ -103,7 +107,7 @@ class Processor:
                 with metrics.timed(m.processing_seconds):
                     touched = self._process_batch(index, batch)
                     m.articles_processed.inc(len(batch))
-                    m.summaries.inc(summarize_stories(self.store, self.summarizer, sorted(touched)))
+                    m.summaries.inc(self.summarize_touched(sorted(touched)))
                 self._summaries_owed = False
                 done += len(batch)
         if done:
@@ -117,7 +121,7 @@ class Processor:
         for i in range(0, len(owed), BATCH):
             chunk = owed[i:i + BATCH]
             self.store.refresh_story_counts(chunk)
-            metrics.current().summaries.inc(summarize_stories(self.store, self.summarizer, chunk))
+            metrics.current().summaries.inc(self.summarize_touched(chunk))
         if owed:
             log.info("summarized %d stor%s left without a current summary", len(owed),
                      "y" if len(owed) == 1 else "ies")

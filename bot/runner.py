@@ -272,6 +272,10 @@ class Runner:
             if not all_pending:
                 return done
 
+    async def fill_one(self, item: PendingArticle) -> bool:
+        """Fetch and extract one article's page (a scale-out task); a failure is recorded on the article."""
+        return await self._fill_batch([item]) == 1
+
     async def _fill_batch(self, pending: list[PendingArticle]) -> int:
         done = 0
 

@@ -98,7 +98,8 @@ def is_unavailable(exc: BaseException) -> bool:
 
 # Advisory lock keys by job name; "processing" keeps the key older versions used, so that an old and a new
 # worker running side by side during an upgrade still exclude each other.
-SINGLE_WRITER_KEYS = {"processing": 0x6E657773}  # "news"
+SINGLE_WRITER_KEYS = {"processing": 0x6E657773,  # "news"
+                      "scheduler": 0x6E647363}  # "ndsc": the one scale-out scheduler (bot/distributed)
 
 # What storage translates into StorageError: driver errors and the pool's connection errors.
 _DATABASE_ERRORS = (sa_exc.DBAPIError, sa_exc.DisconnectionError, sa_exc.TimeoutError)

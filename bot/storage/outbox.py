@@ -87,6 +87,14 @@ class OutboxStorage(Database):
         return [OutboxItem(id=r.id, chat_db_id=r.chat_id, chat=row_chat(r._mapping), subscription_id=r.subscription_id,
                            digest_key=r.digest_key, part=r.part, payload=r.payload, attempts=r.attempts) for r in rows]
 
+    def claimed(self, item_id: int, until: datetime) -> bool:
+        """Whether this part is still pending under the claim that ends at `until` (a scale-out delivery task
+        checks it before sending: a part sent already, or claimed again since, is not sent by this task)."""
+        with self.read() as conn:
+            row = conn.execute(select(outbox.c.status, outbox.c.claimed_until).where(outbox.c.id == item_id)).first()
+        return row is not None and row.status == PENDING and row.claimed_until is not None \
+            and abs((row.claimed_until - until).total_seconds()) < 1e-3
+
     def mark_sent(self, item_id: int, message_ref: str, now: datetime) -> None:
         """Confirm a part as delivered; it is never sent again."""
         with self.write() as conn:
