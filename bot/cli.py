@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--dest", type=Path, default=None)
 
     sub.add_parser("run", help="run the service: poll, process, schedule and deliver digests")
+    # Scale-out (docs/scaling.md): the same stages as tasks on a broker (NEWSDIGEST_BROKER_URL).
+    wk = sub.add_parser("worker", help="run pipeline tasks from the broker (scale-out; needs NEWSDIGEST_BROKER_URL)")
+    wk.add_argument("--queues", default="", help="comma-separated queues to consume (default: all of "
+                                                  "poll,pages,process,summaries,digests,deliver)")
+    wk.add_argument("--threads", type=int, default=8, help="worker threads (default 8)")
+    sub.add_parser("scheduler", help="schedule tasks on the broker; one leads, others stand by (scale-out)")
     return p
 
 
@@ -157,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             path = download_model(args.model_id, args.dest)
             print(path)
             return 0
+        if args.cmd in ("worker", "scheduler"):
+            return _scale_out(args)
         from bot.app import App
         from bot.settings import load_settings
 
@@ -179,6 +187,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _scale_out(args: argparse.Namespace) -> int:
+    from bot.distributed.config import load_scale_config
+    from bot.distributed.service import run_scheduler, run_worker
+    from bot.settings import load_settings
+
+    load_scale_config()  # no broker: one line and exit 2, before anything starts
+    settings = load_settings()
+    _setup_logging(settings.log_level, settings.log_format)
+    if args.cmd == "scheduler":
+        return run_scheduler()
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
+    return run_worker(queues or None, threads=max(1, args.threads))
 
 
 def _train(args: argparse.Namespace) -> int:
