@@ -20,7 +20,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import aiohttp
 import discord
@@ -123,6 +123,56 @@ def chat_ref(channel: Any, guild: discord.Guild | None) -> ChatRef:
     return ChatRef(PLATFORM, str(channel.id), "", GROUP, f"{prefix}#{name}")
 
 
+DM_ERROR = "Use me in a server's text channel or thread; direct messages are not supported."
+# Each slash command's options: name -> required. The values are validated by Discord and discord.py first
+# (lengths, choices); slash_args checks again what reaches it, as it is the boundary to the CommandService.
+SLASH_OPTIONS: dict[str, dict[str, bool]] = {
+    "summary": {"period": False, "link": False}, "settings": {"setting": False, "value": False},
+    "addfeed": {"url": True}, "removefeed": {"feed": True}, "importopml": {"file": True}}
+ATTACHMENT_OPTIONS = frozenset({"file"})
+SETTING_NAMES: tuple[str, ...] = get_args(SETTINGS_KEYS)
+
+
+def slash_args(command: str, options: Mapping[str, object]) -> tuple[str, ...]:
+    """A slash command's option values as the text command's arguments; CommandError for what the user must fix.
+
+    Pure (no discord.py objects), so that bench/fuzz.py drives it as the adapter does.
+    """
+    spec = SLASH_OPTIONS.get(command, {})
+    given = {k: v for k, v in options.items() if v is not None}
+    # An attachment option is not an argument: slash_invocation gets its name and size.
+    text = {k: v for k, v in given.items() if k not in ATTACHMENT_OPTIONS}
+    if set(given) - set(spec) or any(not isinstance(v, str) for v in text.values()) \
+            or any(required and name not in given for name, required in spec.items()):
+        raise CommandError("I could not read those options. Please try the command again (see /help).")
+    values = {k: v.strip() for k, v in text.items() if isinstance(v, str)}
+    if command == "summary":
+        if values.get("period") and values.get("link"):
+            raise CommandError("Give either a period or a link, not both.")
+        return tuple(v for v in (values.get("period") or values.get("link"),) if v)
+    if command == "settings":
+        setting, value = values.get("setting"), values.get("value")
+        if value and not setting:
+            raise CommandError("Choose which setting the value is for.")
+        if setting and setting not in SETTING_NAMES:
+            raise CommandError(f"Choose one of: {', '.join(SETTING_NAMES)}.")
+        return (setting, *(value or "").split()) if setting else ()
+    return tuple(values[name] for name in spec if name in values)
+
+
+def slash_invocation(command: str, options: Mapping[str, object], *, chat: ChatRef | None, user_id: str,
+                     user_name: str, manage_guild: bool, attachment_name: str | None = None,
+                     attachment_size: int | None = None, callback_data: str | None = None) -> Invocation:
+    """The platform-neutral Invocation of a slash command or button click (chat None: not in a server)."""
+    if chat is None:
+        raise CommandError(DM_ERROR)
+    return Invocation(
+        platform=PLATFORM, chat=chat, user_id=user_id, command=command, args=slash_args(command, options),
+        # Resolved for this member in this channel (Administrator implies it); checked on every run.
+        user_is_chat_admin=manage_guild, attachment_name=attachment_name, attachment_size=attachment_size,
+        callback_data=callback_data, user_name=user_name)
+
+
 def guild_chat_refs(guild: discord.Guild) -> list[str]:
     """The chat_ref of every channel of a server; a thread's subscriptions hang off its parent channel's."""
     return list(dict.fromkeys([*(str(c.id) for c in guild.channels), *(str(t.parent_id) for t in guild.threads)]))
@@ -187,31 +237,30 @@ class DiscordBot(discord.Client):
 
     # commands -----------------------------------------------------------------------------------------------
 
-    def invocation(self, interaction: discord.Interaction, command: str, args: tuple[str, ...] = (), *,
+    def invocation(self, interaction: discord.Interaction, command: str, options: Mapping[str, object] = {}, *,
                    attachment_name: str | None = None, attachment_size: int | None = None,
                    callback_data: str | None = None) -> Invocation:
-        """The platform-neutral Invocation of an interaction."""
-        if interaction.guild_id is None or interaction.channel is None:
-            raise CommandError("Use me in a server's text channel or thread; direct messages are not supported.")
-        return Invocation(
-            platform=PLATFORM, chat=chat_ref(interaction.channel, interaction.guild),
-            user_id=str(interaction.user.id), command=command, args=args,
-            # Resolved for this member in this channel (Administrator implies it); checked on every run.
-            user_is_chat_admin=interaction.permissions.manage_guild,
-            attachment_name=attachment_name, attachment_size=attachment_size, callback_data=callback_data,
-            user_name=interaction.user.display_name)
+        """The platform-neutral Invocation of an interaction (see slash_invocation)."""
+        in_guild = interaction.guild_id is not None and interaction.channel is not None
+        return slash_invocation(
+            command, options, chat=chat_ref(interaction.channel, interaction.guild) if in_guild else None,
+            user_id=str(interaction.user.id), user_name=interaction.user.display_name,
+            manage_guild=interaction.permissions.manage_guild, attachment_name=attachment_name,
+            attachment_size=attachment_size, callback_data=callback_data)
 
-    async def run_command(self, interaction: discord.Interaction, command: str, args: tuple[str, ...] = (), *,
-                          attachment: discord.Attachment | None = None) -> None:
+    async def run_command(self, interaction: discord.Interaction, command: str,
+                          options: Mapping[str, object] = {}) -> None:
         """Answer a slash command: handle it (deferring when slow), then send the rendered reply."""
         ephemeral = command in OWNER_COMMANDS or command == "help"
+        attachment = options.get("file")
 
         async def work() -> Reply:
-            inv = self.invocation(interaction, command, args,
-                                  attachment_name=attachment.filename if attachment else None,
-                                  attachment_size=attachment.size if attachment else None)
-            if attachment is not None and self.service.wants_attachment(inv):
-                inv = replace(inv, attachment=await attachment.read())
+            file = attachment if isinstance(attachment, discord.Attachment) else None
+            inv = self.invocation(interaction, command, options,
+                                  attachment_name=file.filename if file else None,
+                                  attachment_size=file.size if file else None)
+            if file is not None and self.service.wants_attachment(inv):
+                inv = replace(inv, attachment=await file.read())
             return await self.service.handle(inv)
 
         reply = await self._within_deadline(interaction, work, ephemeral=ephemeral)
@@ -325,7 +374,7 @@ class DiscordBot(discord.Client):
         """Never a traceback for the user: a short ephemeral note, the details in the log."""
         cause = getattr(error, "original", error)
         if isinstance(error, app_commands.NoPrivateMessage):
-            text = "Use me in a server's text channel or thread; direct messages are not supported."
+            text = DM_ERROR
         elif isinstance(error, app_commands.MissingPermissions):
             text = "Sorry, only members with the Manage Server permission can do that."
         elif isinstance(error, app_commands.TransformerError | app_commands.CommandSignatureMismatch):
@@ -368,10 +417,7 @@ def _summary(bot: DiscordBot) -> SlashCommand:
     @app_commands.describe(period="how far back, e.g. 6h or 2d (at most 7d)", link="an article to summarize")
     async def summary(interaction: discord.Interaction, period: app_commands.Range[str, 1, 20] | None = None,
                       link: app_commands.Range[str, 1, 2000] | None = None) -> None:
-        if period and link:
-            await bot.respond(interaction, _error("Give either a period or a link, not both."))
-            return
-        await bot.run_command(interaction, "summary", tuple(v.strip() for v in (period or link,) if v))
+        await bot.run_command(interaction, "summary", {"period": period, "link": link})
     return summary
 
 
@@ -383,11 +429,7 @@ def _settings(bot: DiscordBot) -> SlashCommand:
                                  "topics: all or topic names")
     async def settings(interaction: discord.Interaction, setting: SETTINGS_KEYS | None = None,
                        value: app_commands.Range[str, 1, 200] | None = None) -> None:
-        if value and not setting:
-            await bot.respond(interaction, _error("Choose which setting the value is for."))
-            return
-        args = (setting, *value.split()) if setting and value else ((setting,) if setting else ())
-        await bot.run_command(interaction, "settings", args)
+        await bot.run_command(interaction, "settings", {"setting": setting, "value": value})
     return settings
 
 
@@ -396,17 +438,17 @@ def _feed_commands(bot: DiscordBot) -> list[SlashCommand]:
     @_slash("addfeed", manage=True)
     @app_commands.describe(url="the RSS or Atom feed's URL (http or https)")
     async def addfeed(interaction: discord.Interaction, url: app_commands.Range[str, 1, 2000]) -> None:
-        await bot.run_command(interaction, "addfeed", (url.strip(),))
+        await bot.run_command(interaction, "addfeed", {"url": url})
 
     @_slash("removefeed", manage=True)
     @app_commands.describe(feed="the feed's id (see /feeds) or URL")
     async def removefeed(interaction: discord.Interaction, feed: app_commands.Range[str, 1, 2000]) -> None:
-        await bot.run_command(interaction, "removefeed", (feed.strip(),))
+        await bot.run_command(interaction, "removefeed", {"feed": feed})
 
     @_slash("importopml", manage=True)
     @app_commands.describe(file="an OPML file of feeds")
     async def importopml(interaction: discord.Interaction, file: discord.Attachment) -> None:
-        await bot.run_command(interaction, "importopml", attachment=file)
+        await bot.run_command(interaction, "importopml", {"file": file})
     return [addfeed, removefeed, importopml]
 
 
