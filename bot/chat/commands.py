@@ -129,6 +129,14 @@ def parse_command(text: str, bot_username: str | None = None) -> tuple[str, tupl
     return name.lower(), tuple(rest)
 
 
+def _whole(text: str, low: int, high: int) -> int | None:
+    """A whole number from low to high, or None. str.isdigit is not enough: "9¹" passes it and fails int()."""
+    if not text.isdecimal() or len(text) > 9:
+        return None
+    n = int(text)
+    return n if low <= n <= high else None
+
+
 class CommandService:
     """Handles every command for every platform; one instance per process."""
 
@@ -421,15 +429,16 @@ class CommandService:
         return self._reschedule(sub, Schedule(sub.schedule.timezone, tuple(times), None), now)
 
     def _set_every(self, sub: Subscription, values: list[str], now: datetime) -> Subscription:
-        if len(values) != 1 or not values[0].rstrip("h").isdigit() or not 1 <= int(values[0].rstrip("h")) <= 168:
+        hours = _whole(values[0].rstrip("h"), 1, 168) if len(values) == 1 else None
+        if hours is None:
             raise CommandError("Usage: /settings every N, with N hours from 1 to 168 (e.g. every 6)")
-        return self._reschedule(sub, Schedule(sub.schedule.timezone, sub.schedule.times,
-                                              int(values[0].rstrip("h"))), now)
+        return self._reschedule(sub, Schedule(sub.schedule.timezone, sub.schedule.times, hours), now)
 
     def _set_max(self, sub: Subscription, values: list[str], now: datetime) -> Subscription:
-        if len(values) != 1 or not values[0].isdigit() or not 1 <= int(values[0]) <= 30:
+        n = _whole(values[0], 1, 30) if len(values) == 1 else None
+        if n is None:
             raise CommandError("Usage: /settings max N, with N from 1 to 30")
-        return self.chats.update_subscription(sub.id, now, max_stories=int(values[0]))
+        return self.chats.update_subscription(sub.id, now, max_stories=n)
 
     def _set_timezone(self, sub: Subscription, values: list[str], now: datetime) -> Subscription:
         if len(values) != 1:
