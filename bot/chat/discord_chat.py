@@ -145,7 +145,7 @@ def slash_args(command: str, options: Mapping[str, object]) -> tuple[str, ...]:
     if set(given) - set(spec) or any(not isinstance(v, str) for v in text.values()) \
             or any(required and name not in given for name, required in spec.items()):
         raise CommandError("I could not read those options. Please try the command again (see /help).")
-    values = {k: v.strip() for k, v in text.items() if isinstance(v, str)}
+    values = {k: _storable(v).strip() for k, v in text.items() if isinstance(v, str)}
     if command == "summary":
         if values.get("period") and values.get("link"):
             raise CommandError("Give either a period or a link, not both.")
@@ -170,7 +170,13 @@ def slash_invocation(command: str, options: Mapping[str, object], *, chat: ChatR
         platform=PLATFORM, chat=chat, user_id=user_id, command=command, args=slash_args(command, options),
         # Resolved for this member in this channel (Administrator implies it); checked on every run.
         user_is_chat_admin=manage_guild, attachment_name=attachment_name, attachment_size=attachment_size,
-        callback_data=callback_data, user_name=user_name)
+        callback_data=_storable(callback_data) if callback_data is not None else None, user_name=user_name)
+
+
+def _storable(text: str) -> str:
+    # Lone surrogates (a JSON "\ud800" escape in the interaction) can be neither stored nor sent: replaced, as
+    # parse_command does for text commands.
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def guild_chat_refs(guild: discord.Guild) -> list[str]:
