@@ -34,7 +34,7 @@ PAGES_DIR = ROOT / "tests" / "data" / "extraction" / "html"
 
 # name -> max input length in bytes; small enough that one input parses in milliseconds.
 MAX_LEN = {"entry": 65536, "article": 65536, "opml": 32768, "feeds_file": 8192, "commands": 1024,
-           "render_telegram": 8192, "render_discord": 8192}
+           "discord_commands": 4096, "render_telegram": 8192, "render_discord": 8192}
 TARGETS = tuple(MAX_LEN)
 
 
@@ -86,6 +86,9 @@ def make_target(name: str) -> Callable[[bytes], None]:
 
     elif name == "commands":
         call = _commands_target()
+
+    elif name == "discord_commands":
+        call = _discord_commands_target()
 
     elif name == "render_telegram":
         from bot.chat.render_telegram import MESSAGE_LIMIT, TelegramRenderer, units
@@ -217,6 +220,138 @@ def _commands_target() -> Callable[[bytes], None]:
     return call
 
 
+# The slash commands (as build_commands registers them) and a button click; the options' values come from the input.
+DISCORD_COMMANDS = ("help", "subscribe", "unsubscribe", "summary", "settings", "feeds", "addfeed", "removefeed",
+                    "importopml", "exportopml", "callback")
+# What an option can be besides text: ints out of every range, a float, a bool, a list (type confusion).
+_ODD_VALUES: tuple[object, ...] = (0, -1, 2**53 + 1, -(2**63) - 1, 10**30, 1.5e308, True, ["6h"])
+
+
+def _discord_commands_target() -> Callable[[bytes], None]:
+    """Fuzz bytes -> a slash command with option values (any text incl. lone surrogates, odd types, missing or
+    extra options) -> bot.chat.discord_chat.slash_invocation (the adapter's own conversion) -> the real
+    CommandService -> DiscordRenderer -> the body discord.py would send, checked against Discord's schema and
+    limits (the fake Discord's check). A failure logged inside the service, or an invalid body, is a crash.
+
+    Layout: byte 0 the command, byte 1 flags (which options are given, owner, Manage Server, thread, DM, odd
+    value, extra option), byte 2 the setting or the odd value, then UTF-16 option values separated by NUL (for
+    /importopml, these bytes are also the attached file's content)."""
+    from dataclasses import replace
+
+    import discord.http
+
+    from bot.chat.commands import CommandService
+    from bot.chat.discord_chat import SETTING_NAMES, SLASH_OPTIONS, send_kwargs, slash_invocation
+    from bot.chat.feed_admin import StoreFeedAdmin
+    from bot.chat.render_discord import DiscordRenderer
+    from bot.errors import CommandError, ParseError
+    from bot.feedlist import FeedProbe
+    from bot.ports import GROUP, ChatRef, Invocation, LinkSummary, Reply, para
+    from bot.settings import DigestDefaults
+    from bot.storage.chat_store import ChatStore
+    from bot.storage.store import Store
+    from tests.fakes.discord_api import payload_problems
+
+    db = Path(tempfile.mkdtemp(prefix="fuzz-dcmd-")) / "fuzz.db"
+    store = Store.open(f"sqlite:///{db}")
+
+    async def summarize(url: str) -> LinkSummary:
+        return LinkSummary(url=url, title=url[:300], summary="What happened. " * (len(url) % 50), outlet=url[:80])
+
+    async def probe(url: str) -> FeedProbe:
+        if len(url) % 3 == 0:
+            raise ParseError(f"got an HTML page, not a feed ('{url[-20:]}') ({url})")
+        return FeedProbe(title=url[-300:], entries=1, final_url=url)
+
+    clock = _StepClock()
+    svc = CommandService(ChatStore(store.engine), admins={"discord:1"},
+                         defaults=DigestDefaults(summary_cooldown_s=60, topics=("world",)),
+                         feed_admin=StoreFeedAdmin(store, allow_private=False, probe=probe),
+                         summarize=summarize, topics=("world", "economy"), clock=clock)
+    renderer = DiscordRenderer()
+    channel = ChatRef("discord", "10", "", GROUP, "Guild #news")
+    thread = ChatRef("discord", "10", "11", GROUP, "Guild #news / daily")
+    failures = _catch_logged_failures()
+    loop = asyncio.new_event_loop()
+    for chat in (channel, thread):
+        loop.run_until_complete(svc.handle(Invocation("discord", chat, "1", "subscribe", (),
+                                                      user_is_chat_admin=True)))
+
+    async def bodies(reply: Reply) -> list[dict]:
+        # discord.ui.View needs a running loop; the body is exactly what discord.py would post.
+        return [discord.http.handle_message_parameters(**send_kwargs(m)).payload or {}
+                for m in renderer.render_reply(reply)]
+
+    def call(data: bytes) -> None:
+        if len(data) < 3:
+            return
+        command = DISCORD_COMMANDS[data[0] % len(DISCORD_COMMANDS)]
+        flags, pick = data[1], data[2]
+        texts = _texts(data[3:])
+        names = list(SLASH_OPTIONS.get(command, {}))
+        options: dict[str, object] = {}
+        for i, name in enumerate(names):
+            if flags >> i & 1:  # given (bits 0-1); otherwise missing
+                options[name] = _field(texts, i)
+        if command == "settings" and "setting" in options and pick < 200:
+            options["setting"] = SETTING_NAMES[pick % len(SETTING_NAMES)]
+        if flags & 0x04 and names:
+            options[names[pick % len(names)]] = _ODD_VALUES[pick % len(_ODD_VALUES)]
+        if flags & 0x08:
+            options[_field(texts, 3)[:32] or "extra"] = _field(texts, 4)
+        attachment = data[3:] if "file" in options else None
+        chat = None if flags & 0x10 else (thread if flags & 0x20 else channel)
+        try:
+            inv = slash_invocation(command, options, chat=chat, user_id="1" if flags & 0x40 else "2",
+                                   user_name=_field(texts, 5), manage_guild=bool(flags & 0x80),
+                                   attachment_name=f"{_field(texts, 6)[:100]}.opml" if attachment is not None else None,
+                                   attachment_size=len(attachment) if attachment is not None else None,
+                                   callback_data=_field(texts, 0)[:100] if command == "callback" else None)
+            if attachment is not None and svc.wants_attachment(inv):
+                inv = replace(inv, attachment=attachment)
+            failures.clear()
+            reply = loop.run_until_complete(svc.handle(inv))
+        except CommandError as exc:  # as DiscordBot._safely: the user sees it as an error reply
+            reply = Reply(blocks=(para(str(exc)),), error=True)
+        if failures:
+            exc = failures[0].exc_info[1]
+            raise RuntimeError(f"/{command} {options!r} failed inside the command service") from exc
+        for body in loop.run_until_complete(bodies(reply)):
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+            problems = payload_problems("MessageCreateRequest", body)
+            if problems:
+                    raise AssertionError(f"/{command} {options!r}: Discord would reject the reply: {problems}")
+
+    return call
+
+
+class _StepClock:
+    """Five minutes later at every call: past the /summary cooldown every time, so each /summary is parsed."""
+
+    def __init__(self) -> None:
+        from datetime import UTC, datetime
+        self.t = datetime(2026, 3, 1, 12, tzinfo=UTC)
+
+    def __call__(self):  # noqa: ANN204
+        from datetime import timedelta
+        self.t += timedelta(minutes=5)
+        return self.t
+
+
+def _catch_logged_failures() -> list[logging.LogRecord]:
+    """Records of errors logged with a traceback under "bot" (the command service's "Something went wrong")."""
+    failures: list[logging.LogRecord] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.exc_info:
+                failures.append(record)
+
+    logging.getLogger("bot").addHandler(Catch(level=logging.ERROR))
+    logging.getLogger("bot").propagate = False
+    return failures
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # seed corpora: real fixtures plus hand-made edge cases, so fuzzing starts deep inside each format
 
@@ -257,6 +392,27 @@ def seeds(name: str) -> list[bytes]:
             "/settings max 5", "/settings timezone europe/berlin", "/settings topics world economy",
             "/settings topics all", "/addfeed https://example.org/feed?utm_source=x", "/addfeed http://[::1]/",
             "/feeds", "/removefeed 1", "/help@newsdigest_bot", "/callback t:world", "/start", "/unsubscribe")]
+    if name == "discord_commands":
+        def inv(command: str, flags: int, pick: int, *texts: str) -> bytes:
+            return bytes((DISCORD_COMMANDS.index(command), flags, pick)) + "\x00".join(texts).encode(
+                "utf-16-le", "surrogatepass")
+        admin = 0x80
+        return [inv("help", 0, 0), inv("subscribe", admin, 0), inv("unsubscribe", admin | 0x20, 0),
+                inv("summary", 1, 0, "6h"), inv("summary", 1, 0, "0h"), inv("summary", 2, 0, "", "https://x.org/a"),
+                inv("summary", 3, 0, "2d", "https://x.org/a"), inv("summary", 2, 0, "", "<http://127.0.0.1/a\ud800>"),
+                inv("settings", admin, 0), inv("settings", admin | 3, 0, "", "08:00 18:30"),
+                inv("settings", admin | 3, 1, "", "6"), inv("settings", admin | 3, 2, "", "99999999999999999999"),
+                inv("settings", admin | 3, 3, "", "europe/berlin"), inv("settings", admin | 3, 4, "", "world economy"),
+                inv("settings", admin | 3, 250, "maxx", "5"), inv("settings", admin | 2, 0, "", "5"),
+                inv("settings", admin | 3 | 0x04, 1, "", "x"), inv("feeds", admin | 0x40, 0),
+                inv("addfeed", admin | 0x40 | 1, 0, "https://example.org/feed?utm_source=x"),
+                inv("addfeed", admin | 0x40 | 1, 0, "http://[::1]/\udcff"), inv("addfeed", admin | 0x40, 0),
+                inv("removefeed", admin | 0x40 | 1, 0, "1"), inv("removefeed", admin | 0x40 | 1 | 0x04, 3, "1"),
+                inv("importopml", admin | 0x40 | 1, 0, "feeds", "<opml><body><outline xmlUrl='https://x.org/f'/>"
+                    "</body></opml>"),
+                inv("exportopml", admin | 0x40, 0), inv("callback", admin, 0, "t:world"),
+                inv("callback", admin, 0, "s:max:9"), inv("subscribe", admin | 0x10, 0),
+                inv("help", 0x08, 0, "", "", "", "unknown", "value")]
     # renderers: UTF-16 text fields separated by NUL
     fields = ["Title *with* _markdown_ <b>&amp;</b>", "Summary [x](javascript:alert(1)) @everyone \ud800",
               "Outlet", "https://example.org/a_(b)?q=[1]", "😀" * 30, "```code```", "a" * 300]
