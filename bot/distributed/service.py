@@ -225,14 +225,17 @@ class Scheduler:
                 self._queued_pages[a.id] = mono
                 self.actors.fill_text.send(a.id, a.url, a.feed_id, a.extract_attempts)
                 counts["pages"] += 1
-        self.actors.process.send()
+        # At most one waiting "process" and one "schedule digests" message: with no worker up they do not pile up.
+        if self._idle("process"):
+            self.actors.process.send()
         if self.ticks % 6 == 0:
             for sid in self.store.stories_without_summary(now - timedelta(days=2)):
                 if sid not in self._queued_summaries:
                     self._queued_summaries[sid] = mono
                     self.actors.summarize_story.send(sid)
                     counts["summaries"] += 1
-        self.actors.schedule_digests.send()
+        if self._idle("digests"):
+            self.actors.schedule_digests.send()
         if self.platforms:
             parts = self.chats.claim_outbox(now, lease_s=OUTBOX_LEASE_S, limit=2000, platforms=self.platforms)
             until = (now + timedelta(seconds=OUTBOX_LEASE_S)).isoformat()
@@ -241,6 +244,13 @@ class Scheduler:
             counts["parts"] = len(parts)
         self.ticks += 1
         return counts
+
+    def _idle(self, queue: str) -> bool:
+        try:
+            return queue_depth(self.actors.process.broker, queue) == 0
+        except Exception as exc:  # noqa: BLE001 - unknown depth: send (a spare message is harmless)
+            log.debug("queue depth of %s: %s", queue, exc)
+            return True
 
     def lead(self, stop: threading.Event) -> None:
         """Tick until `stop` (or until the database fails, which gives up the lock: the caller tries again)."""
