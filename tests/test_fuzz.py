@@ -121,3 +121,16 @@ async def test_slash_option_values_with_lone_surrogates_reach_the_service_storab
                          feed_admin=StoreFeedAdmin(sqlite_store, allow_private=False, probe=reachable_feed))
     reply = await svc.handle(inv)
     assert reply.error and "Something went wrong" not in str(reply.blocks)
+
+
+async def test_slash_options_match_the_registered_slash_commands(sqlite_store: Store) -> None:
+    """SLASH_OPTIONS (what slash_args and the fuzz target read) is what build_commands registers with Discord."""
+    from bot.chat.discord_chat import SLASH_OPTIONS, DiscordBot, build_commands
+
+    bot = DiscordBot(CommandService(ChatStore(sqlite_store.engine), admins=(), defaults=DigestDefaults()))
+    try:
+        registered = {c.name: {p.name: p.required for p in c.parameters} for c in build_commands(bot)}
+    finally:
+        await bot.close()
+    assert {name: spec for name, spec in registered.items() if spec} == SLASH_OPTIONS
+    assert set(registered) | {"callback"} == set(fuzz.DISCORD_COMMANDS)
