@@ -85,8 +85,8 @@ class Processor:
         log.info("same-story index: %d recent stories", len(index))
         return index
 
-    def process(self, article_ids: Sequence[int] = ()) -> int:
-        """Process every unprocessed article (the ids are a hint; all pending ones are taken). Returns the count."""
+    def process(self) -> int:
+        """Process every unprocessed article; returns the count."""
         done = 0
         with self._lock, self.store.single_writer_lock("processing") as mine:
             if not mine:

@@ -2,7 +2,7 @@
 
     claim_due_feeds ─▶ poll_feed(feed_id) ─▶ parse_feed ─▶ new entries ─▶ insert_articles
         ─▶ fill_text(article_id)          # teaser-only entries: fetch the page, extract the main text
-        ─▶ processor.process(article_ids) # topic score, same-story merge, story summary
+        ─▶ processor.process()            # topic score, same-story merge, story summary
         ─▶ chat runtime                   # digest schedule, outbox, Telegram | Discord | console
 
 A failing feed is data, not a crash: its error count, last error and next check are stored, and the other feeds
@@ -21,7 +21,7 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -55,9 +55,9 @@ class ParserCrashError(ParseError):
 
 
 class ArticleProcessor(Protocol):
-    """Runs the stages after storage (topic, story, summary) for new article ids; idempotent."""
+    """Runs the stages after storage (topic, story, summary) on every waiting article; idempotent."""
 
-    def process(self, article_ids: Sequence[int]) -> int:
+    def process(self) -> int:
         """Process the waiting articles; returns how many."""
         ...
 
@@ -311,7 +311,7 @@ class Runner:
             report = await self.poll_once(force=force)
             await self.fill_texts(all_pending=all_pages)
             if self.processor is not None:
-                await asyncio.to_thread(self.processor.process, report.new_ids)
+                await asyncio.to_thread(self.processor.process)
         return report
 
     async def run_forever(self, stop: asyncio.Event, *, tick_s: float = 30.0,
