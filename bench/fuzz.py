@@ -188,15 +188,7 @@ def _commands_target() -> Callable[[bytes], None]:
                          feed_admin=StoreFeedAdmin(store, allow_private=False, probe=probe),
                          summarize=summarize, topics=("world", "economy"), clock=Clock())
     chat = ChatRef("telegram", "10")
-    failures: list[logging.LogRecord] = []
-
-    class Catch(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if record.exc_info:
-                failures.append(record)
-
-    logging.getLogger("bot").addHandler(Catch(level=logging.ERROR))
-    logging.getLogger("bot").propagate = False
+    failures = _catch_logged_failures()
     loop = asyncio.new_event_loop()
     loop.run_until_complete(svc.handle(Invocation("telegram", chat, "1", "subscribe", ())))
 
@@ -222,7 +214,7 @@ def _commands_target() -> Callable[[bytes], None]:
 
 # The slash commands (as build_commands registers them) and a button click; the options' values come from the input.
 DISCORD_COMMANDS = ("help", "subscribe", "unsubscribe", "summary", "settings", "feeds", "addfeed", "removefeed",
-                    "importopml", "exportopml", "callback")
+                    "importopml", "exportopml", "callback", "story")
 # What an option can be besides text: ints out of every range, a float, a bool, a list (type confusion).
 _ODD_VALUES: tuple[object, ...] = (0, -1, 2**53 + 1, -(2**63) - 1, 10**30, 1.5e308, True, ["6h"])
 
