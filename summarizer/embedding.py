@@ -53,15 +53,21 @@ def model_cache_dir() -> Path:
 
 
 def onnx_file(model_path: str | Path, precision: str) -> Path:
-    """Cache location of a model's ONNX graph: named for the model and a fingerprint of its files, so new
-    weights never reuse an old export."""
+    """Cache location of a model's ONNX graph: named for the model and a fingerprint of its files' content
+    (the config and tokenizer whole; the weights' size, first and last MiB), so new weights never reuse an old
+    export and every virtual environment with the same model shares one."""
     model_path = Path(model_path)
     h = hashlib.sha256()
     for name in ("config.json", "tokenizer.json", "model.safetensors", "pytorch_model.bin"):
         p = model_path / name
         if p.exists():
-            st = p.stat()
-            h.update(f"{name}:{st.st_size}:{int(st.st_mtime)}".encode())
+            size = p.stat().st_size
+            h.update(f"{name}:{size}:".encode())
+            with p.open("rb") as fh:
+                h.update(fh.read(1 << 20))
+                if size > 2 << 20:
+                    fh.seek(-(1 << 20), os.SEEK_END)
+                    h.update(fh.read())
     return model_cache_dir() / f"{model_path.name}-{h.hexdigest()[:16]}.{precision}.onnx"
 
 
