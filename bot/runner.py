@@ -90,7 +90,8 @@ class ParsePool:
     """
 
     def __init__(self, workers: int | None = None, *, initializer: Callable[[], object] | None = None) -> None:
-        self.workers = workers or max(1, min(4, os.cpu_count() or 1))
+        # One core is left to the main process (embedding, placement): a 2-core VPS runs one parse worker.
+        self.workers = workers or max(1, min(4, (os.cpu_count() or 1) - 1))
         self._initializer = initializer
         self._lock = threading.Lock()
         self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[asyncio.Semaphore, asyncio.Lock]] \
@@ -354,5 +355,5 @@ class Runner:
 
 
 def parse_pool(workers: int | None = None) -> ParsePool:
-    """A process pool for feed parsing, one worker per core (at most 4)."""
+    """A process pool for feed parsing: one worker per core but one (at least 1, at most 4)."""
     return ParsePool(workers)
