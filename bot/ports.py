@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from bot.models import FeedSpec, NewArticle
+    from bot.pipeline.alerts import AlertEvent, OwnerState
     from bot.pipeline.delivery import Limits
     from bot.pipeline.digest import Digest, Schedule, StoryCandidate
     from bot.settings import DigestDefaults
@@ -424,6 +425,31 @@ class OutboxStore(Protocol):
     def mark_failed(self, item_id: int, error: str, now: datetime) -> None: ...
 
     def outbox_counts(self) -> dict[str, int]: ...
+
+
+@runtime_checkable
+class AlertEventStore(Protocol):
+    """Where the poller and the chat runtime record owner alert events (bot/storage/alerts.py)."""
+
+    def record_alert(self, kind: str, subject: str, detail: str, now: datetime) -> None: ...
+
+
+@runtime_checkable
+class AlertStore(AlertEventStore, Protocol):
+    """Owner alerts: events, each owner's state and mute, queuing them (bot/storage/alerts.py)."""
+
+    def alert_events(self, after_id: int, since: datetime) -> list[AlertEvent]: ...
+
+    def alert_owner_states(self, owners: Sequence[str]) -> dict[str, OwnerState]: ...
+
+    def owner_chats(self, owners: Sequence[str]) -> dict[str, int]: ...
+
+    def save_alerts(self, before: OwnerState, after: OwnerState,
+                    messages: Sequence[tuple[int, str, list[dict[str, Any]]]], now: datetime) -> bool: ...
+
+    def set_alert_mute(self, owner: str, muted_until: datetime | None) -> None: ...
+
+    def register_owner_chat(self, platform: str, chat_id: str, now: datetime) -> None: ...
 
 
 class CommandStore(SubscriptionStore, StoryCandidates, Protocol):

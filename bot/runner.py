@@ -25,16 +25,18 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from bot import metrics
 from bot.clock import utcnow
 from bot.errors import ExtractError, FetchError, NewsdigestError, ParseError, StorageError
 from bot.net import PAGE_ACCEPT, Fetcher
+from bot.pipeline import alerts as alert_stage
 from bot.pipeline import article as article_stage
 from bot.pipeline import feed as feed_stage
 from bot.pipeline.entry import parse_to_articles
-from bot.ports import PollStore
+from bot.ports import AlertEventStore, PollStore
 from bot.storage.articles import PendingArticle
 from bot.storage.feeds import FeedRow
 from bot.storage.outage import Backoff, describe, is_database_down
@@ -166,8 +168,11 @@ class Runner:
 
     def __init__(self, store: PollStore, fetcher: Fetcher, *, policy: feed_stage.PollPolicy | None = None,
                  processor: ArticleProcessor | None = None, rng: random.Random | None = None,
-                 progress_every_s: float = 5.0, parse_pool: ParsePool | None = None) -> None:
+                 progress_every_s: float = 5.0, parse_pool: ParsePool | None = None,
+                 alerts: AlertEventStore | None = None) -> None:
         self.store = store
+        # Owner alerts are recorded in the store when it keeps them (the Store does; test fakes need not).
+        self.alerts = alerts if alerts is not None else store if isinstance(store, AlertEventStore) else None
         self.fetcher = fetcher
         self.policy = policy or feed_stage.PollPolicy()
         self.processor = processor
@@ -192,6 +197,7 @@ class Runner:
                     last_modified=result.last_modified or feed.last_modified,
                     next_check_at=feed_stage.next_check_after_success(now, feed.interval_s, result.max_age_s,
                                                                       self.policy))
+                await self._recovered(feed, now)
                 return
             args = (result.body, result.final_url or feed.url, result.content_type, feed.date_fallback)
             if self.parse_pool is not None:
@@ -209,6 +215,7 @@ class Runner:
                 last_modified=result.last_modified, title=parsed.title,
                 next_check_at=feed_stage.next_check_after_success(now, feed.interval_s, result.max_age_s,
                                                                   self.policy))
+            await self._recovered(feed, now)
             if parsed.bozo_reason:
                 log.info("%s: parsed with problems (%s); %d entries kept", feed.url, parsed.bozo_reason,
                          len(parsed.articles), extra=ids)
@@ -238,12 +245,31 @@ class Runner:
                             decision.error, exc_info=None if db_down and is_database_down(record_exc) else record_exc,
                             extra=ids)
                 return
+            if decision.paused_reason and not feed.paused_reason:  # a forced poll of a paused feed is no news
+                await self._alert(alert_stage.FEED_PAUSED, feed, decision.paused_reason, now)
+            elif decision.error_count == alert_stage.FAILING_AFTER:
+                await self._alert(alert_stage.FEED_FAILING, feed,
+                                  f"{decision.error_count} failures in a row: {decision.error}", now)
             if decision.paused_reason:
                 m.feeds_paused.inc()
                 log.warning("%s: paused: %s", feed.url, decision.paused_reason, extra=ids)
             else:
                 log.warning("%s: %s (failure %d, next try %s)", feed.url, decision.error, decision.error_count,
                             decision.next_check_at.strftime("%H:%M:%S"), extra=ids)
+
+    async def _recovered(self, feed: FeedRow, now: datetime) -> None:
+        if feed.error_count >= alert_stage.FAILING_AFTER:
+            await self._alert(alert_stage.FEED_RECOVERED, feed, f"after {feed.error_count} failures", now)
+
+    async def _alert(self, kind: str, feed: FeedRow, detail: str, now: datetime) -> None:
+        """Record an owner alert event; a failure to record it is logged, never ends the poll."""
+        if self.alerts is None:
+            return
+        try:
+            await asyncio.to_thread(self.alerts.record_alert, kind, feed.url, detail, now)
+        except Exception as exc:  # noqa: BLE001 - an alert is not worth a failed poll
+            log.warning("%s: could not record the %s alert (%s)", feed.url, kind, describe(exc),
+                        extra={"feed_id": feed.id})
 
     async def poll_once(self, *, force: bool = False) -> PollReport:
         """Poll every due feed (every enabled feed with `force`) concurrently; one slow feed delays no other."""

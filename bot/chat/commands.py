@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.chat.digests import DigestBuilder
+from bot.chat.owner_alerts import alerts_command
 from bot.clock import utcnow
 from bot.errors import BlockedURLError, CommandError, ExtractError, FetchError, PermissionDenied
 from bot.feedlist import MAX_OPML_BYTES, check_public_url, not_allowed
@@ -23,6 +24,7 @@ from bot.pipeline.digest import Schedule, next_due, parse_time_of_day
 from bot.ports import (
     CHANNEL,
     PRIVATE,
+    AlertStore,
     Block,
     Button,
     ChatRef,
@@ -93,6 +95,9 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("importopml", "", "send an OPML file with this caption (bot owners)", owner_only=True,
                 discord_args="file: OPML", discord_description="import an attached OPML file (bot owners)"),
     CommandSpec("exportopml", "", "the feed list as an OPML file (bot owners)", owner_only=True),
+    # Alerts reach owners in their private Telegram chat with the bot; Discord has no such chat row yet.
+    CommandSpec("alerts", "[on|off|24h]", "owner alerts: show, turn on or off, mute for a while (bot owners)",
+                owner_only=True, discord_args=None),
 )
 _BY_NAME = {c.name: c for c in COMMANDS}
 # Commands that change a group's subscription; adapters only need to ask the platform about admins for these.
@@ -155,6 +160,7 @@ class CommandService:
         self.clock = clock
         self.bot_name = bot_name
         self.allow_private_urls = allow_private_urls
+        self.alerts = chats if isinstance(chats, AlertStore) else None
 
     # entry point --------------------------------------------------------------------------------------------
 
@@ -205,7 +211,8 @@ class CommandService:
         if spec is None or spec.usage(inv.platform) is None:
             raise CommandError(f"I don't know /{inv.command}. Send /help to see what I can do.")
         if spec.owner_only and not self.is_owner(inv):
-            raise PermissionDenied("Sorry, only the bot's owners can manage the feed list.")
+            raise PermissionDenied("Sorry, only the bot's owners can "
+                                   + ("manage their alerts." if spec.name == "alerts" else "manage the feed list."))
         return inv.command
 
     def _require_chat_admin(self, inv: Invocation, what: str) -> None:
@@ -512,6 +519,9 @@ class CommandService:
             raise CommandError("Attach the OPML file to /importopml." if inv.platform == "discord" else
                                "Send the OPML file as a document with the caption /importopml.")
         return Reply(blocks=(para("OPML import: ", self._feeds().import_opml(inv.attachment), "."),))
+
+    def _cmd_alerts(self, inv: Invocation) -> Reply:
+        return alerts_command(self.alerts, inv, self.clock())
 
     def _cmd_exportopml(self, inv: Invocation) -> Reply:
         data = self._feeds().export_opml()

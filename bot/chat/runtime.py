@@ -19,10 +19,11 @@ from typing import Protocol
 from bot import metrics
 from bot.chat.digests import DigestBuilder
 from bot.clock import utcnow
-from bot.errors import DeliveryError
+from bot.errors import DeliveryError, RateLimitedError
+from bot.pipeline import alerts as alert_stage
 from bot.pipeline.delivery import Pacer, on_failure
 from bot.pipeline.digest import StoryCandidate, digest_key, next_due
-from bot.ports import ChatRef, ChatRuntimeStore, ChatSink, OutgoingMessage
+from bot.ports import AlertStore, ChatRef, ChatRuntimeStore, ChatSink, OutgoingMessage, Reply, bold, para
 from bot.settings import DigestDefaults
 from bot.storage.chats import Subscription
 from bot.storage.outage import Backoff, describe, is_database_down
@@ -97,8 +98,14 @@ class ChatRuntime:
 
     def __init__(self, chats: ChatRuntimeStore, defaults: DigestDefaults, sinks: Sequence[ChatSink], *,
                  services: Sequence[Service] = (), clock: Clock | None = None,
-                 config: RuntimeConfig | None = None) -> None:
+                 config: RuntimeConfig | None = None, owners: Sequence[str] = (),
+                 alerts: AlertStore | None = None) -> None:
         self.chats = chats
+        # Owner alerts (NEWSDIGEST_ADMINS) go to the owners' private chats through the outbox.
+        self.owners = sorted(owners)
+        self.alerts = alerts
+        self._api_health: dict[str, alert_stage.ApiHealth] = {}
+        self._unreachable_owners: set[str] = set()
         self.defaults = defaults
         self.sinks = {s.platform: s for s in sinks}
         self.services = list(services)
@@ -186,6 +193,7 @@ class ChatRuntime:
             wait_s = self.config.scheduler_tick_s
             try:
                 n = await asyncio.to_thread(self.schedule_due, self.clock.now())
+                n += await asyncio.to_thread(self.schedule_alerts, self.clock.now())
                 self._scheduler_db.succeeded()
                 if n:
                     self._wake_sender.set()
@@ -232,6 +240,57 @@ class ChatRuntime:
             log.info("digest for %s: %d stories in %d parts", sub.chat.key, len(digest.stories), len(messages),
                      extra={"chat": sub.chat.key})
         return ok
+
+    def schedule_alerts(self, now: datetime) -> int:
+        """Queue the owner alerts due now (grouped, rate-limited: bot/pipeline/alerts.py); returns how many."""
+        if self.alerts is None or not self.owners:
+            return 0
+        owner_chats = self.alerts.owner_chats(self.owners)
+        reachable = []
+        for owner in self.owners:
+            if owner in owner_chats and owner.partition(":")[0] in self.sinks:
+                reachable.append(owner)
+            elif owner not in self._unreachable_owners:
+                self._unreachable_owners.add(owner)
+                log.warning("owner %s has no private chat with the bot here: no alerts for them (send /alerts "
+                            "to the bot in a private chat)", owner)
+        if not reachable:
+            return 0
+        states = self.alerts.alert_owner_states(reachable)
+        since = min((s.last_summary_at or now) for s in states.values()) - alert_stage.SUMMARY_INTERVAL
+        events = self.alerts.alert_events(min(s.cursor for s in states.values()), since)
+        messages, changed = alert_stage.plan_alerts(events, list(states.values()), now)
+        queued = 0
+        for after in changed:
+            owner = after.owner
+            renderer = self.sinks[owner.partition(":")[0]].renderer
+            mine = [(owner_chats[owner], m.key,
+                     [o.to_payload() for o in renderer.render_reply(
+                         Reply(blocks=(para(bold(m.heading)), *(para(line) for line in m.lines))))])
+                    for m in messages if m.owner == owner]
+            if self.alerts.save_alerts(states[owner], after, mine, now):
+                queued += len(mine)
+                if mine:
+                    log.info("owner alert for %s: %d message(s)", owner, len(mine))
+        return queued
+
+    def _record_alert(self, kind: str, subject: str, detail: str) -> None:
+        """Record an owner alert event (in a thread); a failure is logged, never raised."""
+        if self.alerts is None:
+            return
+        try:
+            self.alerts.record_alert(kind, subject, detail, self.clock.now())
+        except Exception as exc:
+            log.warning("could not record the %s alert for %s (%s)", kind, subject, describe(exc))
+
+    async def _api_result(self, platform: str, ok: bool, reason: str = "") -> None:
+        """Track a platform's sends failing in a row; record an alert when they fail for minutes, or recover."""
+        health = self._api_health.get(platform, alert_stage.ApiHealth())
+        new, kind = alert_stage.on_send_result(health, ok, self.clock.now())
+        self._api_health[platform] = new
+        if kind is not None:
+            detail = reason if kind == alert_stage.API_FAILING else ""
+            await asyncio.to_thread(self._record_alert, kind, platform, detail)
 
     # sender -------------------------------------------------------------------------------------------------
 
@@ -369,6 +428,8 @@ class ChatRuntime:
                 await self._failed(item, DeliveryError(f"{type(exc).__name__}: {exc}"))
             else:
                 self.stats["sent"] += 1
+                if self._api_health.get(item.chat.platform, alert_stage.ApiHealth()).failing_since is not None:
+                    await self._api_result(item.chat.platform, True)
                 metrics.current().outbox.labels(item.chat.platform, "sent").inc()
                 await asyncio.to_thread(self.chats.mark_sent, item.id, ref, self.clock.now())
         except Exception as exc:
@@ -402,12 +463,17 @@ class ChatRuntime:
                      extra=ids)
             await asyncio.to_thread(self.chats.retry_later, item.id, now + timedelta(seconds=action.delay_s),
                                     action.reason, count_attempt=action.counts)
+            if not isinstance(exc, RateLimitedError):
+                await self._api_result(item.chat.platform, False, action.reason)
         elif action.action == "pause":
             self.stats["paused"] += 1
             m.chats_paused.labels(item.chat.platform).inc()
             log.warning("chat %s blocked the bot (%s); its subscription is paused", item.chat.key, action.reason,
                         extra=ids)
             await asyncio.to_thread(self.chats.pause, item.chat_db_id, f"blocked: {action.reason}", now)
+            if not item.digest_key.startswith("alerts"):  # an owner who blocked the bot is not told so
+                where = item.chat.key + (f" ({item.chat.title})" if item.chat.title else "")
+                await asyncio.to_thread(self._record_alert, alert_stage.CHAT_PAUSED, where, action.reason)
         elif action.action == "migrate":
             self.stats["migrated"] += 1
             m.outbox.labels(item.chat.platform, "migrated").inc()

@@ -87,4 +87,5 @@ def build_chat_runtime(settings: Settings, store: Store, feeds_file: FeedsFile, 
         service.chats.subscribe(CONSOLE_CHAT, feeds_file.digest, utcnow(), next_due=next_due)
         sinks.append(ConsoleSink())
         log.info("no chat token set: digests are printed to the terminal")
-    return ChatRuntime(chats, feeds_file.digest, sinks, services=adapters, config=config)
+    return ChatRuntime(chats, feeds_file.digest, sinks, services=adapters, config=config,
+                       owners=sorted(settings.admins), alerts=chats)

@@ -6,13 +6,14 @@ bot/ports.py; it composes with Store over the same engine (and the same SQLite w
 
 from __future__ import annotations
 
+from bot.storage.alerts import AlertStorage
 from bot.storage.chats import CANCELLED, FAILED, PENDING, SENT, Subscription, SubscriptionStorage
 from bot.storage.db import Database
 from bot.storage.outbox import OutboxItem, OutboxStorage
 from bot.storage.stories import MAX_CANDIDATES, MAX_LINKS_PER_STORY, StoryCandidateStorage
 
 
-class ChatStore(SubscriptionStorage, OutboxStorage, StoryCandidateStorage, Database):
+class ChatStore(AlertStorage, SubscriptionStorage, OutboxStorage, StoryCandidateStorage, Database):
     """Database access for the chat layer: chats, subscriptions, sent stories, outbox, digest candidates."""
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.errors import StorageError
 from bot.models import NewArticle
+from bot.storage.alerts import AlertStorage
 from bot.storage.articles import ArticleRow, ArticleStorage, PendingArticle, UnprocessedArticle
 from bot.storage.db import Database, _storage_error, make_engine, upgrade
 from bot.storage.feeds import (
@@ -26,7 +27,7 @@ from bot.storage.stories import StoryMember, StoryRow, StoryStorage
 from bot.storage.summary_cache import SummaryCacheStorage, SummaryEntry
 
 
-class Store(FeedStorage, ArticleStorage, StoryStorage, SummaryCacheStorage, Database):
+class Store(AlertStorage, FeedStorage, ArticleStorage, StoryStorage, SummaryCacheStorage, Database):
     """Database access for the core pipeline (feeds, articles, stories, summary cache)."""
 
     @classmethod

@@ -205,3 +205,25 @@ outbox = Table(
     UniqueConstraint("digest_key", "part", name="uq_outbox_digest_part"),
 )
 Index("ix_outbox_status_next", outbox.c.status, outbox.c.next_attempt_at)
+
+# Owner alerts (bot/pipeline/alerts.py): events as they happen, and what each owner was sent.
+alert_events = Table(
+    "alert_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(40), nullable=False),
+    Column("subject", String(500), nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+    Column("created_at", UTCDateTime, nullable=False, index=True),
+)
+
+alert_owners = Table(
+    "alert_owners",
+    metadata,
+    # 'telegram:123' as in NEWSDIGEST_ADMINS
+    Column("owner", String(100), primary_key=True),
+    Column("cursor", Integer, nullable=False, default=0),
+    Column("last_sent_at", UTCDateTime),
+    Column("last_summary_at", UTCDateTime),
+    Column("muted_until", UTCDateTime),
+)
