@@ -206,7 +206,8 @@ class WorkerContext:
         if self._runtime is None:
             from bot.chat.runtime import ChatRuntime
 
-            self._runtime = ChatRuntime(self.chats, self.feeds_file.digest, list(self.sinks.values()))
+            self._runtime = ChatRuntime(self.chats, self.feeds_file.digest, list(self.sinks.values()),
+                                        owners=sorted(self.settings.admins), alerts=self.chats)
         return self._runtime
 
 
@@ -298,6 +299,8 @@ def declare(broker: dramatiq.Broker, ctx: WorkerContext | None) -> Actors:
         c = need()
         if c.runtime().schedule_due(utcnow()):
             log.info("digests queued")
+        if c.runtime().schedule_alerts(utcnow()):  # owner alerts ride on the same scheduling step
+            log.info("owner alerts queued")
 
     def deliver_part(part: dict[str, Any], claimed_until: str) -> None:
         c = need()
