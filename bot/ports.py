@@ -16,13 +16,13 @@ if TYPE_CHECKING:
     from bot.models import FeedSpec, NewArticle
     from bot.pipeline.alerts import AlertEvent, OwnerState
     from bot.pipeline.delivery import Limits
-    from bot.pipeline.digest import Digest, Schedule, StoryCandidate
+    from bot.pipeline.digest import Digest, Schedule, SourcedSentence, StoryCandidate
     from bot.settings import DigestDefaults
     from bot.storage.articles import ArticleRow, PendingArticle, UnprocessedArticle
     from bot.storage.chats import Subscription
     from bot.storage.feeds import FeedRow
     from bot.storage.outbox import OutboxItem
-    from bot.storage.stories import StoryMember, StoryRow
+    from bot.storage.stories import StoryDetails, StoryMember, StoryRow
     from bot.storage.summary_cache import SummaryEntry
 
 # Chat kinds an adapter reports; "group" covers Telegram groups/supergroups and Discord guild channels.
@@ -338,7 +338,8 @@ class StoryStore(Protocol):
 
     def story_members(self, story_id: int) -> list[StoryMember]: ...
 
-    def set_story_summary(self, story_id: int, *, title: str, summary: str, method: str) -> None: ...
+    def set_story_summary(self, story_id: int, *, title: str, summary: str, method: str,
+                          sentences: Sequence[SourcedSentence] | None = None) -> None: ...
 
     def stories_without_summary(self, since: datetime) -> list[int]: ...
 
@@ -427,6 +428,12 @@ class OutboxStore(Protocol):
     def outbox_counts(self) -> dict[str, int]: ...
 
 
+class StoryLookup(Protocol):
+    """One story with all its members, for `/story`."""
+
+    def story_details(self, story_id: int, limit: int = ...) -> StoryDetails | None: ...
+
+
 @runtime_checkable
 class AlertEventStore(Protocol):
     """Where the poller and the chat runtime record owner alert events (bot/storage/alerts.py)."""
@@ -452,8 +459,8 @@ class AlertStore(AlertEventStore, Protocol):
     def register_owner_chat(self, platform: str, chat_id: str, now: datetime) -> None: ...
 
 
-class CommandStore(SubscriptionStore, StoryCandidates, Protocol):
-    """What chat commands use: subscriptions and digest candidates."""
+class CommandStore(SubscriptionStore, StoryCandidates, StoryLookup, Protocol):
+    """What chat commands use: subscriptions, digest candidates and story details."""
 
 
 class ChatRuntimeStore(SubscriptionStore, OutboxStore, StoryCandidates, Protocol):

@@ -8,7 +8,13 @@ from collections.abc import Sequence
 
 from bot.net import PAGE_ACCEPT, Fetcher, FetchLimits
 from bot.pipeline import article as article_stage
-from bot.pipeline.digest import repeats_headline, strip_headline, strip_leading_headline
+from bot.pipeline.digest import (
+    SourcedSentence,
+    repeats_headline,
+    strip_headline,
+    strip_headline_sentences,
+    strip_leading_headline,
+)
 from bot.pipeline.story import is_core_member
 from bot.ports import LinkSummary, StoryStore, SummaryStore
 from bot.storage.stories import StoryMember
@@ -61,19 +67,38 @@ def story_documents(members: Sequence[StoryMember]) -> tuple[list[str], str]:
     article the digest shows first. A weak member may be about another event: it feeds neither the summary nor
     the headline. Lines that repeat a core member's headline are dropped: the digest shows the headline already.
     """
+    sources, title = story_sources(members)
+    return [text for _, text in sources], title
+
+
+def story_sources(members: Sequence[StoryMember]) -> tuple[list[tuple[StoryMember, str]], str]:
+    """`story_documents` with the member each text comes from, so a summary sentence maps to its article."""
     core = core_members(members)
     titles = [m.title for m in core if (m.title or "").strip()]
-    docs, seen_feeds = [], set()
+    docs: list[tuple[StoryMember, str]] = []
+    seen_feeds = set()
     for m in core:
         text = without_headlines(m.text or "", titles)
         if m.feed_id in seen_feeds or not text.strip():
             continue
         seen_feeds.add(m.feed_id)
-        docs.append(text)
+        docs.append((m, text))
         if len(docs) >= MAX_DOCS_PER_STORY:
             break
     title = core[0].title if core else ""
     return docs, title
+
+
+def sourced_sentences(summary: Summary, sources: Sequence[StoryMember], title: str) -> tuple[SourcedSentence, ...]:
+    """The summary's sentences, each with the member article it came from (`Summary.sources` indexes the
+    documents); a generated sentence (-1) has no source. Sentences that only repeat the headline are dropped,
+    as in the stored summary."""
+    out = []
+    for text, doc in zip(summary.sentences, summary.sources, strict=False):
+        m = sources[doc] if 0 <= doc < len(sources) else None
+        out.append(SourcedSentence(text=text, outlet=m.outlet if m else "", url=(m.url or m.canonical_url or "")
+                                   if m else "", article_id=m.id if m else None))
+    return strip_headline_sentences(out, title)
 
 
 def summarize_stories(store: StoryStore, summarizer: Summarizer, story_ids: Sequence[int]) -> int:
@@ -81,15 +106,18 @@ def summarize_stories(store: StoryStore, summarizer: Summarizer, story_ids: Sequ
     batch = []
     for sid in story_ids:
         members = store.story_members(sid)
-        docs, title = story_documents(members)
-        if docs:
-            batch.append((sid, docs, title))
+        sources, title = story_sources(members)
+        if sources:
+            batch.append((sid, sources, title))
     if not batch:
         return 0
-    results = summarizer.summarize_batch([d for _, d, _ in batch], titles=[t for _, _, t in batch],
+    results = summarizer.summarize_batch([[text for _, text in d] for _, d, _ in batch],
+                                         titles=[t for _, _, t in batch],
                                          max_sentences=STORY_SENTENCES, max_chars=STORY_MAX_CHARS)
-    for (sid, _, title), summary in zip(batch, results, strict=True):
-        store.set_story_summary(sid, title=title, summary=strip_headline(summary.text, title), method=summary.model)
+    for (sid, sources, title), summary in zip(batch, results, strict=True):
+        sentences = sourced_sentences(summary, [m for m, _ in sources], title)
+        store.set_story_summary(sid, title=title, summary=strip_headline(summary.text, title), method=summary.model,
+                                sentences=sentences)
     return len(batch)
 
 

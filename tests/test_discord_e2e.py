@@ -122,7 +122,7 @@ async def test_real_client_connects_syncs_answers_and_sends(rig: Rig) -> None:
     assert fake.identify["intents"] == discord.Intents(guilds=True).value, "guilds only, nothing privileged"
     commands = {c["name"]: c for c in fake.commands[None]}
     assert set(commands) == {"help", "subscribe", "unsubscribe", "summary", "settings", "feeds", "addfeed",
-                             "removefeed", "importopml", "exportopml"}
+                             "removefeed", "importopml", "exportopml", "story"}
     assert commands["subscribe"]["default_member_permissions"] == MANAGE_GUILD
     assert commands["summary"]["default_member_permissions"] is None
     assert all(c["contexts"] == [0] for c in commands.values()), "guild channels only"
@@ -403,3 +403,39 @@ async def test_killed_mid_delivery_restart_loses_and_duplicates_nothing(tmp_path
         assert fake.invalid == []
     assert chats.outbox_counts() == {"sent": sum(len(v) for v in expected.values())}
     store.close()
+
+
+async def test_digest_sentences_carry_their_sources_and_story_lists_outlets_and_timeline(rig: Rig) -> None:
+    from bot.storage.stories import sentences_from_json
+    from bot.storage.tables import stories
+    from tests.fakes.stories import KERALA, add_summarized_story
+
+    news = rig.channel("news")
+    await rig.slash(news, "subscribe")
+    sub = rig.chats.get_subscription(rig.ref("news"))
+    assert sub is not None and sub.next_due_at is not None
+    sid = add_summarized_story(rig.store, sub.next_due_at)
+    with rig.store.engine.connect() as conn:
+        stored = sentences_from_json(conn.execute(stories.select().where(stories.c.id == sid)).one().summary_sources)
+    assert len(stored) >= 2 and {s.outlet for s in stored} == {"Reuters", "BBC <World>"}
+    rig.clock.offset = sub.next_due_at - utcnow() + timedelta(seconds=1)
+    await rig.fake.wait_sent(news, 1, timeout=10)
+    await rig.runtime.drain(10)
+    (embed,) = [e for p in rig.fake.sent_to(news) for e in p["embeds"]]
+    assert embed["title"] == "Floods hit Kerala"
+    for s in stored:
+        # Each sentence is verbatim from the article its mark links to; the mark is a masked link to it.
+        k = next(i for i, (outlet, _, _) in enumerate(KERALA) if outlet == s.outlet)
+        assert s.text in KERALA[k][2]
+        assert f"{s.text} \\[[{s.outlet}](https://outlet{k}.example/kerala?a={k}&b=%3Cx%3E)\\]" in embed["description"]
+    assert embed["footer"]["text"] == f"2 outlets · /story {sid}"
+
+    body = await rig.slash(news, "story", [{"name": "id", "type": 3, "value": str(sid)}],
+                           permissions=EVERYONE_PERMISSIONS)
+    content = body["data"]["content"]
+    assert content.startswith(f"**Story {sid}: **") and "Floods hit Kerala" in content
+    assert "[Reuters](https://outlet0.example/kerala?a=0&b=%3Cx%3E)" in content
+    assert "https://outlet1.example/kerala?a=1&b=%3Cx%3E" in content
+    assert content.index("Reuters: ") < content.index("BBC <World>: "), "timeline in order of arrival"
+    body = await rig.slash(news, "story", [{"name": "id", "type": 3, "value": "abc"}])
+    assert "Usage: /story ID" in body["data"]["content"]

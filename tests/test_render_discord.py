@@ -24,7 +24,7 @@ from bot.chat.render_discord import (
     story_embed,
     units,
 )
-from bot.pipeline.digest import Digest, DigestStory, OutletLink
+from bot.pipeline.digest import Digest, DigestStory, OutletLink, SourcedSentence
 from bot.ports import Button, OutgoingFile, Reply, bold, code, italic, link, para
 from tests.fakes.discord_api import embeds_total, payload_problems
 
@@ -47,9 +47,13 @@ urls = st.one_of(st.just("https://example.com/a_(b)?q=[1] 2"), st.just("javascri
 def stories(draw: st.DrawFn) -> DigestStory:
     """A digest story with hostile text of any size."""
     links = draw(st.lists(st.builds(OutletLink, outlet=nasty, url=urls), max_size=8))
+    # Sentences with their sources (hostile outlet names and URLs, some long enough to crowd the embed).
+    sentences = draw(st.lists(st.builds(SourcedSentence, text=nasty | st.text(min_size=1500, max_size=3000),
+                                        outlet=nasty, url=urls), max_size=5))
     return DigestStory(id=draw(st.integers(1, 10**6)), version=1, title=draw(nasty | st.text(min_size=250)),
                        summary=draw(nasty | st.text(min_size=3000, max_size=6000)), links=tuple(links),
-                       outlet_count=draw(st.integers(0, 400)), score=0.5, updated=draw(st.booleans()))
+                       outlet_count=draw(st.integers(0, 400)), score=0.5, updated=draw(st.booleans()),
+                       sentences=tuple(sentences))
 
 
 def digest_of(items: list[DigestStory], title: str = "News digest") -> Digest:
@@ -136,7 +140,7 @@ def test_story_embed_shows_headline_link_summary_and_other_outlets() -> None:
     assert fields["Source"] == "[Reuters](https://reuters.example/a)"
     # Brackets in the label and parentheses in the URL cannot end the masked link early; 5 outlets, 2 linked.
     assert fields["Also reported by"] == "[AP (wire)](https://ap.example/b%281%29) · and 3 more"
-    assert embed["footer"]["text"] == "5 outlets · updated story"
+    assert embed["footer"]["text"] == "5 outlets · updated story · /story 7"
 
 
 def test_mentions_and_markdown_from_feeds_are_neutralized() -> None:
@@ -231,3 +235,21 @@ def test_lone_surrogates_in_a_title_or_summary_are_dropped() -> None:
                                 buttons=((Button("\ud800ok", "st:m:5"),),)))
     assert_within_limits(wire(m))
     assert "ab" in m.text and "cd" in m.text and "[ef]" in m.text and m.buttons[0][0].label == "ok"
+
+
+def test_each_sentence_carries_a_link_to_its_outlet() -> None:
+    story = DigestStory(9, 1, "Floods in Kerala", "Rivers burst their banks. Forty died.",
+                        (OutletLink("Reuters", "https://reuters.example/a"), OutletLink("BBC", "https://bbc.example/b")),
+                        2, 0.5, sentences=(SourcedSentence("Rivers *burst* their banks.", "BBC [World]",
+                                                           "https://bbc.example/b"),
+                                           SourcedSentence("Forty died.", "Reuters", "https://reuters.example/a"),
+                                           SourcedSentence("Generated text.", "", "")))
+    (message,) = R.render_digest(digest_of([story]))
+    (embed,) = message.extra["embeds"]
+    assert embed["description"] == ("Rivers \\*burst\\* their banks. \\[[BBC (World)](https://bbc.example/b)\\] "
+                                    "Forty died. \\[[Reuters](https://reuters.example/a)\\] Generated text.")
+    assert embed["footer"]["text"] == "2 outlets · /story 9"
+    # No room for even the first sentence with its mark: the plain summary, cut.
+    long = DigestStory(9, 1, "T", "x " * 5000, (), 1, 0.5, sentences=(SourcedSentence("x " * 5000, "A", "https://a.example/"),))
+    (message,) = R.render_digest(digest_of([long]))
+    assert message.extra["embeds"][0]["description"].endswith("…")

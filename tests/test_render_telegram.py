@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.chat.render_telegram import MESSAGE_LIMIT, TelegramRenderer, cut, safe_url, units
-from bot.pipeline.digest import Digest, DigestStory, OutletLink
+from bot.pipeline.digest import Digest, DigestStory, OutletLink, SourcedSentence
 from bot.ports import Button, OutgoingFile, Reply, Span, bold, link, para
 from tests.fakes.telegram_api import parse_html, utf16_len
 
@@ -58,6 +58,31 @@ def test_digest_messages_are_valid_html_within_the_limit(stories) -> None:  # no
     assert all(p[: p.index(".")].isdigit() for p in plains[1:])
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(any_text, st.lists(st.tuples(any_text, any_text, urls), max_size=5),
+                          st.lists(st.tuples(any_text, urls), max_size=8)), min_size=1, max_size=8))
+def test_digest_with_sourced_sentences_is_valid_html_within_the_limit(stories) -> None:  # noqa: ANN001
+    items = tuple(DigestStory(id=i + 1, version=1, title=t, summary=" ".join(x for x, _, _ in sents) or "s",
+                              links=tuple(OutletLink(o, u) for o, u in lk), outlet_count=len(lk), score=0.5,
+                              sentences=tuple(SourcedSentence(x, o, u) for x, o, u in sents))
+                  for i, (t, sents, lk) in enumerate(stories))
+    plains = check(R.render_digest(Digest(NOW - timedelta(hours=10), NOW, items)))
+    lines = [line for p in plains for line in p.split("\n")]
+    assert all(any(line.startswith(f"{i}. ") for line in lines) for i in range(1, len(items) + 1))
+
+
+def test_each_sentence_carries_a_link_to_its_outlet() -> None:
+    s = DigestStory(5, 1, "Floods in Kerala", "Rivers burst their banks. Forty died.",
+                    (OutletLink("Reuters", "https://reuters.example/a"), OutletLink("BBC", "https://bbc.example/b")),
+                    2, 0.5, sentences=(SourcedSentence("Rivers burst <their> banks.", "BBC", "https://bbc.example/b"),
+                                       SourcedSentence("Forty died.", "Reuters", "https://reuters.example/a"),
+                                       SourcedSentence("Generated.", "", "")))
+    (m,) = R.render_digest(Digest(NOW - timedelta(hours=3), NOW, (s,)))
+    assert ('Rivers burst &lt;their&gt; banks. [<a href="https://bbc.example/b">BBC</a>] Forty died. '
+            '[<a href="https://reuters.example/a">Reuters</a>] Generated.\n') in m.text
+    assert m.text.endswith(" · /story_5")
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.lists(st.tuples(any_text, st.booleans(), st.booleans(), st.booleans(), st.one_of(st.none(), urls)),
                          max_size=5), max_size=30))
@@ -96,7 +121,7 @@ def test_long_digest_is_split_between_stories_and_long_story_shortened() -> None
     huge = story(1, "T", "é" * 10_000 + "😀" * 3000, [("A", "https://a.example")])
     (m,) = R.render_digest(Digest(NOW, NOW, (huge,)))[-1:]
     plain = check([m])[0]
-    assert plain.endswith("\nA and 2 more") and "…" in plain
+    assert plain.endswith("\nA and 2 more · /story_1") and "…" in plain
 
 
 def test_emoji_count_as_two_units() -> None:

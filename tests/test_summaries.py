@@ -127,3 +127,30 @@ def test_story_summary_is_built_from_core_members_only(sqlite_store: Store, summ
     assert row is not None and row.title == HEADLINE and row.summary and "Lavrov" in row.summary
     assert not any(w in row.summary for w in ("Arsenal", "Saka", "Guardiola", "Premier League"))
     assert not any(repeats_headline(s, HEADLINE) for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", row.summary))
+
+
+def test_story_summary_keeps_each_sentence_source_and_old_rows_have_none(sqlite_store: Store) -> None:
+    from datetime import timedelta
+
+    from bot.clock import utcnow
+    from bot.storage.chat_store import ChatStore
+    from bot.storage.stories import sentences_from_json
+    from tests.fakes.stories import KERALA, add_story, add_summarized_story
+
+    now = utcnow()
+    sid = add_summarized_story(sqlite_store, now)
+    members = {m.id: m for m in sqlite_store.story_members(sid)}
+    (cand,) = [c for c in ChatStore(sqlite_store.engine).candidate_stories(now - timedelta(hours=1), now)
+               if c.id == sid]
+    assert len(cand.sentences) >= 2 and cand.summary == " ".join(s.text for s in cand.sentences)
+    for s in cand.sentences:
+        # The recorded source is the member whose text holds the sentence verbatim: outlet and link are its own.
+        m = members[s.article_id]
+        assert s.text in m.text and s.outlet == m.outlet and s.url == m.url
+    assert {s.outlet for s in cand.sentences} == {o for o, _, _ in KERALA}
+    # A story summarized before sources were kept (NULL), or with a malformed value, has none: no marks.
+    old = add_story(sqlite_store, title="Old", summary="An old summary.", at=now, outlets=[])
+    (c_old,) = [c for c in ChatStore(sqlite_store.engine).candidate_stories(now - timedelta(hours=1), now)
+                if c.id == old]
+    assert c_old.sentences == () and c_old.summary == "An old summary."
+    assert sentences_from_json([{"text": 3}]) == () and sentences_from_json({"text": "x"}) == ()

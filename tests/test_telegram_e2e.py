@@ -297,3 +297,48 @@ async def test_killed_mid_delivery_restart_loses_and_duplicates_nothing(tmp_path
         assert api.unexpected == []
     assert chats.outbox_counts() == {"sent": sum(len(v) for v in expected.values())}
     store.close()
+
+
+async def test_digest_sentences_carry_their_sources_and_story_lists_outlets_and_timeline(bot: Bot) -> None:
+    from bot.storage.stories import sentences_from_json
+    from bot.storage.tables import stories
+    from tests.fakes.stories import KERALA, add_summarized_story, bump_story
+
+    api = bot.api
+    api.add_chat(USER)
+    sid = add_summarized_story(bot.store, bot.clock.now())
+    with bot.store.engine.connect() as conn:
+        stored = sentences_from_json(conn.execute(stories.select().where(stories.c.id == sid)).one().summary_sources)
+    assert len(stored) >= 2 and {s.outlet for s in stored} == {"Reuters", "BBC <World>"}
+    (digest,) = await command(bot, USER, USER, "/summary 12h")
+    plain = digest.plain
+    marks = [(plain[e["offset"]:e["offset"] + e["length"]], e["url"]) for e in digest.entities
+             if e["type"] == "text_link"]
+    for s in stored:
+        # Each sentence is verbatim from the article its mark links to, and the mark names that article's outlet.
+        k = next(i for i, (outlet, _, _) in enumerate(KERALA) if outlet == s.outlet)
+        assert s.text in KERALA[k][2] and s.url == f"https://outlet{k}.example/kerala?a={k}&b=<x>"
+        assert f"{s.text} [{s.outlet}]" in plain
+        assert (s.outlet, s.url) in marks
+    assert plain.rstrip().endswith(f"/story_{sid}")
+
+    # Tapping the item's /story_<id> (Telegram sends it as a command) gives every outlet and the timeline.
+    (story,) = await command(bot, USER, USER, f"/story_{sid}")
+    lines = story.plain.split("\n")
+    assert lines[0] == f"Story {sid}: Floods hit Kerala"
+    assert "Outlets (2): Reuters, BBC <World>" in lines
+    links = {e["url"] for e in story.entities if e["type"] == "text_link"}
+    assert {f"https://outlet{k}.example/kerala?a={k}&b=<x>" for k in range(2)} <= links
+    timeline = lines[lines.index("Timeline") + 1:]
+    assert timeline[0].endswith("Reuters: Floods hit Kerala") and timeline[1].endswith("BBC <World>: Kerala floods kill 40")
+    assert timeline[0] < timeline[1], "in order of arrival"
+    (same,) = await command(bot, USER, USER, f"/story {sid}")
+    assert same.plain == story.plain
+    bump_story(bot.store, sid, bot.clock.now(), "Rain is expected to continue for three more days.")
+    (updated,) = await command(bot, USER, USER, f"/story {sid}")
+    assert updated.plain.split("\n")[-1].endswith(" · substantial update (version 2)")
+    (missing,) = await command(bot, USER, USER, "/story 99999")
+    assert "There is no story 99999" in missing.plain
+    (usage,) = await command(bot, USER, USER, "/story")
+    assert "Usage: /story ID" in usage.plain
+    assert "story" in {c["command"] for c in api.commands}

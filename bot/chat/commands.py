@@ -33,6 +33,7 @@ from bot.ports import (
     Invocation,
     OutgoingFile,
     Reply,
+    Span,
     Summarize,
     bold,
     code,
@@ -87,6 +88,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("unsubscribe", "", "stop the scheduled digests here"),
     CommandSpec("summary", "[6h|2d|link]", "a digest now, or a summary of one article",
                 discord_args="[period: 6h|2d] [link: URL]"),
+    CommandSpec("story", "ID", "a digest story's outlets, links and timeline (ID: the number under the item)",
+                discord_args="id: ID"),
     CommandSpec("settings", "", "schedule, time zone, stories per digest, topics",
                 discord_args="[setting] [value]"),
     CommandSpec("feeds", "", "list the feeds (bot owners)", owner_only=True),
@@ -131,7 +134,15 @@ def parse_command(text: str, bot_username: str | None = None) -> tuple[str, tupl
     name, _, target = head[1:].partition("@")
     if target and bot_username and target.lower() != bot_username.lower():
         return None
+    story = _STORY_LINK.fullmatch(name)
+    if story:
+        # A digest item's tappable "/story_123" (Telegram commands take no space) is "/story 123".
+        return "story", (story.group(1), *rest)
     return name.lower(), tuple(rest)
+
+
+_STORY_LINK = re.compile(r"(?i)story_([0-9]{1,9})")
+MAX_STORY_MEMBERS = 40
 
 
 def _whole(text: str, low: int, high: int) -> int | None:
@@ -270,6 +281,44 @@ class CommandService:
         if not digest.stories:
             return Reply(blocks=(para(f"No new stories since {_fmt_time(digest.since, sub)}."),))
         return Reply(digest=digest)
+
+    def _cmd_story(self, inv: Invocation) -> Reply:
+        usage = "Usage: /story ID, where ID is the number shown under a digest item (e.g. /story 123)."
+        story_id = _whole(inv.args[0].lstrip("#"), 1, 999_999_999) if len(inv.args) == 1 else None
+        if story_id is None:
+            raise CommandError(usage)
+        details = self.chats.story_details(story_id, MAX_STORY_MEMBERS + 1)
+        if details is None:
+            raise CommandError(f"There is no story {story_id}. {usage}")
+        sub = self.chats.get_subscription(inv.chat)
+        members = details.members[:MAX_STORY_MEMBERS]
+        blocks: list[Block] = [para(bold(f"Story {details.id}: "), bold(details.title or "(untitled)"))]
+        if details.summary.strip():
+            blocks.append(para(details.summary.strip()))
+        outlets: dict[str, tuple[str, str | None]] = {}
+        for m in members:
+            if m.core:
+                outlets.setdefault((m.outlet or m.url or "").strip().lower(), (m.outlet or "source", m.url))
+        spans: list[Span | str] = [bold(f"Outlets ({len(outlets)}): ")]
+        for i, (name, url) in enumerate(outlets.values()):
+            spans += ([", "] if i else []) + [link(name, url) if url else name]
+        blocks.append(para(*spans))
+        blocks.append(para(bold("Timeline")))
+        # When each report arrived (the first is when the story began) and its last substantial update.
+        events: list[tuple[datetime, int, Block]] = []
+        for m in members:
+            item: list[Span | str] = [f"{_fmt_time(m.arrived_at, sub)} · {m.outlet or 'source'}: "]
+            item.append(link(m.title or m.url, m.url) if m.url else (m.title or "(untitled)"))
+            if not m.core:
+                item.append(italic(" (maybe a related story)"))
+            events.append((m.arrived_at, 1, para(*item)))
+        if details.version > 1:
+            events.append((details.major_update_at, 2, para(
+                f"{_fmt_time(details.major_update_at, sub)} · substantial update (version {details.version})")))
+        blocks += [b for _, _, b in sorted(events, key=lambda e: (e[0], e[1]))]
+        if len(details.members) > MAX_STORY_MEMBERS:
+            blocks.append(para(italic(f"Only the first {MAX_STORY_MEMBERS} reports are listed.")))
+        return Reply(blocks=tuple(blocks))
 
     async def _summary_link(self, inv: Invocation, url: str) -> Reply:
         if len(inv.args) > 1:

@@ -128,7 +128,7 @@ DM_ERROR = "Use me in a server's text channel or thread; direct messages are not
 # (lengths, choices); slash_args checks again what reaches it, as it is the boundary to the CommandService.
 SLASH_OPTIONS: dict[str, dict[str, bool]] = {
     "summary": {"period": False, "link": False}, "settings": {"setting": False, "value": False},
-    "addfeed": {"url": True}, "removefeed": {"feed": True}, "importopml": {"file": True}}
+    "addfeed": {"url": True}, "removefeed": {"feed": True}, "importopml": {"file": True}, "story": {"id": True}}
 ATTACHMENT_OPTIONS = frozenset({"file"})
 SETTING_NAMES: tuple[str, ...] = get_args(SETTINGS_KEYS)
 
@@ -427,6 +427,15 @@ def _summary(bot: DiscordBot) -> SlashCommand:
     return summary
 
 
+def _story(bot: DiscordBot) -> SlashCommand:
+    """/story id: a story's outlets, links and timeline (the id is in each digest item's footer)."""
+    @_slash("story")
+    @app_commands.describe(id="the story's number, shown under each digest item")
+    async def story(interaction: discord.Interaction, id: app_commands.Range[str, 1, 20]) -> None:  # noqa: A002
+        await bot.run_command(interaction, "story", {"id": id})
+    return story
+
+
 def _settings(bot: DiscordBot) -> SlashCommand:
     """/settings [setting] [value]: the value split into the text command's arguments."""
     @_slash("settings", manage=True)
@@ -461,7 +470,7 @@ def _feed_commands(bot: DiscordBot) -> list[SlashCommand]:
 def build_commands(bot: DiscordBot) -> list[SlashCommand]:
     """The slash commands, new objects per bot (a command belongs to one tree), in /help's order."""
     return [_without_options(bot, "help"), _without_options(bot, "subscribe", manage=True),
-            _without_options(bot, "unsubscribe", manage=True), _summary(bot), _settings(bot),
+            _without_options(bot, "unsubscribe", manage=True), _summary(bot), _story(bot), _settings(bot),
             _without_options(bot, "feeds", manage=True), *_feed_commands(bot),
             _without_options(bot, "exportopml", manage=True)]
 

@@ -37,6 +37,7 @@ BUTTON_LABEL_MAX = 80
 CUSTOM_ID_MAX = 100
 BUTTONS_PER_ROW = 5
 ROWS_MAX = 5
+MARK_MAX = 30  # a source mark names its outlet in at most this many characters
 
 EMBED_COLOR = 0x2B6CB0
 
@@ -129,12 +130,33 @@ class StoryView:
     links: tuple[tuple[str, str], ...] = ()  # (outlet, url), the first is the story's main link
     outlet_count: int = 0
     updated: bool = False
+    sentences: tuple[tuple[str, str, str], ...] = ()  # (sentence, outlet, url): the summary with its sources
+    story_id: int = 0
 
     @classmethod
     def of(cls, story: DigestStory) -> StoryView:
         """The view of a digest story."""
         return cls(headline=story.title, summary=story.summary, links=tuple((lk.outlet, lk.url) for lk in story.links),
-                   outlet_count=story.outlet_count, updated=story.updated)
+                   outlet_count=story.outlet_count, updated=story.updated,
+                   sentences=tuple((s.text, s.outlet, s.url) for s in story.sentences), story_id=story.id)
+
+
+def sourced_description(sentences: Sequence[tuple[str, str, str]], room: int) -> str:
+    """Whole sentences, each followed by its source mark (the outlet in brackets, linked to its article), while
+    they fit `room` units; "" when not even the first fits."""
+    out = ""
+    for text, outlet, url in sentences:
+        part = escape(" ".join(drop_surrogates(text).split()))
+        good = safe_url(url)
+        if good:
+            label = clip((outlet or urlsplit(good).hostname or "source").replace("[", "(").replace("]", ")"),
+                         MARK_MAX) or "source"
+            part += f" \\[[{label}]({good})\\]"
+        joined = f"{out} {part}" if out else part
+        if units(joined) > room:
+            break
+        out = joined
+    return out
 
 
 def story_embed(story: StoryView, *, color: int = EMBED_COLOR) -> dict[str, Any]:
@@ -163,11 +185,12 @@ def story_embed(story: StoryView, *, color: int = EMBED_COLOR) -> dict[str, Any]
         embed["fields"] = fields[:FIELDS_MAX]
     outlets = max(story.outlet_count, len(links))
     footer = " · ".join(filter(None, (f"{outlets} outlet{'s' if outlets != 1 else ''}" if outlets else "",
-                                      "updated story" if story.updated else "")))
+                                      "updated story" if story.updated else "",
+                                      f"/story {story.story_id}" if story.story_id > 0 else "")))
     if footer:
         embed["footer"] = {"text": footer}
     room = min(DESCRIPTION_MAX, EMBED_TOTAL_MAX - embed_size(embed))
-    description = clip(story.summary, room)
+    description = sourced_description(story.sentences, room) or clip(story.summary, room)
     if description:
         embed["description"] = description
     return embed

@@ -21,6 +21,7 @@ MESSAGE_LIMIT = 4096
 CAPTION_LIMIT = 1024
 TITLE_MAX = 300
 OUTLET_MAX = 60
+MARK_MAX = 30  # a source mark names its outlet in at most this many units
 URL_MAX = 2048
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -142,14 +143,40 @@ def story_spans(index: int, story: DigestStory, limit: int = MESSAGE_LIMIT) -> l
     more = story.outlet_count - len(others) - (lead is not None)
     if links and more > 0:
         links.append(Span(f" and {more} more"))
+    if story.id > 0:
+        # Telegram turns /story_123 into a tappable command (parse_command reads it as /story 123).
+        links += [Span(" · " if links else ""), Span(f"/story_{story.id}")]
     summary = clean(story.summary).strip()
     fixed = sum(units(clean(sp.text)) for sp in head + links) + 4
     spans = [*head]
     if summary:
-        spans += [Span("\n"), Span(cut(summary, max(1, limit - fixed)))]
+        spans += [Span("\n"), *summary_spans(story, summary, max(1, limit - fixed))]
     if links:
         spans += [Span("\n"), *links]
     return spans
+
+
+def sentence_spans(text: str, outlet: str, url: str) -> list[Span]:
+    """One summary sentence and its source mark: the outlet's name in brackets, linked to its article."""
+    body = [Span(" ".join(clean(text).split()))]
+    if safe_url(url):
+        body += [Span(" ["), Span(cut(_outlet_label(outlet, url), MARK_MAX), url=url), Span("]")]
+    return body
+
+
+def summary_spans(story: DigestStory, summary: str, room: int) -> list[Span]:
+    """The summary, each sentence with its source mark, whole sentences only while they fit `room`; the plain
+    summary cut to fit when the sources are unknown or not even the first sentence fits."""
+    out: list[Span] = []
+    used = 0
+    for s in story.sentences:
+        spans = ([Span(" ")] if out else []) + sentence_spans(s.text, s.outlet, s.url)
+        n = sum(units(clean(sp.text)) for sp in spans)
+        if used + n > room:
+            break
+        out += spans
+        used += n
+    return out or [Span(cut(summary, room))]
 
 
 def digest_header(digest: Digest) -> Block:

@@ -31,6 +31,17 @@ class OutletLink:
 
 
 @dataclass(frozen=True)
+class SourcedSentence:
+    """One summary sentence and the member article it was taken from (verbatim for extractive summaries);
+    `url` is empty for generated text, which has no single source."""
+
+    text: str
+    outlet: str = ""
+    url: str = ""
+    article_id: int | None = None
+
+
+@dataclass(frozen=True)
 class StoryCandidate:
     """A stored story as the digest stage sees it (links: its members, earliest published first; outlet_count:
     distinct outlets among core members)."""
@@ -46,6 +57,8 @@ class StoryCandidate:
     topics: tuple[str, ...] = ()
     links: tuple[OutletLink, ...] = ()
     topic_scores: Mapping[str, float] = field(default_factory=dict)
+    # The summary sentence by sentence with its source; empty for stories summarized before sources were kept.
+    sentences: tuple[SourcedSentence, ...] = ()
 
     def relevance(self, wanted: Collection[str]) -> float:
         """How on-topic the story is for a chat: its best score among the chat's topics (every topic when the
@@ -70,6 +83,8 @@ class DigestStory:
     outlet_count: int
     score: float
     updated: bool = False
+    # `summary` sentence by sentence with each one's outlet and link (empty when the sources are unknown).
+    sentences: tuple[SourcedSentence, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -118,9 +133,11 @@ def select_stories(candidates: Sequence[StoryCandidate], *, now: datetime, since
             continue
         links = story_links(c.links)
         title = headline(c, links)
-        chosen.append(DigestStory(id=c.id, version=c.version, title=title, summary=strip_headline(c.summary, title),
+        sentences = strip_headline_sentences(c.sentences, title)
+        summary = " ".join(s.text for s in sentences) if sentences else strip_headline(c.summary, title)
+        chosen.append(DigestStory(id=c.id, version=c.version, title=title, summary=summary,
                                   links=links, outlet_count=c.outlet_count, score=score_story(c, now, wanted),
-                                  updated=previous is not None))
+                                  updated=previous is not None, sentences=sentences))
     chosen.sort(key=lambda s: (-s.score, -s.id))
     return tuple(chosen[:max_stories])
 
@@ -212,6 +229,16 @@ def strip_headline(summary: str, title: str) -> str:
         changed = changed or cut != sentence
         kept.append(cut)
     return " ".join(kept) if changed else summary
+
+
+def strip_headline_sentences(sentences: Sequence[SourcedSentence], title: str) -> tuple[SourcedSentence, ...]:
+    """`strip_headline` sentence by sentence, each keeping its source; sentences left empty are dropped."""
+    out = []
+    for s in sentences:
+        text = strip_headline(s.text, title).strip()
+        if text:
+            out.append(SourcedSentence(text, s.outlet, s.url, s.article_id) if text != s.text else s)
+    return tuple(out)
 
 
 def dedupe_links(links: Sequence[OutletLink]) -> tuple[OutletLink, ...]:

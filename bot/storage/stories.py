@@ -3,20 +3,21 @@ digest picks from."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
 
-from bot.pipeline.digest import OutletLink, StoryCandidate
+from bot.pipeline.digest import OutletLink, SourcedSentence, StoryCandidate
 from bot.storage.db import Database
 from bot.storage.feeds import feed_label_columns, outlet_name, row_outlet
 from bot.storage.tables import articles, feeds, stories
 
 MAX_CANDIDATES = 1000
 MAX_LINKS_PER_STORY = 12
+MAX_SOURCED_SENTENCES = 20
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class StoryRow:
     state: bytes | None
     summary: str | None
     summary_method: str | None
+    summary_sources: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,52 @@ class StoryMember:
     story_reason: str | None
     story_score: float | None
     outlet: str
+
+
+@dataclass(frozen=True)
+class StoryMemberView:
+    """One member of a story as `/story` shows it: outlet, link, headline, when it arrived."""
+
+    outlet: str
+    url: str | None
+    title: str
+    arrived_at: datetime
+    published_at: datetime | None
+    core: bool
+
+
+@dataclass(frozen=True)
+class StoryDetails:
+    """A story for `/story`: headline, summary, version, and every member in order of arrival."""
+
+    id: int
+    title: str
+    summary: str
+    version: int
+    created_at: datetime
+    major_update_at: datetime
+    outlet_count: int
+    members: tuple[StoryMemberView, ...]
+
+
+def sentences_to_json(sentences: Sequence[SourcedSentence]) -> list[dict[str, Any]]:
+    """The stored form of a summary's sourced sentences."""
+    return [{"text": s.text, "article_id": s.article_id, "outlet": s.outlet, "url": s.url}
+            for s in sentences[:MAX_SOURCED_SENTENCES]]
+
+
+def sentences_from_json(raw: Any) -> tuple[SourcedSentence, ...]:
+    """Sourced sentences from the stored form; () for NULL or anything malformed (old rows show no marks)."""
+    if not isinstance(raw, list):
+        return ()
+    out = []
+    for item in raw[:MAX_SOURCED_SENTENCES]:
+        if not isinstance(item, dict) or not isinstance(item.get("text"), str) or not item["text"].strip():
+            return ()
+        aid = item.get("article_id")
+        out.append(SourcedSentence(text=item["text"], outlet=str(item.get("outlet") or ""),
+                                   url=str(item.get("url") or ""), article_id=aid if isinstance(aid, int) else None))
+    return tuple(out)
 
 
 def _topic_names(raw: Any) -> tuple[str, ...]:
@@ -130,11 +178,13 @@ class StoryStorage(Database):
                                 story_reason=r.story_reason, story_score=r.story_score, outlet=row_outlet(r._mapping))
                     for r in conn.execute(q)]
 
-    def set_story_summary(self, story_id: int, *, title: str, summary: str, method: str) -> None:
-        """Store a story's headline and summary."""
+    def set_story_summary(self, story_id: int, *, title: str, summary: str, method: str,
+                          sentences: Sequence[SourcedSentence] | None = None) -> None:
+        """Store a story's headline and summary, and its sentences with their sources when known."""
+        sources = sentences_to_json(sentences) if sentences else None
         with self.write() as conn:
             conn.execute(update(stories).where(stories.c.id == story_id).values(
-                title=title, summary=summary, summary_method=method))
+                title=title, summary=summary, summary_method=method, summary_sources=sources))
 
     def stories_without_summary(self, since: datetime) -> list[int]:
         """Stories updated since a time whose summary is missing or out of date (a crash or an error came
@@ -186,8 +236,34 @@ class StoryCandidateStorage(Database):
                                major_update_at=r.major_update_at, outlet_count=r.outlet_count,
                                article_count=r.article_count, topic_score=r.topic_score or 0.0,
                                topics=_topic_names(r.topics), links=tuple(links[r.id]),
-                               topic_scores=_topic_scores(r.topics)) for r in rows]
+                               topic_scores=_topic_scores(r.topics),
+                               sentences=sentences_from_json(r.summary_sources)) for r in rows]
+
+    def story_details(self, story_id: int, limit: int = 100) -> StoryDetails | None:
+        """One story with its members in order of arrival (at most `limit`), for `/story`; None when unknown."""
+        from bot.pipeline.story import is_core_member  # numpy and scikit-learn: only when asked
+
+        mq = (select(articles.c.url, articles.c.canonical_url, articles.c.title, articles.c.fetched_at,
+                     articles.c.published_at, articles.c.story_reason, articles.c.story_score,
+                     feeds.c.id.label("feed_id"), feeds.c.name, feeds.c.title.label("feed_title"),
+                     feeds.c.url.label("feed_url"))
+              .select_from(articles.outerjoin(feeds, feeds.c.id == articles.c.feed_id))
+              .where(articles.c.story_id == story_id).order_by(articles.c.fetched_at, articles.c.id).limit(limit))
+        with self.read() as conn:
+            row = conn.execute(select(stories.c.id, stories.c.title, stories.c.summary, stories.c.version,
+                                      stories.c.created_at, stories.c.major_update_at, stories.c.outlet_count)
+                               .where(stories.c.id == story_id)).first()
+            if row is None:
+                return None
+            members = tuple(StoryMemberView(
+                outlet=outlet_name(r.name, r.feed_title, r.feed_url) if r.feed_id is not None else "",
+                url=r.url or r.canonical_url, title=r.title or "", arrived_at=r.fetched_at,
+                published_at=r.published_at, core=is_core_member(r.story_reason, r.story_score))
+                for r in conn.execute(mq))
+        return StoryDetails(id=row.id, title=row.title or "", summary=row.summary or "", version=row.version,
+                            created_at=row.created_at, major_update_at=row.major_update_at,
+                            outlet_count=row.outlet_count, members=members)
 
 
-__all__ = ["MAX_CANDIDATES", "MAX_LINKS_PER_STORY", "StoryCandidateStorage", "StoryMember", "StoryRow",
-           "StoryStorage"]
+__all__ = ["MAX_CANDIDATES", "MAX_LINKS_PER_STORY", "StoryCandidateStorage", "StoryDetails", "StoryMember",
+           "StoryMemberView", "StoryRow", "StoryStorage", "sentences_from_json", "sentences_to_json"]

@@ -129,6 +129,8 @@ stories = Table(
     Column("state", LargeBinary),
     Column("summary", Text),
     Column("summary_method", String(100)),
+    # [{"text", "article_id", "outlet", "url"}, ...]: the summary's sentences and their sources (NULL: unknown).
+    Column("summary_sources", JSON),
 )
 
 summaries = Table(

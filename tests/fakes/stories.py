@@ -56,3 +56,33 @@ def seed(store: Store, now: datetime, n: int = 5, summary_chars: int = 300) -> l
         ids.append(add_story(store, title=f"Story {i}: leaders meet <again> & talk", summary=body,
                              at=now - timedelta(hours=i + 1), outlets=outlets[: 1 + i % 4]))
     return ids
+
+
+KERALA = (("Reuters", "Floods hit Kerala",
+           "Rivers burst their banks across Kerala on Monday, flooding hundreds of villages. Rescue teams used "
+           "boats to reach stranded families."),
+          ("BBC <World>", "Kerala floods kill 40",
+           "Officials said at least 40 people died in the floods. The state government announced compensation "
+           "for the families of the victims. Rain is expected to continue for three more days."))
+
+
+def add_summarized_story(store: Store, now: datetime, reports: tuple[tuple[str, str, str], ...] = KERALA) -> int:
+    """A story whose members (one per outlet, arriving a few minutes apart) are summarized by the real
+    summarizer, as the processing stage does; returns the story id."""
+    from bot.models import FeedSpec, NewArticle
+    from bot.summaries import summarize_stories
+    from summarizer import Summarizer
+
+    sid = store.create_story(title=reports[0][1], now=now, topic_score=0.9, topics={"world": 1.0}, state=b"")
+    for k, (outlet, title, text) in enumerate(reports):
+        feed, _ = store.add_feed(FeedSpec(url=f"https://feed{k}.example/rss", name=outlet), "cli")
+        at = now - timedelta(minutes=30) + timedelta(minutes=10 * k)
+        (aid,) = store.insert_articles(feed.id, [NewArticle(
+            key=f"kerala{k}", url=f"https://outlet{k}.example/kerala?a={k}&b=<x>", canonical_url=None, title=title,
+            teaser="", text=text, text_source="feed", content_hash=f"kerala{k}", published_at=at)], at)
+        store.save_article_outcome(aid, topic_score=0.9, topics={"world": 1.0}, story_id=sid,
+                                   reason="new" if k == 0 else "same_story", now=at,
+                                   story_score=None if k == 0 else 0.9)
+    store.refresh_story_counts([sid])
+    assert summarize_stories(store, Summarizer(), [sid]) == 1
+    return sid
