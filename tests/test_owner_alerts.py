@@ -267,3 +267,26 @@ async def test_a_paused_chat_and_an_unreachable_chat_api_alert_the_owner(api: Fa
         text = api.sent_to(OWNER)[-1].plain
         assert "Chat API unreachable: telegram" in text and "Chat API reachable again: telegram" in text
         assert "Chat delivery paused" not in text
+
+
+async def test_a_scale_out_worker_records_a_paused_chat_too(sqlite_store: Store) -> None:
+    from bot.distributed.tasks import _failed
+    from bot.errors import ChatForbiddenError
+    from bot.pipeline.delivery import Limits
+    from bot.pipeline.digest import next_due
+    from tests.fakes.store_queries import enqueue_messages
+
+    class NoLimiter:
+        async def block(self, *_: Any) -> None:
+            return None
+
+    chats = ChatStore(sqlite_store.engine)
+    ref = ChatRef("telegram", str(USER), title="")
+    sub, _ = chats.subscribe(ref, DEFAULTS, datetime.now(UTC), next_due=next_due)
+    enqueue_messages(chats, sub.chat_db_id, "d1", [{"text": "hello"}], datetime.now(UTC), sub.id)
+    (item,) = chats.claim_outbox(datetime.now(UTC), lease_s=60, limit=5)
+    await _failed(SimpleNamespace(limiter=NoLimiter(), chats=chats), item, Limits(),  # type: ignore[arg-type]
+                  ChatForbiddenError("Forbidden: bot was blocked by the user"))
+    assert chats.get_subscription(ref).paused_reason.startswith("blocked")  # type: ignore[union-attr]
+    (event,) = chats.alert_events(0, datetime.now(UTC) - timedelta(hours=1))
+    assert (event.kind, event.subject) == (A.CHAT_PAUSED, f"telegram:{USER}")

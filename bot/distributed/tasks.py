@@ -28,6 +28,7 @@ from bot.clock import utcnow
 from bot.errors import DeliveryError
 from bot.models import FetchResult
 from bot.net import FEED_ACCEPT, Fetcher, FetchLimits
+from bot.pipeline.alerts import CHAT_PAUSED
 from bot.pipeline.delivery import Limits, on_failure
 from bot.pipeline.feed import PollPolicy
 from bot.ports import ChatRef, OutgoingMessage
@@ -378,6 +379,12 @@ async def _failed(c: WorkerContext, item: OutboxItem, limits: Limits, exc: Deliv
         log.warning("chat %s blocked the bot (%s); its subscription is paused", item.chat.key, action.reason,
                     extra=ids)
         await asyncio.to_thread(c.chats.pause, item.chat_db_id, f"blocked: {action.reason}", now)
+        if not item.digest_key.startswith("alerts"):  # as ChatRuntime._failed: an owner alert for the pause
+            where = item.chat.key + (f" ({item.chat.title})" if item.chat.title else "")
+            try:
+                await asyncio.to_thread(c.chats.record_alert, CHAT_PAUSED, where, action.reason, now)
+            except Exception as record_exc:  # noqa: BLE001 - the pause is stored; an alert is not worth a retry
+                log.warning("could not record the alert for %s (%s)", item.chat.key, record_exc, extra=ids)
     elif action.action == "migrate":
         m.outbox.labels(platform, "migrated").inc()
         assert action.migrate_to is not None
