@@ -72,6 +72,9 @@ def stub_encode(texts: list[str]) -> np.ndarray:
 class StubSummary:
     text: str
     model: str = "stub"
+    # As summarizer.Summary: per sentence, the document it came from (none here: the stub's text is generated).
+    sentences: tuple[str, ...] = ()
+    sources: tuple[int, ...] = ()
 
 
 class StubSummarizer:
