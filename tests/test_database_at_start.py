@@ -7,9 +7,11 @@ import os
 import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from bot.app import open_store
 from bot.errors import StorageError
@@ -47,6 +49,12 @@ def test_the_service_waits_for_its_database_with_backoff(caplog: pytest.LogCaptu
     from sqlalchemy.engine import make_url
 
     url = make_url(PG_URL)
+    # A schema of its own: migrating the database's public schema would clash with other checkouts' migrations.
+    schema = "t_" + uuid.uuid4().hex[:12]
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = url.update_query_dict({"options": f"-csearch_path={schema}"})
     proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432).start()
     proxy.cut("refuse")
     slept: list[float] = []
@@ -64,6 +72,9 @@ def test_the_service_waits_for_its_database_with_backoff(caplog: pytest.LogCaptu
         store.close()
     finally:
         proxy.stop()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
     assert len(slept) == 4
     assert slept[0] >= 1.0 and slept[-1] > slept[0], "backs off"
     assert all(s <= 30.0 for s in slept)
