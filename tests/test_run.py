@@ -15,7 +15,8 @@ from tests.test_processing import FIRST, SECOND, SPORT, rss
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_run_prints_digest_to_terminal_and_stops_cleanly(tmp_path: Path, feed_server) -> None:  # noqa: ANN001
+def two_outlets(feed_server, tmp_path: Path, extra: str = "") -> Path:  # noqa: ANN001
+    """A feeds file of two outlets reporting one story (plus a sport item), and `extra` feed lines."""
     feed_server.files["/a.xml"] = rss([("Breaking: Russia Warns NATO – No Troops in Ukraine Allowed!",
                                         "https://a.example/lavrov", FIRST),
                                        ("City beat Arsenal to go top", "https://a.example/football", SPORT)])
@@ -23,7 +24,12 @@ def test_run_prints_digest_to_terminal_and_stops_cleanly(tmp_path: Path, feed_se
                                         "https://b.example/lavrov-nato", SECOND)])
     feeds = tmp_path / "feeds.yaml"
     feeds.write_text(f"feeds:\n  - {{url: '{feed_server.url('/a.xml')}', name: Outlet A}}\n"
-                     f"  - {{url: '{feed_server.url('/b.xml')}', name: Outlet B}}\n")
+                     f"  - {{url: '{feed_server.url('/b.xml')}', name: Outlet B}}\n" + extra)
+    return feeds
+
+
+def test_run_prints_digest_to_terminal_and_stops_cleanly(tmp_path: Path, feed_server) -> None:  # noqa: ANN001
+    feeds = two_outlets(feed_server, tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSDIGEST_", "TELEGRAM_", "DISCORD_"))}
     env.update(NEWSDIGEST_DATABASE_URL=f"sqlite:///{tmp_path / 'nd.db'}", NEWSDIGEST_FEEDS_FILE=str(feeds),
                NEWSDIGEST_ALLOW_PRIVATE_URLS="1", PYTHONPATH=str(ROOT))

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.test_processing import FIRST, SECOND, SPORT, rss
+from tests.test_run import two_outlets
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,15 +33,7 @@ def scrape(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def test_run_serves_metrics_and_json_logs(tmp_path: Path, feed_server) -> None:  # noqa: ANN001
-    feed_server.files["/a.xml"] = rss([("Breaking: Russia Warns NATO – No Troops in Ukraine Allowed!",
-                                        "https://a.example/lavrov", FIRST),
-                                       ("City beat Arsenal to go top", "https://a.example/football", SPORT)])
-    feed_server.files["/b.xml"] = rss([("JUST IN – Russia will not tolerate any NATO troops in Ukraine — Lavrov",
-                                        "https://b.example/lavrov-nato", SECOND)])
-    feeds = tmp_path / "feeds.yaml"
-    feeds.write_text(f"feeds:\n  - {{url: '{feed_server.url('/a.xml')}', name: Outlet A}}\n"
-                     f"  - {{url: '{feed_server.url('/b.xml')}', name: Outlet B}}\n"
-                     f"  - {{url: '{feed_server.url('/status/500')}', name: Broken}}\n")
+    feeds = two_outlets(feed_server, tmp_path, f"  - {{url: '{feed_server.url('/status/500')}', name: Broken}}\n")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSDIGEST_", "TELEGRAM_", "DISCORD_"))}
     env.update(NEWSDIGEST_DATABASE_URL=f"sqlite:///{tmp_path / 'nd.db'}", NEWSDIGEST_FEEDS_FILE=str(feeds),
