@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from bot.pipeline.alerts import AlertEvent, OwnerState
     from bot.pipeline.delivery import Limits
     from bot.pipeline.digest import Digest, Schedule, SourcedSentence, StoryCandidate
+    from bot.pipeline.filters import ChatFilters
     from bot.settings import DigestDefaults
     from bot.storage.articles import ArticleRow, PendingArticle, UnprocessedArticle
     from bot.storage.chats import Subscription
@@ -386,7 +387,8 @@ class SubscriptionStore(Protocol):
 
     def update_subscription(self, sub_id: int, now: datetime, *, schedule: Schedule | None = None,
                             next_due_at: datetime | None = None, max_stories: int | None = None,
-                            topics: Sequence[str] | None = None) -> Subscription: ...
+                            topics: Sequence[str] | None = None,
+                            filters: ChatFilters | None = None) -> Subscription: ...
 
     def pause(self, chat_db_id: int, reason: str, now: datetime) -> None: ...
 

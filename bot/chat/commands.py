@@ -11,7 +11,7 @@ import logging
 import math
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -21,6 +21,7 @@ from bot.clock import utcnow
 from bot.errors import BlockedURLError, CommandError, ExtractError, FetchError, PermissionDenied
 from bot.feedlist import MAX_OPML_BYTES, check_public_url, not_allowed
 from bot.pipeline.digest import Schedule, next_due, parse_time_of_day
+from bot.pipeline.filters import MAX_REQUIRED_TOPICS, ChatFilters, FilterError, add_entry, remove_entry
 from bot.ports import (
     CHANNEL,
     PRIVATE,
@@ -90,7 +91,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 discord_args="[period: 6h|2d] [link: URL]"),
     CommandSpec("story", "ID", "a digest story's outlets, links and timeline (ID: the number under the item)",
                 discord_args="id: ID"),
-    CommandSpec("settings", "", "schedule, time zone, stories per digest, topics",
+    CommandSpec("settings", "", "schedule, time zone, stories per digest, topics, muted words and outlets",
                 discord_args="[setting] [value]"),
     CommandSpec("feeds", "", "list the feeds (bot owners)", owner_only=True),
     CommandSpec("addfeed", "URL", "add a feed (bot owners)", owner_only=True, discord_args="url: URL"),
@@ -377,16 +378,23 @@ class CommandService:
     def _topics_example(self) -> str:
         return " ".join(self.topics[:2]) or "all"
 
+    def _require_example(self) -> str:
+        return f"{self.topics[0] if self.topics else 'TOPIC'} chips, open source"
+
     def _settings_reply(self, sub: Subscription, platform: str, *, edit: bool = False,
                         notice: str | None = None) -> Reply:
         choices = ", ".join(self.topics)
         if platform == "discord":
             # Discord's /settings takes a setting and a value as options; there is no text form to type.
             hint = ("Or choose in /settings, e.g. setting: times, value: 08:00 18:00 · every 6 · max 5 · "
-                    f"timezone Europe/Berlin · topics {self._topics_example()} · topics all")
+                    f"timezone Europe/Berlin · topics {self._topics_example()} · topics all · "
+                    "mute word royal family · mute outlet Daily Mail · unmute word royal family · "
+                    f"require {self._require_example()}")
         else:
             hint = ("Text forms: /settings times 08:00 18:00 | every 6 | max 5 | "
-                    f"timezone Europe/Berlin | topics {self._topics_example()} | topics all")
+                    f"timezone Europe/Berlin | topics {self._topics_example()} | topics all | "
+                    "mute word royal family | mute outlet Daily Mail | unmute word royal family | "
+                    f"require {self._require_example()}")
         blocks = (para(bold("Digest settings")), *self._settings_blocks(sub),
                   para(italic(hint + (f". Topics: {choices}." if choices else ""))))
         return Reply(blocks=blocks, buttons=self._settings_buttons(sub), edit=edit, notice=notice)
@@ -395,7 +403,8 @@ class CommandService:
         due = f" Next: {_fmt_time(sub.next_due_at, sub)}." if sub.next_due_at and sub.active else ""
         return (para("Schedule: ", sub.schedule.describe(), "." + due),
                 para(f"Stories per digest: at most {sub.max_stories}."),
-                para("Topics: ", ", ".join(sub.topics) if sub.topics else "all topics", "."))
+                para("Topics: ", ", ".join(sub.topics) if sub.topics else "all topics", "."),
+                *_filter_blocks(sub.filters))
 
     def _topic_choices(self, sub: Subscription) -> tuple[str, ...]:
         """Topics offered as buttons: the available ones, and any the chat chose that is no longer offered (so
@@ -462,10 +471,12 @@ class CommandService:
         setters: dict[str, Callable[[Subscription, list[str], datetime], Subscription]] = {
             "times": self._set_times, "time": self._set_times, "at": self._set_times, "every": self._set_every,
             "max": self._set_max, "stories": self._set_max, "timezone": self._set_timezone,
-            "tz": self._set_timezone, "topics": self._set_topics}
+            "tz": self._set_timezone, "topics": self._set_topics, "mute": self._set_mute,
+            "unmute": self._set_unmute, "require": self._set_require, "unrequire": self._set_unrequire}
         setter = setters.get(key)
         if setter is None:
-            raise CommandError(f"Unknown setting {_quoted(key)}. Settings: times, every, max, timezone, topics.")
+            raise CommandError(f"Unknown setting {_quoted(key)}. Settings: times, every, max, timezone, topics, "
+                               "mute, unmute, require, unrequire.")
         return setter(sub, values, self.clock())
 
     def _reschedule(self, sub: Subscription, schedule: Schedule, now: datetime) -> Subscription:
@@ -517,6 +528,82 @@ class CommandService:
         if unknown:
             raise CommandError(f"Unknown topic {_quoted(unknown[0])}. Topics: {', '.join(self.topics)} (or: all)")
         return self.chats.update_subscription(sub.id, now, topics=tuple(dict.fromkeys(names)))
+
+    def _mute_list(self, values: list[str], verb: str) -> tuple[str, list[str]]:
+        """("muted_words" or "muted_outlets", the comma-separated entries) of a mute/unmute command."""
+        kind = values[0].lower().rstrip("s") if values else ""
+        entries = _entries(values[1:])
+        if kind not in ("word", "phrase", "outlet") or not entries:
+            raise CommandError(f"Usage: /settings {verb} word TEXT or /settings {verb} outlet NAME "
+                               "(several, separated by commas). Plain words, not patterns.")
+        return ("muted_outlets" if kind == "outlet" else "muted_words"), entries
+
+    def _save_filters(self, sub: Subscription, filters: ChatFilters, now: datetime) -> Subscription:
+        return self.chats.update_subscription(sub.id, now, filters=filters)
+
+    def _set_mute(self, sub: Subscription, values: list[str], now: datetime) -> Subscription:
+        name, entries = self._mute_list(values, "mute")
+        current: tuple[str, ...] = getattr(sub.filters, name)
+        try:
+            for e in entries:
+                current = add_entry(current, e)
+        except FilterError as exc:
+            raise CommandError(str(exc)) from exc
+        return self._save_filters(sub, _with_list(sub.filters, name, current), now)
+
+    def _set_unmute(self, sub: Subscription, values: list[str], now: datetime) -> Subscription:
+        name, entries = self._mute_list(values, "unmute")
+        current: tuple[str, ...] = getattr(sub.filters, name)
+        for e in entries:
+            kept = remove_entry(current, e)
+            if kept == current:
+                raise CommandError(f"{_quoted(e)} is not muted here. See /settings for what is.")
+            current = kept
+        return self._save_filters(sub, _with_list(sub.filters, name, current), now)
+
+    def _filter_topic(self, sub: Subscription, values: list[str], verb: str, more: str) -> str:
+        if not values:
+            raise CommandError(f"Usage: /settings {verb} TOPIC {more}. "
+                               f"Topics: {', '.join(self.topics) or 'none configured'}.")
+        topic = values[0].lower() if values[0].lower() in self.topics else values[0]
+        if topic not in self.topics and topic not in sub.topics and topic not in sub.filters.required:
+            raise CommandError(f"Unknown topic {_quoted(values[0])}. Topics: {', '.join(self.topics)}.")
+        return topic
+
+    def _set_require(self, sub: Subscription, values: list[str], now: datetime) -> Subscription:
+        topic = self._filter_topic(sub, values, "require", "WORD, PHRASE")
+        entries = _entries(values[1:])
+        if not entries:
+            raise CommandError(f"Usage: /settings require {topic} WORD, PHRASE: its stories need one of them.")
+        required = dict(sub.filters.required)
+        if topic not in required and len(required) >= MAX_REQUIRED_TOPICS:
+            raise CommandError(f"Required keywords for at most {MAX_REQUIRED_TOPICS} topics.")
+        current = required.get(topic, ())
+        try:
+            for e in entries:
+                current = add_entry(current, e)
+        except FilterError as exc:
+            raise CommandError(str(exc)) from exc
+        required[topic] = current
+        return self._save_filters(sub, replace(sub.filters, required=required), now)
+
+    def _set_unrequire(self, sub: Subscription, values: list[str], now: datetime) -> Subscription:
+        topic = self._filter_topic(sub, values, "unrequire", "[WORD, PHRASE] (none: all of them)")
+        required = dict(sub.filters.required)
+        if topic not in required:
+            raise CommandError(f"{topic} has no required keywords.")
+        entries = _entries(values[1:])
+        current = required[topic]
+        for e in entries:
+            kept = remove_entry(current, e)
+            if kept == current:
+                raise CommandError(f"{_quoted(e)} is not required for {topic}.")
+            current = kept
+        if entries and current:
+            required[topic] = current
+        else:
+            del required[topic]
+        return self._save_filters(sub, replace(sub.filters, required=required), now)
 
     # bot owners ---------------------------------------------------------------------------------------------
 
@@ -607,6 +694,30 @@ def _period(arg: str) -> timedelta:
         raise CommandError("The period must be more than 0 and at most 7d, e.g. 90m, 6h or 2d."
                            if period <= timedelta(0) else "The longest period is 7d.")
     return period
+
+
+def _entries(values: Sequence[str]) -> list[str]:
+    """Filter entries from command words: comma-separated, each a word or phrase."""
+    return [e.strip() for e in " ".join(values).split(",") if e.strip()]
+
+
+def _with_list(filters: ChatFilters, name: str, entries: tuple[str, ...]) -> ChatFilters:
+    """`filters` with its muted outlets (name "muted_outlets") or muted words replaced."""
+    if name == "muted_outlets":
+        return replace(filters, muted_outlets=entries)
+    return replace(filters, muted_words=entries)
+
+
+def _filter_blocks(filters: ChatFilters) -> tuple[Block, ...]:
+    """The chat's filters for /settings (nothing when it has none)."""
+    blocks = []
+    if filters.muted_words:
+        blocks.append(para("Muted words: ", ", ".join(filters.muted_words), "."))
+    if filters.muted_outlets:
+        blocks.append(para("Muted outlets: ", ", ".join(filters.muted_outlets), "."))
+    for topic, keywords in filters.required.items():
+        blocks.append(para(f"{topic} stories need one of: ", ", ".join(keywords), "."))
+    return tuple(blocks)
 
 
 def _too_large(size: int | None) -> bool:

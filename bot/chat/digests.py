@@ -62,4 +62,5 @@ class DigestBuilder:
         return build_digest(candidates, now=now, since=since,
                             max_stories=sub.max_stories if sub else self.defaults.max_stories,
                             topics=sub.topics if sub else self.defaults.topics,
-                            min_topic_score=self.min_topic_score, sent_versions=sent)
+                            min_topic_score=self.min_topic_score, sent_versions=sent,
+                            filters=sub.filters if sub else None)

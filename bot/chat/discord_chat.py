@@ -47,7 +47,7 @@ LOGIN_RETRY_S = 15.0
 GONE_CODES = {10003: "Unknown Channel", 50001: "Missing Access", 50013: "Missing Permissions",
               50083: "Thread is archived", 10004: "Unknown Guild"}
 OWNER_COMMANDS = frozenset(c.name for c in COMMANDS if c.owner_only)
-SETTINGS_KEYS = Literal["times", "every", "max", "timezone", "topics"]
+SETTINGS_KEYS = Literal["times", "every", "max", "timezone", "topics", "mute", "unmute", "require", "unrequire"]
 
 
 def delivery_error(exc: BaseException) -> DeliveryError:

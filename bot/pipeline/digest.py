@@ -10,6 +10,8 @@ from datetime import UTC, datetime, time, timedelta
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+from bot.pipeline.filters import ChatFilters, passes_filters
+
 # Ranking weights: breadth of coverage matters most, then freshness, then how on-topic the story is.
 W_OUTLETS, W_RECENCY, W_TOPIC = 0.5, 0.3, 0.2
 OUTLETS_FULL = 10  # outlets at which the coverage term saturates
@@ -113,8 +115,12 @@ def score_story(c: StoryCandidate, now: datetime, topics: Collection[str] = ()) 
 
 def select_stories(candidates: Sequence[StoryCandidate], *, now: datetime, since: datetime, max_stories: int,
                    topics: Sequence[str] = (), min_topic_score: float = 0.0,
-                   sent_versions: Mapping[int, int] | None = None) -> tuple[DigestStory, ...]:
+                   sent_versions: Mapping[int, int] | None = None,
+                   filters: ChatFilters | None = None) -> tuple[DigestStory, ...]:
     """The top `max_stories` stories updated in (since, now], on the chat's topics, not already sent at that version.
+
+    The chat's `filters` apply before ranking: a story they hide never takes a place, and a muted outlet's
+    links and sentences are left out of the stories that remain.
 
     A story must score at least `min_topic_score` on one of the chat's topics (a geopolitics digest carries
     geopolitics, however high the story scores as world news); a story with no topic labels passes the topic
@@ -131,9 +137,15 @@ def select_stories(candidates: Sequence[StoryCandidate], *, now: datetime, since
         previous = sent.get(c.id)
         if previous is not None and c.version <= previous:
             continue
-        links = story_links(c.links)
+        if filters and not passes_filters(c, filters):
+            continue
+        c_links, c_sentences = c.links, c.sentences
+        if filters and filters.muted_outlets:
+            c_links = tuple(lk for lk in c.links if not filters.outlet_muted(lk.outlet))
+            c_sentences = tuple(s for s in c.sentences if not (s.outlet and filters.outlet_muted(s.outlet)))
+        links = story_links(c_links)
         title = headline(c, links)
-        sentences = strip_headline_sentences(c.sentences, title)
+        sentences = strip_headline_sentences(c_sentences, title)
         summary = " ".join(s.text for s in sentences) if sentences else strip_headline(c.summary, title)
         chosen.append(DigestStory(id=c.id, version=c.version, title=title, summary=summary,
                                   links=links, outlet_count=c.outlet_count, score=score_story(c, now, wanted),
@@ -258,11 +270,12 @@ def dedupe_links(links: Sequence[OutletLink]) -> tuple[OutletLink, ...]:
 
 def build_digest(candidates: Sequence[StoryCandidate], *, now: datetime, since: datetime, max_stories: int,
                  topics: Sequence[str] = (), min_topic_score: float = 0.0,
-                 sent_versions: Mapping[int, int] | None = None) -> Digest:
+                 sent_versions: Mapping[int, int] | None = None, filters: ChatFilters | None = None) -> Digest:
     """A Digest value for the window (since, now]."""
     return Digest(since=since, until=now,
                   stories=select_stories(candidates, now=now, since=since, max_stories=max_stories, topics=topics,
-                                         min_topic_score=min_topic_score, sent_versions=sent_versions))
+                                         min_topic_score=min_topic_score, sent_versions=sent_versions,
+                                         filters=filters))
 
 
 # schedules -----------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from sqlalchemy import Select, and_, case, delete, func, insert, or_, select, up
 from sqlalchemy.engine import Connection
 
 from bot.pipeline.digest import Schedule
+from bot.pipeline.filters import ChatFilters
 from bot.ports import ChatRef
 from bot.settings import DigestDefaults
 from bot.storage.db import Database
@@ -33,6 +34,7 @@ class Subscription:
     topics: tuple[str, ...]
     last_digest_at: datetime | None
     next_due_at: datetime | None
+    filters: ChatFilters = ChatFilters()
 
 
 def row_chat(m: Any) -> ChatRef:
@@ -46,7 +48,8 @@ def _subscription(r: Any) -> Subscription:
     return Subscription(
         id=m["id"], chat_db_id=m["chat_id"], chat=row_chat(m), active=m["active"], paused_reason=m["paused_reason"],
         schedule=Schedule(m["timezone"], tuple(m["times"] or ()), m["every_hours"]), max_stories=m["max_stories"],
-        topics=tuple(m["topics"] or ()), last_digest_at=m["last_digest_at"], next_due_at=m["next_due_at"])
+        topics=tuple(m["topics"] or ()), last_digest_at=m["last_digest_at"], next_due_at=m["next_due_at"],
+        filters=ChatFilters.from_json(m["filters"]))
 
 
 _SUB_COLUMNS = (subscriptions, chats.c.platform, chats.c.chat_ref, chats.c.thread_ref, chats.c.kind, chats.c.title)
@@ -154,7 +157,8 @@ class SubscriptionStorage(Database):
 
     def update_subscription(self, sub_id: int, now: datetime, *, schedule: Schedule | None = None,
                             next_due_at: datetime | None = None, max_stories: int | None = None,
-                            topics: Sequence[str] | None = None) -> Subscription:
+                            topics: Sequence[str] | None = None,
+                            filters: ChatFilters | None = None) -> Subscription:
         """Change settings; a new schedule comes with its next due time (computed by the digest stage)."""
         values: dict[str, Any] = {"updated_at": now}
         if schedule is not None:
@@ -166,6 +170,8 @@ class SubscriptionStorage(Database):
             values["max_stories"] = max_stories
         if topics is not None:
             values["topics"] = list(topics)
+        if filters is not None:
+            values["filters"] = filters.to_json()
         with self.write() as conn:
             conn.execute(update(subscriptions).where(subscriptions.c.id == sub_id).values(**values))
         sub = self.get_subscription_by_id(sub_id)

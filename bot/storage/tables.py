@@ -170,6 +170,7 @@ subscriptions = Table(
     Column("every_hours", Integer),
     Column("max_stories", Integer, nullable=False, default=8),
     Column("topics", JSON),
+    Column("filters", JSON),  # bot.pipeline.filters.ChatFilters.to_json(); NULL: no filters
     Column("last_digest_at", UTCDateTime),
     Column("next_due_at", UTCDateTime, index=True),
     Column("created_at", UTCDateTime, nullable=False),
