@@ -86,12 +86,11 @@ class Embedder:
                  precision: str = "fp32", batch_size: int = 64, backend: str | None = None) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"Embedder precision must be one of {PRECISIONS}, not {precision!r}")
-        if backend is not None and backend not in BACKENDS:
-            raise ValueError(f"Embedder backend must be one of {BACKENDS}, not {backend!r}")
         on_cpu = device in (None, "cpu")
         backend = backend or os.environ.get("NEWSDIGEST_EMBEDDER_BACKEND", "").strip().lower() or None
         if backend is not None and backend not in BACKENDS:
-            raise ValueError(f"NEWSDIGEST_EMBEDDER_BACKEND must be one of {BACKENDS}, not {backend!r}")
+            raise ValueError(f"Embedder backend (or NEWSDIGEST_EMBEDDER_BACKEND) must be one of {BACKENDS}, "
+                             f"not {backend!r}")
         if backend is None:
             backend = "onnx" if precision != "bf16" and on_cpu and _onnxruntime_available() else "torch"
         if backend == "onnx" and (precision == "bf16" or not on_cpu):

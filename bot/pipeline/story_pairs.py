@@ -307,11 +307,12 @@ class PairModel:
         Path(meta_path).write_text(json.dumps(self.meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
     @classmethod
-    def load(cls, model_path: str | Path, meta_path: str | Path, *, backend: str = "onnx") -> PairModel:
-        """Read a model written by `save`: its ONNX form (the default: no lightgbm import), or `backend=
-        "lightgbm"` for the booster itself."""
+    def load(cls, model_path: str | Path, meta_path: str | Path, *, backend: str = "onnx",
+             onnx_path: str | Path | None = None) -> PairModel:
+        """Read a model written by `save`: its ONNX form (the default: no lightgbm import; beside the model
+        unless `onnx_path` says where), or `backend="lightgbm"` for the booster itself."""
         meta = json.loads(Path(meta_path).read_text(encoding="utf-8"))
-        onnx_path = Path(model_path).with_suffix(".onnx")
+        onnx_path = Path(onnx_path) if onnx_path is not None else Path(model_path).with_suffix(".onnx")
         if backend == "onnx" and onnx_path.exists():
             return cls(OnnxTrees(onnx_path), meta)
         import lightgbm
@@ -324,8 +325,8 @@ def default_model() -> PairModel:
     """The shipped pair model (bot/resources/story_pairs.txt)."""
     base = resources.files("bot") / "resources"
     with resources.as_file(base / MODEL_FILE) as m, resources.as_file(base / MODEL_META) as j, \
-            resources.as_file(base / MODEL_FILE.replace(".txt", ".onnx")):
-        return PairModel.load(m, j)
+            resources.as_file(base / MODEL_FILE.replace(".txt", ".onnx")) as o:
+        return PairModel.load(m, j, onnx_path=o)
 
 
 def story_score(probs: np.ndarray) -> float:

@@ -152,7 +152,7 @@ class TopicHead:
     k: int = 10
     threshold: float = 0.5
     meta: dict[str, Any] = field(default_factory=dict)
-    _knn: Any = field(default=None, init=False, repr=False, compare=False)
+    _unit: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
@@ -164,10 +164,10 @@ class TopicHead:
             raise ValueError("topic head arrays do not fit together")
 
     def _unit_embeddings(self) -> np.ndarray:
-        if self._knn is None:  # float16 on disk: renormalised once, as the cosine metric does
+        if self._unit is None:  # float16 on disk: renormalised once, as the cosine metric does
             e = self.embeddings.astype(np.float32)
-            self._knn = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
-        unit: np.ndarray = self._knn
+            self._unit = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+        unit: np.ndarray = self._unit
         return unit
 
     def proba_all(self, X: np.ndarray) -> np.ndarray:
