@@ -101,24 +101,51 @@ def sourced_sentences(summary: Summary, sources: Sequence[StoryMember], title: s
     return strip_headline_sentences(out, title)
 
 
+def story_summary_text(summary: Summary, sources: Sequence[tuple[StoryMember, str]], title: str) -> str:
+    """The summary a story stores: without what repeats the headline, but never empty while the story has text
+    (a summary that only repeats the headline is kept whole; no sentence at all gives the lead's text, cut)."""
+    text = strip_headline(summary.text, title).strip()
+    if text:
+        return text
+    if summary.text.strip():
+        return summary.text.strip()
+    for _, doc in sources:
+        lead = " ".join(doc.split())
+        if lead:
+            if len(lead) <= STORY_MAX_CHARS:
+                return lead
+            return lead[:STORY_MAX_CHARS - 1].rsplit(" ", 1)[0] + "…"
+    return ""
+
+
 def summarize_stories(store: StoryStore, summarizer: Summarizer, story_ids: Sequence[int]) -> int:
-    """Summarize these stories (cached by content, model and settings); returns how many were written."""
+    """Summarize these stories (cached by content, model and settings); returns how many were written.
+
+    Each summary is written only while its story still has the members it was made from: a summary task that
+    read the story before another article joined (scale-out: a concurrent `process` task) writes nothing, and
+    the summary of the newer version, queued when the article joined, stands."""
     batch = []
     for sid in story_ids:
         members = store.story_members(sid)
         sources, title = story_sources(members)
         if sources:
-            batch.append((sid, sources, title))
+            batch.append((sid, [m.id for m in members], sources, title))
     if not batch:
         return 0
-    results = summarizer.summarize_batch([[text for _, text in d] for _, d, _ in batch],
-                                         titles=[t for _, _, t in batch],
+    results = summarizer.summarize_batch([[text for _, text in d] for _, _, d, _ in batch],
+                                         titles=[t for _, _, _, t in batch],
                                          max_sentences=STORY_SENTENCES, max_chars=STORY_MAX_CHARS)
-    for (sid, sources, title), summary in zip(batch, results, strict=True):
+    written = 0
+    for (sid, member_ids, sources, title), summary in zip(batch, results, strict=True):
+        text = story_summary_text(summary, sources, title)
         sentences = sourced_sentences(summary, [m for m, _ in sources], title)
-        store.set_story_summary(sid, title=title, summary=strip_headline(summary.text, title), method=summary.model,
-                                sentences=sentences)
-    return len(batch)
+        if store.set_story_summary(sid, title=title, summary=text, method=summary.model, sentences=sentences,
+                                   members=member_ids):
+            written += 1
+        else:
+            log.info("story %s changed while it was summarized; the summary of its new version stands", sid,
+                     extra={"story_id": sid})
+    return written
 
 
 class LinkSummarizer:

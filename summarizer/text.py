@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from dataclasses import dataclass
-from functools import lru_cache
 
 import pysbd
 
@@ -107,9 +107,17 @@ class Sentence:
     fragment: bool  # photo caption ("Label: ...", "(pictured)") or a short run without terminal punctuation
 
 
-@lru_cache(maxsize=1)
+_local = threading.local()
+
+
 def _segmenter() -> pysbd.Segmenter:
-    return pysbd.Segmenter(language="en", clean=False)
+    # One per thread: pysbd's Segmenter.segment keeps the text it splits on the instance and reads it back to
+    # map the sentences, so two threads sharing one get each other's text back, or no sentences at all (an
+    # empty story summary under a worker's concurrent summary tasks).
+    seg: pysbd.Segmenter | None = getattr(_local, "segmenter", None)
+    if seg is None:
+        seg = _local.segmenter = pysbd.Segmenter(language="en", clean=False)
+    return seg
 
 
 def normalize(text: str) -> str:

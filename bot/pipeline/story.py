@@ -20,11 +20,11 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -104,11 +104,17 @@ def salient_terms(text: str) -> Counter[str]:
     return out
 
 
-@lru_cache(maxsize=1)
-def _segmenter() -> pysbd.Segmenter:
-    import pysbd
+_local = threading.local()
 
-    return pysbd.Segmenter(language="en", clean=False)
+
+def _segmenter() -> pysbd.Segmenter:
+    # One per thread: pysbd's Segmenter keeps the text being split on the instance (summarizer/text.py).
+    seg: pysbd.Segmenter | None = getattr(_local, "segmenter", None)
+    if seg is None:
+        import pysbd
+
+        seg = _local.segmenter = pysbd.Segmenter(language="en", clean=False)
+    return seg
 
 
 def sentences(text: str, limit: int | None = None) -> list[str]:

@@ -179,12 +179,27 @@ class StoryStorage(Database):
                     for r in conn.execute(q)]
 
     def set_story_summary(self, story_id: int, *, title: str, summary: str, method: str,
-                          sentences: Sequence[SourcedSentence] | None = None) -> None:
-        """Store a story's headline and summary, and its sentences with their sources when known."""
+                          sentences: Sequence[SourcedSentence] | None = None,
+                          members: Iterable[int] | None = None) -> bool:
+        """Store a story's headline and summary, and its sentences with their sources when known.
+
+        With `members` (the article ids the summary was made from), only while the story still has exactly
+        those members: a summary made before an article joined is stale, and the summary of the newer version
+        (queued when it joined) must not be overwritten by it. Returns whether it was written."""
         sources = sentences_to_json(sentences) if sentences else None
         with self.write() as conn:
-            conn.execute(update(stories).where(stories.c.id == story_id).values(
-                title=title, summary=summary, summary_method=method, summary_sources=sources))
+            if members is not None:
+                # The story row's lock orders this check-and-write against an article joining (its foreign key
+                # check takes a share lock on the row); SQLite's write transaction is already exclusive.
+                if conn.execute(select(stories.c.id).where(stories.c.id == story_id).with_for_update()).first() \
+                        is None:
+                    return False
+                now_members = set(conn.execute(select(articles.c.id).where(articles.c.story_id == story_id))
+                                  .scalars())
+                if now_members != set(members):
+                    return False
+            return bool(conn.execute(update(stories).where(stories.c.id == story_id).values(
+                title=title, summary=summary, summary_method=method, summary_sources=sources)).rowcount)
 
     def stories_without_summary(self, since: datetime) -> list[int]:
         """Stories updated since a time whose summary is missing or out of date (a crash or an error came
