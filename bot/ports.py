@@ -6,7 +6,7 @@ Protocols at the end list what the core uses of each storage domain (bot/storage
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -318,6 +318,10 @@ class ArticleStore(Protocol):
     def list_articles(self, since: datetime | None = None, limit: int = 500) -> list[ArticleRow]: ...
 
     def unprocessed_articles(self, limit: int = 256) -> list[UnprocessedArticle]: ...
+
+    def articles_to_prepare(self, article_ids: Sequence[int]) -> list[UnprocessedArticle]: ...
+
+    def save_prepared(self, prepared: Mapping[int, bytes]) -> int: ...
 
     def save_article_outcome(self, article_id: int, *, topic_score: float, topics: dict[str, float],
                              story_id: int | None, reason: str | None, now: datetime,

@@ -7,13 +7,23 @@
 in the same write, so a crash or a rerun never processes an article twice. The same-story index is rebuilt from
 the database at start, so a restart loses nothing. On PostgreSQL an advisory lock lets only one worker process
 at a time (story assignment must see the previous article's story).
+
+The embeddings are the costly part and need no story: `prepare()` computes an article's topic scores and story
+features (`Prepared`) on its own. Scale-out workers run it in parallel ahead of placement and store the result
+in `articles.prepared` (bot/distributed/tasks.py, queue "embed"); placement then reads it instead of embedding
+under the lock. An article with nothing stored (the single process, always) is prepared at placement, in the
+same batch as before, so both paths decide on the same features.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -33,6 +43,37 @@ log = logging.getLogger("newsdigest.processing")
 
 STORY_WINDOW = story_stage.DEFAULT_WINDOW
 BATCH = 128
+PREPARED_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What placement needs of one article that no story changes: its topic scores (before the feed's all-world
+    override) and, for an article relevant when prepared, its same-story features."""
+
+    topics: dict[str, float]
+    features: story_stage.StoryFeatures | None
+
+    def to_bytes(self, fingerprint: str) -> bytes:
+        """For `articles.prepared`; `fingerprint` names the inputs it was computed from (`Processor.fingerprint`)."""
+        doc = {"v": PREPARED_VERSION, "fp": fingerprint, "topics": self.topics,
+               "features": self.features.to_doc() if self.features is not None else None}
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, fingerprint: str) -> Prepared | None:
+        """The stored value, or None when it is unreadable or was computed from other inputs (then placement
+        computes it again)."""
+        try:
+            doc = json.loads(data)
+            if doc.get("v") != PREPARED_VERSION or doc.get("fp") != fingerprint:
+                return None
+            features = doc.get("features")
+            return cls(topics={str(k): float(v) for k, v in doc["topics"].items()},
+                       features=story_stage.StoryFeatures.from_doc(features) if features else None)
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:  # JSON errors are ValueErrors
+            log.warning("unreadable prepared features (%s); computed again", exc)
+            return None
 
 
 class Processor:
@@ -56,6 +97,14 @@ class Processor:
         # summaries queue (bot/distributed/tasks.py). Returns how many were summarized now.
         self.summarize_touched: Callable[[Sequence[int]], int] = \
             lambda ids: summarize_stories(self.store, self.summarizer, ids)
+        # Scale-out: how long placement waits for an article's features from the embed queue before computing
+        # them itself (a lost or failing embed task then costs this delay, never the article). None: never
+        # waits (the single process, which prepares nothing ahead).
+        self.await_prepared_s: float | None = None
+        self._waiting_since: dict[int, float] = {}
+        self._topic_fingerprint = hashlib.sha256(json.dumps(
+            [classifier.names, [[t.name, t.description, list(t.examples), list(t.keywords)]
+                                for t in getattr(classifier, "topics", [])]]).encode()).hexdigest()
 
     @classmethod
     def build(cls, store: ProcessingStore, settings: Settings, feeds_file: FeedsFile) -> Processor:
@@ -99,17 +148,18 @@ class Processor:
             if self._summaries_owed:
                 self._summarize_owed()
             while True:
-                batch = self.store.unprocessed_articles(BATCH)
-                if not batch:
-                    break
-                self._summaries_owed = True
-                m = metrics.current()
-                with metrics.timed(m.processing_seconds):
-                    touched = self._process_batch(index, batch)
-                    m.articles_processed.inc(len(batch))
-                    m.summaries.inc(self.summarize_touched(sorted(touched)))
-                self._summaries_owed = False
-                done += len(batch)
+                batch, ready, waiting = self._ready(self.store.unprocessed_articles(BATCH))
+                if batch:
+                    self._summaries_owed = True
+                    m = metrics.current()
+                    with metrics.timed(m.processing_seconds):
+                        touched = self._process_batch(index, batch, ready)
+                        m.articles_processed.inc(len(batch))
+                        m.summaries.inc(self.summarize_touched(sorted(touched)))
+                    self._summaries_owed = False
+                    done += len(batch)
+                if waiting or not batch:
+                    break  # the embed task that stores the next article's features queues processing again
         if done:
             log.info("processed %d article%s", done, "" if done == 1 else "s")
         return done
@@ -127,18 +177,73 @@ class Processor:
                      "y" if len(owed) == 1 else "ies")
         self._summaries_owed = False
 
-    def _process_batch(self, index: story_stage.StoryIndex, batch: list[UnprocessedArticle]) -> set[int]:
-        now = utcnow()
+    def fingerprint(self, a: UnprocessedArticle) -> str:
+        """What an article's prepared features were computed from: its text and row fields and the topics
+        (a feed renamed or topics edited in between make placement compute them again)."""
+        fields = [a.key, a.title, a.text, a.url, a.canonical_url, a.content_hash, a.outlet,
+                  (a.published_at or a.fetched_at).isoformat(), self._topic_fingerprint]
+        return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
+
+    def prepare(self, batch: Sequence[UnprocessedArticle]) -> list[Prepared]:
+        """Topic scores of every article and story features of the relevant ones, in one embedding batch each;
+        needs no story and no lock."""
         scores = self.classifier.score_many([topic_stage.article_text_for_topic(a.title, a.text)
                                              for a in batch])
-        scores = [topic_stage.with_feed_override(sc, a.all_world) for a, sc in zip(batch, scores, strict=True)]
-        relevant = [i for i, sc in enumerate(scores) if max(sc.values(), default=0.0) >= self.min_topic_score]
-        features = story_stage.featurize(
-            [dict(key=batch[i].key, title=batch[i].title, text=batch[i].text,
-                  published=batch[i].published_at or batch[i].fetched_at,
-                  canonical_url=batch[i].canonical_url, content_hash=batch[i].content_hash,
-                  outlet=batch[i].outlet, link=batch[i].url) for i in relevant], self.encode)
+        relevant = [i for i, (a, sc) in enumerate(zip(batch, scores, strict=True))
+                    if self._relevant(topic_stage.with_feed_override(sc, a.all_world))]
+        features = self._featurize([batch[i] for i in relevant])
         placed = dict(zip(relevant, features, strict=True))
+        return [Prepared(topics=sc, features=placed.get(i)) for i, sc in enumerate(scores)]
+
+    def prepare_bytes(self, batch: Sequence[UnprocessedArticle]) -> dict[int, bytes]:
+        """`prepare` as stored in `articles.prepared`, by article id."""
+        return {a.id: p.to_bytes(self.fingerprint(a)) for a, p in zip(batch, self.prepare(batch), strict=True)}
+
+    def _relevant(self, topics: dict[str, float]) -> bool:
+        return max(topics.values(), default=0.0) >= self.min_topic_score
+
+    def _featurize(self, batch: Sequence[UnprocessedArticle]) -> list[story_stage.StoryFeatures]:
+        return story_stage.featurize(
+            [dict(key=a.key, title=a.title, text=a.text, published=a.published_at or a.fetched_at,
+                  canonical_url=a.canonical_url, content_hash=a.content_hash, outlet=a.outlet, link=a.url)
+             for a in batch], self.encode)
+
+    def _ready(self, batch: list[UnprocessedArticle]
+               ) -> tuple[list[UnprocessedArticle], list[Prepared | None], bool]:
+        """The stored features of a batch, and (when waiting for them) the batch cut before the first article
+        whose features are still being computed elsewhere: placement keeps id order, as in one process."""
+        ready = [Prepared.from_bytes(a.prepared, self.fingerprint(a)) if a.prepared is not None else None
+                 for a in batch]
+        if self.await_prepared_s is None:
+            return batch, ready, False
+        mono = time.monotonic()
+        for i, a in enumerate(batch):
+            if a.prepared is None:
+                since = self._waiting_since.setdefault(a.id, mono)
+                if mono - since < self.await_prepared_s:
+                    return batch[:i], ready[:i], True
+                log.info("article %s: no features from the embed queue after %.0f s; computed here", a.id,
+                         mono - since, extra={"article_id": a.id})
+        for a in batch:
+            self._waiting_since.pop(a.id, None)
+        if len(self._waiting_since) > 10 * BATCH:  # articles placed by another worker
+            self._waiting_since = {k: t for k, t in self._waiting_since.items()
+                                   if mono - t < 2 * self.await_prepared_s}
+        return batch, ready, False
+
+    def _process_batch(self, index: story_stage.StoryIndex, batch: list[UnprocessedArticle],
+                       ready: list[Prepared | None] | None = None) -> set[int]:
+        now = utcnow()
+        stored: list[Prepared | None] = list(ready) if ready is not None else [None] * len(batch)
+        missing = [i for i, p in enumerate(stored) if p is None]
+        # The single process has nothing stored: the whole batch is prepared here, as one embedding batch.
+        fresh = dict(zip(missing, self.prepare([batch[i] for i in missing]), strict=True)) if missing else {}
+        prepared = [p if p is not None else fresh[i] for i, p in enumerate(stored)]
+        scores = [topic_stage.with_feed_override(p.topics, a.all_world) for a, p in zip(batch, prepared, strict=True)]
+        relevant = [i for i, sc in enumerate(scores) if self._relevant(sc)]
+        placed = {i: f for i in relevant if (f := prepared[i].features) is not None}
+        unfeatured = [i for i in relevant if i not in placed]  # relevant now, not when prepared (feed changed)
+        placed.update(zip(unfeatured, self._featurize([batch[i] for i in unfeatured]), strict=True))
         touched: set[int] = set()
         for i, a in enumerate(batch):
             topics = scores[i]

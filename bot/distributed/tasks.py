@@ -2,6 +2,7 @@
 
     poll       poll_feed(feed_id, lease)      Runner.poll_feed on the feed the scheduler leased
     pages      fill_text(article_id, ...)     Runner.fill_one: fetch and extract one teaser-only article's page
+    embed      embed_articles(article_ids)    Processor.prepare: topic scores and story features, stored (parallel)
     process    process()                      Processor.process under the PostgreSQL advisory lock "processing"
     summaries  summarize_story(story_id)      summarize_stories for one story (a queue of its own: GPU workers)
     digests    schedule_digests()             ChatRuntime.schedule_due: due digests into the outbox
@@ -51,13 +52,17 @@ log = logging.getLogger("newsdigest.tasks")
 
 _T = TypeVar("_T")
 
-QUEUES = ("poll", "pages", "process", "summaries", "digests", "deliver")
+QUEUES = ("poll", "pages", "embed", "process", "summaries", "digests", "deliver")
 MAX_RETRIES = 5
 FEED_LEASE_S = 300.0
 OUTBOX_LEASE_S = 300.0
 # A part that would wait longer than this for a send slot goes back to the outbox until then (the worker
 # thread is not held, and its claim cannot run out while it waits).
 MAX_SEND_WAIT_S = 5.0
+# Articles per embed message: one embedding batch, small enough that the workers share a poll's articles.
+EMBED_CHUNK = 32
+# Placement waits this long for an article's features from the embed queue, then computes them itself.
+AWAIT_PREPARED_S = 120.0
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -133,8 +138,11 @@ class WorkerContext:
         self._processor: Processor | None = None
         self._processor_lock = threading.Lock()
         # Held while this process runs Processor.process: a second process task here returns at once (the
-        # running one takes every waiting article) instead of holding a worker thread on the lock.
+        # running one takes every waiting article) instead of holding a worker thread on the lock; it leaves
+        # `process_again` set, so that the running one goes round once more for what that task was sent for
+        # (features stored after it stopped waiting).
         self.processing = threading.Lock()
+        self.process_again = threading.Event()
         self._runtime: ChatRuntime | None = None
         self.actors: Actors | None = None
         self.sinks: dict[str, Any] = {}
@@ -193,6 +201,7 @@ class WorkerContext:
 
                 proc = Processor.build(self.store, self.settings, self.feeds_file)
                 proc.summarize_touched = self._queue_summaries
+                proc.await_prepared_s = AWAIT_PREPARED_S  # features come from embed tasks, in parallel
                 self._processor = proc
             return self._processor
 
@@ -246,6 +255,7 @@ class Actors:
 
     poll_feed: dramatiq.Actor[..., None]
     fill_text: dramatiq.Actor[..., None]
+    embed_articles: dramatiq.Actor[..., None]
     process: dramatiq.Actor[..., None]
     summarize_story: dramatiq.Actor[..., None]
     schedule_digests: dramatiq.Actor[..., None]
@@ -271,24 +281,38 @@ def declare(broker: dramatiq.Broker, ctx: WorkerContext | None) -> Actors:
             return
         report = PollReport()
         c.run(c.runner.poll_feed(feed, report))
-        if report.new_ids:
-            actors.process.send()
+        ids = sorted(report.new_ids)
+        for i in range(0, len(ids), EMBED_CHUNK):  # those still waiting for their page are skipped there
+            actors.embed_articles.send(ids[i:i + EMBED_CHUNK])
 
     def fill_text(article_id: int, url: str | None, feed_id: int | None, attempts: int) -> None:
         c = need()
         assert c.runner is not None
         item = PendingArticle(id=article_id, url=url, feed_id=feed_id, extract_attempts=attempts)
         c.run(c.runner.fill_one(item))
+        actors.embed_articles.send([article_id])
+
+    def embed_articles(article_ids: list[int]) -> None:
+        # Keyed by the article ids: articles processed or prepared already are skipped, and a store of the same
+        # features twice is harmless. Killed before the write: the message comes back (late ack); after it,
+        # before "process" was sent: the scheduler's tick sends one.
+        c = need()
+        rows = c.store.articles_to_prepare(article_ids)
+        if rows:
+            c.store.save_prepared(c.processor().prepare_bytes(rows))
         actors.process.send()
 
     def process() -> None:
         c = need()
-        if not c.processing.acquire(blocking=False):
-            return
-        try:
-            c.processor().process()
-        finally:
-            c.processing.release()
+        c.process_again.set()
+        while c.process_again.is_set():
+            if not c.processing.acquire(blocking=False):
+                return  # the running task sees process_again after it releases the lock
+            try:
+                c.process_again.clear()
+                c.processor().process()
+            finally:
+                c.processing.release()
 
     def summarize_story(story_id: int) -> None:
         from bot.summaries import summarize_stories
@@ -315,6 +339,7 @@ def declare(broker: dramatiq.Broker, ctx: WorkerContext | None) -> Actors:
     actors = Actors(
         poll_feed=actor(poll_feed, "poll"),
         fill_text=actor(fill_text, "pages"),
+        embed_articles=actor(embed_articles, "embed"),
         # A first run can have thousands of articles waiting: more than Dramatiq's default 10 minutes.
         process=actor(process, "process", time_limit=6 * 3600 * 1000),
         summarize_story=actor(summarize_story, "summaries"),

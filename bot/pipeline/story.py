@@ -170,6 +170,36 @@ class StoryFeatures:
     title: str = ""
     signals: Signals | None = None
 
+    def to_doc(self) -> dict[str, Any]:
+        """JSON-ready form that round-trips bit for bit (float32 vectors), so features computed on one machine
+        and placed on another decide exactly as if computed where they are placed."""
+        def b64(a: np.ndarray, dtype: type) -> str:
+            return base64.b64encode(np.ascontiguousarray(a, dtype=dtype).tobytes()).decode()
+
+        return {"key": self.key, "e": b64(self.embedding, np.float32), "terms": self.terms,
+                "lead_terms": self.lead_terms, "mh": b64(self.minhash, MINHASH_DTYPE),
+                "pub": self.published.isoformat() if self.published else None, "canonical_url": self.canonical_url,
+                "content_hash": self.content_hash, "outlet": self.outlet, "link": self.link, "title": self.title,
+                "signals": self.signals.to_doc(exact=True) if self.signals is not None else None}
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> StoryFeatures:
+        """Inverse of `to_doc`; raises ValueError on a document it cannot read."""
+        try:
+            embedding = np.frombuffer(base64.b64decode(doc["e"]), dtype=np.float32).copy()
+            if embedding.shape != (DIM,):
+                raise ValueError("story features embedding has the wrong shape")
+            return cls(key=str(doc["key"]), embedding=embedding,
+                       terms={str(k): int(v) for k, v in doc["terms"].items()},
+                       lead_terms={str(k): int(v) for k, v in doc["lead_terms"].items()},
+                       minhash=np.frombuffer(base64.b64decode(doc["mh"]), dtype=MINHASH_DTYPE).copy(),
+                       published=datetime.fromisoformat(doc["pub"]) if doc.get("pub") else None,
+                       canonical_url=doc.get("canonical_url"), content_hash=doc.get("content_hash") or "",
+                       outlet=doc.get("outlet") or "", link=doc.get("link"), title=doc.get("title") or "",
+                       signals=Signals.from_doc(doc["signals"]) if doc.get("signals") else None)
+        except (KeyError, TypeError, AttributeError, ValueError) as e:  # JSON, base64, buffer errors too
+            raise ValueError(f"unreadable story features: {e}") from e
+
 
 def headline_of(title: str, text: str) -> str:
     """The article's title, or its first sentence when it has none."""

@@ -154,12 +154,14 @@ class Signals:
     minhash: np.ndarray
     published: datetime | None = None
 
-    def to_doc(self) -> dict[str, Any]:
-        """JSON-ready form (vectors as base64 float16)."""
+    def to_doc(self, *, exact: bool = False) -> dict[str, Any]:
+        """JSON-ready form (vectors as base64 float16; float32 with `exact`, which round-trips bit for bit)."""
         def b64(a: np.ndarray, dtype: type) -> str:
             return base64.b64encode(np.ascontiguousarray(a, dtype=dtype).tobytes()).decode()
 
-        return {"key": self.key, "e": b64(self.embedding, np.float16), "te": b64(self.title_embedding, np.float16),
+        vec = np.float32 if exact else np.float16
+        return {"key": self.key, **({"vd": "f4"} if exact else {}),
+                "e": b64(self.embedding, vec), "te": b64(self.title_embedding, vec),
                 "names": dict(self.names), "lv": dict(self.lead_vec), "tv": dict(self.title_vec),
                 "bv": dict(self.body_vec), "ln": sorted(self.lead_numbers), "nu": sorted(self.numbers),
                 "wd": sorted(self.weekdays), "mo": sorted(self.months), "mh": b64(self.minhash, np.uint32),
@@ -172,8 +174,9 @@ class Signals:
             return np.frombuffer(base64.b64decode(s), dtype=dtype).astype(
                 np.float32 if dtype is np.float16 else dtype)
 
-        return cls(key=str(doc["key"]), embedding=arr(doc["e"], np.float16),
-                   title_embedding=arr(doc["te"], np.float16), names={str(k): int(v) for k, v in doc["names"].items()},
+        vec = np.float32 if doc.get("vd") == "f4" else np.float16
+        return cls(key=str(doc["key"]), embedding=arr(doc["e"], vec),
+                   title_embedding=arr(doc["te"], vec), names={str(k): int(v) for k, v in doc["names"].items()},
                    lead_vec=dict(doc["lv"]), title_vec=dict(doc["tv"]), body_vec=dict(doc["bv"]),
                    lead_numbers=frozenset(doc["ln"]), numbers=frozenset(doc["nu"]),
                    weekdays=frozenset(doc["wd"]), months=frozenset(doc["mo"]), minhash=arr(doc["mh"], np.uint32),

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from bot.models import NewArticle
 from bot.storage.db import Database
@@ -58,6 +58,8 @@ class UnprocessedArticle:
     feed_id: int | None
     all_world: bool
     outlet: str
+    # Topic scores and story features computed ahead (bot.processing.Prepared.to_bytes); None: not yet.
+    prepared: bytes | None = None
 
 
 class ArticleStorage(Database):
@@ -124,18 +126,43 @@ class ArticleStorage(Database):
 
     def unprocessed_articles(self, limit: int = 256) -> list[UnprocessedArticle]:
         """Articles not yet through topic/story processing whose text is final, oldest first."""
+        return self._unprocessed(limit=limit)
+
+    def articles_to_prepare(self, article_ids: Sequence[int]) -> list[UnprocessedArticle]:
+        """Those of these articles whose text is final and that are neither processed nor prepared yet."""
+        if not article_ids:
+            return []
+        return self._unprocessed(ids=article_ids)
+
+    def _unprocessed(self, *, limit: int | None = None, ids: Sequence[int] | None = None) -> list[UnprocessedArticle]:
         q = (select(articles.c.id, articles.c.key, articles.c.title, articles.c.text, articles.c.url,
                     articles.c.canonical_url, articles.c.published_at, articles.c.fetched_at,
-                    articles.c.content_hash, articles.c.feed_id,
+                    articles.c.content_hash, articles.c.feed_id, articles.c.prepared,
                     func.coalesce(feeds.c.all_world, False).label("all_world"), *feed_label_columns())
              .select_from(articles.outerjoin(feeds, feeds.c.id == articles.c.feed_id))
              .where(articles.c.processed_at.is_(None), articles.c.text_source != "pending")
-             .order_by(articles.c.id).limit(limit))
+             .order_by(articles.c.id))
+        if ids is not None:
+            q = q.where(articles.c.id.in_(list(ids)), articles.c.prepared.is_(None))
+        if limit is not None:
+            q = q.limit(limit)
         with self.read() as conn:
             return [UnprocessedArticle(
                 id=r.id, key=r.key, title=r.title, text=r.text, url=r.url, canonical_url=r.canonical_url,
                 published_at=r.published_at, fetched_at=r.fetched_at, content_hash=r.content_hash,
-                feed_id=r.feed_id, all_world=bool(r.all_world), outlet=row_outlet(r._mapping)) for r in conn.execute(q)]
+                feed_id=r.feed_id, all_world=bool(r.all_world), outlet=row_outlet(r._mapping),
+                prepared=r.prepared) for r in conn.execute(q)]
+
+    def save_prepared(self, prepared: Mapping[int, bytes]) -> int:
+        """Store features computed ahead for articles still unprocessed (a processed one keeps none); returns
+        how many rows took them. Writing the same article twice stores the same bytes."""
+        if not prepared:
+            return 0
+        stmt = (update(articles).where(articles.c.id == bindparam("aid"), articles.c.processed_at.is_(None))
+                .values(prepared=bindparam("blob")))
+        with self.write() as conn:
+            result = conn.execute(stmt, [{"aid": k, "blob": v} for k, v in prepared.items()])
+            return int(result.rowcount or 0)
 
     def save_article_outcome(self, article_id: int, *, topic_score: float, topics: dict[str, float],
                              story_id: int | None, reason: str | None, now: datetime,
@@ -144,7 +171,7 @@ class ArticleStorage(Database):
         with self.write() as conn:
             conn.execute(update(articles).where(articles.c.id == article_id).values(
                 topic_score=topic_score, topics=topics, story_id=story_id, story_reason=reason,
-                story_score=story_score, processed_at=now))
+                story_score=story_score, processed_at=now, prepared=None))
 
 
 __all__ = ["ArticleRow", "ArticleStorage", "NewArticle", "PendingArticle", "UnprocessedArticle"]

@@ -110,6 +110,9 @@ articles = Table(
     # The same-story decision's score: with story_reason it says whether the article surely belongs (core member).
     Column("story_score", Float),
     Column("processed_at", UTCDateTime, index=True),
+    # Topic scores and same-story features computed ahead of placement (scale-out: the embed queue, in parallel);
+    # bot.processing.Prepared.to_bytes(); cleared when the article is processed. NULL: computed at placement.
+    Column("prepared", LargeBinary),
 )
 
 stories = Table(
