@@ -3,13 +3,17 @@ processes (and one scheduler) on N local feeds, against the single process (`new
 polls, fetches pages and processes in one go) on the same world and the same PostgreSQL.
 
 Each run gets a fresh database and empty queues; the clock starts at the first feed request the feed server sees
-(so process start and model loading are not counted) and stops when every article is stored, has its text and is
-processed. Prints one JSON object: per run the seconds, feeds/min and articles/min, and the ratios to 1 worker
-and to the single process (the broker's overhead is 1 - workers_1 / single).
+(so process start is not counted; loading the models is, in every run) and stops when every article is stored,
+has its text and is processed. Workers embed articles in parallel (queue "embed") and place them one at a time
+(queue "process", the advisory lock "processing"). Prints a table, then one JSON object: per run the seconds,
+feeds/min and articles/min, the ratios to 1 worker and to the single process (the broker's overhead is
+1 - workers_1 / single), and the machine's load average before and after (other people's work included).
 
     NEWSDIGEST_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test \\
     NEWSDIGEST_TEST_BROKER_URL=amqp://guest:guest@127.0.0.1:5672// NEWSDIGEST_TEST_REDIS_URL=redis://127.0.0.1:6379/0 \\
     .venv/bin/python bench/bench_scale.py --feeds 1000 --events 300
+
+`--quick` is a short check (60 feeds, 20 events) for a shared development machine.
 """
 
 from __future__ import annotations
@@ -142,27 +146,53 @@ def run_once(workers: int, feeds: int, events: int, seed: int, tmp: Path) -> dic
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--feeds", type=int, default=1000)
-    ap.add_argument("--events", type=int, default=300)
-    ap.add_argument("--workers", default="1,2,3")
+    ap.add_argument("--feeds", type=int, default=None, help="local feeds (1000; 60 with --quick)")
+    ap.add_argument("--events", type=int, default=None, help="events published, each on 1-3 feeds (300; 20 with --quick)")
+    ap.add_argument("--workers", default="1,2,3", help="worker counts to run, comma-separated")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--quick", action="store_true", help="a short run: 60 feeds, 20 events")
     args = ap.parse_args()
+    args.feeds = args.feeds if args.feeds is not None else 60 if args.quick else 1000
+    args.events = args.events if args.events is not None else 20 if args.quick else 300
+    if args.feeds < 1 or args.events < 1:
+        print("bench_scale: --feeds and --events must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        counts = [int(x) for x in args.workers.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        print(f"bench_scale: --workers takes worker counts like 1,2,3 (got {args.workers!r})", file=sys.stderr)
+        return 2
     if not (PG_URL and BROKER_URL and (REDIS_URL or BROKER_URL.startswith("redis"))):
         print("bench_scale: set NEWSDIGEST_TEST_DATABASE_URL, NEWSDIGEST_TEST_BROKER_URL and "
               "NEWSDIGEST_TEST_REDIS_URL", file=sys.stderr)
         return 2
     results: dict[str, dict[str, float]] = {}
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         results["single_process"] = run_once(0, args.feeds, args.events, args.seed, Path(tmp))
-        for n in (int(x) for x in args.workers.split(",")):
+        for n in counts:
             results[f"workers_{n}"] = run_once(n, args.feeds, args.events, args.seed, Path(tmp))
+    load_after = os.getloadavg()
     base = results.get("workers_1")
-    ratios = {k: round(v["feeds_per_min"] / base["feeds_per_min"], 2) for k, v in results.items()} if base else {}
     single = results["single_process"]
-    print(json.dumps({"feeds": args.feeds, "events": args.events, "cpus": os.cpu_count(), "runs": results,
-                      "ratio_to_1_worker": ratios,
-                      "broker_overhead": round(1 - base["feeds_per_min"] / single["feeds_per_min"], 3) if base else None},
-                     indent=1))
+    ratios = {k: round(v["feeds_per_min"] / base["feeds_per_min"], 2) for k, v in results.items()} if base else {}
+    to_single = {k: round(v["feeds_per_min"] / single["feeds_per_min"], 2) for k, v in results.items()}
+    overhead = round(1 - base["feeds_per_min"] / single["feeds_per_min"], 3) if base else None
+    print(f"{args.feeds} feeds, {int(single['articles'])} articles, {os.cpu_count()} CPUs, "
+          f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
+    print(f"{'run':<16}{'seconds':>9}{'feeds/min':>11}{'articles/min':>14}{'vs 1 worker':>13}{'vs single':>11}")
+    for k, v in results.items():
+        print(f"{k:<16}{v['seconds']:>9.1f}{v['feeds_per_min']:>11.1f}{v['articles_per_min']:>14.1f}"
+              f"{ratios.get(k, float('nan')):>13.2f}{to_single[k]:>11.2f}")
+    if overhead is not None:
+        print(f"broker overhead (1 worker against the single process): {overhead:.1%}")
+    print(json.dumps({"feeds": args.feeds, "events": args.events, "cpus": os.cpu_count(),
+                      "load_average_before": [round(x, 2) for x in load_before],
+                      "load_average_after": [round(x, 2) for x in load_after], "runs": results,
+                      "ratio_to_1_worker": ratios, "ratio_to_single_process": to_single,
+                      "broker_overhead": overhead}, indent=1))
     return 0
 
 
