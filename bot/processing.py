@@ -6,7 +6,8 @@
 `process()` takes the oldest unprocessed articles in batches; every article is marked processed with its outcome
 in the same write, so a crash or a rerun never processes an article twice. The same-story index is rebuilt from
 the database at start, so a restart loses nothing. On PostgreSQL an advisory lock lets only one worker process
-at a time (story assignment must see the previous article's story).
+at a time (story assignment must see the previous article's story); with several workers placing in turns,
+each turn starts by loading the stories the others created or joined since its last one (`others_place`).
 
 The embeddings are the costly part and need no story: `prepare()` computes an article's topic scores and story
 features (`Prepared`) on its own. Scale-out workers run it in parallel ahead of placement and store the result
@@ -44,6 +45,9 @@ log = logging.getLogger("newsdigest.processing")
 STORY_WINDOW = story_stage.DEFAULT_WINDOW
 BATCH = 128
 PREPARED_VERSION = 1
+# Scale-out: at each turn a placer reloads the stories changed since its last turn, looking this much further
+# back for the clocks of other machines.
+CLOCK_SKEW = timedelta(minutes=2)
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,12 @@ class Processor:
         # waits (the single process, which prepares nothing ahead).
         self.await_prepared_s: float | None = None
         self._waiting_since: dict[int, float] = {}
+        # Scale-out: other processes place too (in turns, under the lock), so each turn starts by loading the
+        # stories they changed; `_held` is what this index holds of each recently changed story (a digest of
+        # its stored state), so that a story is loaded again only when someone else changed it.
+        self.others_place = False
+        self._turn_ended: datetime | None = None
+        self._held: dict[int, tuple[bytes, datetime]] = {}
         self._topic_fingerprint = hashlib.sha256(json.dumps(
             [classifier.names, [[t.name, t.description, list(t.examples), list(t.keywords)]
                                 for t in getattr(classifier, "topics", [])]]).encode()).hexdigest()
@@ -128,11 +138,33 @@ class Processor:
         return cls(store, classifier, embedder.encode, summarizer, min_topic_score=feeds_file.digest.min_topic_score)
 
     def _load_index(self) -> story_stage.StoryIndex:
+        self._turn_ended = utcnow()
         index = story_stage.StoryIndex(story_stage.StoryParams(window=self.window))
         index.add_stories((sid, story_stage.StoryState.from_bytes(state))
                           for sid, state in self.store.story_states(utcnow() - self.window))
         log.info("same-story index: %d recent stories", len(index))
         return index
+
+    def _load_changes(self, index: story_stage.StoryIndex) -> None:
+        """Stories another placer created or joined since this one's last turn, into the index (their writes
+        came after this placer released the lock, so they are stamped after its last turn ended)."""
+        now = utcnow()
+        since = max((self._turn_ended or now) - CLOCK_SKEW, now - self.window)
+        changed = []
+        for sid, state in self.store.story_states(since):
+            digest = hashlib.sha256(state).digest()
+            held = self._held.get(sid)
+            if held is None or held[0] != digest:
+                changed.append((sid, story_stage.StoryState.from_bytes(state)))
+                self._held[sid] = (digest, now)
+        if changed:
+            index.add_stories(changed)
+            log.debug("same-story index: %d stories changed by other workers", len(changed))
+        self._held = {k: v for k, v in self._held.items() if now - v[1] <= 2 * CLOCK_SKEW}
+
+    def _hold(self, story_id: int, state: bytes, now: datetime) -> None:
+        if self.others_place:
+            self._held[story_id] = (hashlib.sha256(state).digest(), now)
 
     def process(self) -> int:
         """Process every unprocessed article; returns the count."""
@@ -143,6 +175,8 @@ class Processor:
                 return 0
             if self.index is None:
                 self.index = self._load_index()
+            elif self.others_place:
+                self._load_changes(self.index)
             index = self.index
             index.evict_before(utcnow() - self.window)
             if self._summaries_owed:
@@ -160,6 +194,7 @@ class Processor:
                     done += len(batch)
                 if waiting or not batch:
                     break  # the embed task that stores the next article's features queues processing again
+            self._turn_ended = utcnow()
         if done:
             log.info("processed %d article%s", done, "" if done == 1 else "s")
         return done
@@ -262,9 +297,10 @@ class Processor:
                topics: dict[str, float], best: float, now: datetime) -> tuple[int, story_stage.Decision]:
         """Put one article in its story (new or existing), store the story and keep the index in step."""
         decision, state = story_stage.place(index, features, now)
+        blob = state.to_bytes()
         if decision.story_id is None:
-            sid = self.store.create_story(title=a.title, now=now, topic_score=best, topics=topics,
-                                          state=state.to_bytes())
+            sid = self.store.create_story(title=a.title, now=now, topic_score=best, topics=topics, state=blob)
+            self._hold(sid, blob, now)
             index.add_story(sid, state)
             metrics.current().stories.labels("created").inc()
             log.debug("article %s starts story %s", a.id, sid, extra={"article_id": a.id, "story_id": sid})
@@ -275,8 +311,9 @@ class Processor:
         old_topics = (old.topics if old else None) or {}
         merged = {k: max(v, old_topics.get(k, 0.0)) for k, v in topics.items()}
         old_score = (old.topic_score if old else 0) or 0
-        self.store.update_story(sid, now=now, state=state.to_bytes(), topic_score=max(best, old_score),
+        self.store.update_story(sid, now=now, state=blob, topic_score=max(best, old_score),
                                 topics=merged, major=update.substantial)
+        self._hold(sid, blob, now)
         index.update_story(sid, state)
         metrics.current().stories.labels("updated").inc()
         log.debug("article %s joins story %s (%s, score %.3f)", a.id, sid, decision.reason, decision.score,

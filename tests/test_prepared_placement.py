@@ -5,8 +5,8 @@ Checked on real models and local articles (the crash rig's generated events, sev
 the distributed path (embed and process tasks on an in-process Dramatiq worker with 4 threads) puts the same
 articles into the same stories as the single process (`Processor.build`, as `newsdigest run`) on the same
 database; a worker gone between the two steps loses nothing (a redelivered embed message changes nothing, and a
-fresh worker places from the stored features without embedding anything); stored features round-trip bit for
-bit.
+fresh worker places from the stored features without embedding anything); two workers placing in turns see
+each other's stories (no event split in two); stored features round-trip bit for bit.
 """
 
 from __future__ import annotations
@@ -253,5 +253,29 @@ def test_stored_features_round_trip_bit_for_bit(polled_db: Path, tmp_path: Path)
         renamed = type(a)(**{**a.__dict__, "outlet": "Another name"})
         assert Prepared.from_bytes(blob, proc.fingerprint(renamed)) is None, "other inputs: computed again"
         assert Prepared.from_bytes(b"not json", proc.fingerprint(a)) is None
+    finally:
+        store.close()
+
+
+def test_placers_taking_turns_see_each_others_stories(polled_db: Path, tmp_path: Path) -> None:
+    """Two workers' processors place in turns (as the lock "processing" orders them): each turn starts with the
+    stories the other one created or joined, so no event is split into two stories."""
+    expected, _ = single_process(polled_db, tmp_path)
+    store = copy_of(polled_db, tmp_path, "turns")
+    try:
+        first = Processor.build(store, load_settings({}), FeedsFile(path=None))
+        second = Processor(store, first.classifier, first.encode, first.summarizer,
+                           min_topic_score=first.min_topic_score)
+        for p in (first, second):
+            p.await_prepared_s, p.others_place = 120.0, True
+        waiting = store.unprocessed_articles(1000)
+        turns = 0
+        for k in range(0, len(waiting), 4):
+            # the next four articles' features arrive; the placer whose turn it is places exactly those
+            store.save_prepared(first.prepare_bytes(waiting[k:k + 4]))
+            assert (first, second)[turns % 2].process() == len(waiting[k:k + 4])
+            turns += 1
+        assert turns >= 4 and not store.unprocessed_articles(1000)
+        assert stories_of(store) == expected
     finally:
         store.close()

@@ -202,6 +202,7 @@ class WorkerContext:
                 proc = Processor.build(self.store, self.settings, self.feeds_file)
                 proc.summarize_touched = self._queue_summaries
                 proc.await_prepared_s = AWAIT_PREPARED_S  # features come from embed tasks, in parallel
+                proc.others_place = True  # other workers take turns placing: their stories join the index
                 self._processor = proc
             return self._processor
 
