@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from bot.pipeline.delivery import Limits
     from bot.pipeline.digest import Digest, Schedule, SourcedSentence, StoryCandidate
     from bot.pipeline.filters import ChatFilters
+    from bot.pipeline.followups import SentStory
     from bot.settings import DigestDefaults
     from bot.storage.articles import ArticleRow, PendingArticle, UnprocessedArticle
     from bot.storage.chats import Subscription
@@ -104,6 +105,10 @@ class Button:
     data: str
 
 
+# A digest item's "Sources" button: this and the story id as its data; pressing it answers as /story ID does.
+STORY_BUTTON = "story:"
+
+
 @dataclass(frozen=True)
 class OutgoingFile:
     """A document attached to a reply (e.g. an OPML export)."""
@@ -166,6 +171,8 @@ class OutgoingMessage:
     """One platform message, already rendered; JSON-serialisable so the outbox can store it.
 
     `parse_mode` is "html", "markdown" or "plain"; `extra` carries platform specifics (e.g. Discord embeds).
+    `reply_to` is the platform message id this one answers (a follow-up of a story; sent as a plain message when
+    that one is gone); `story_ids` are the digest stories it carries (kept by the outbox row, not the payload).
     """
 
     text: str
@@ -174,20 +181,25 @@ class OutgoingMessage:
     link_preview: bool = False
     file: OutgoingFile | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    reply_to: str = ""
+    story_ids: tuple[int, ...] = ()
 
     def to_payload(self) -> dict[str, Any]:
         """JSON form for the outbox (files are never queued)."""
         if self.file is not None:
             raise ValueError("messages with files are sent directly, not through the outbox")
-        return {"text": self.text, "parse_mode": self.parse_mode, "link_preview": self.link_preview,
-                "buttons": [[[b.label, b.data] for b in row] for row in self.buttons], "extra": self.extra}
+        payload = {"text": self.text, "parse_mode": self.parse_mode, "link_preview": self.link_preview,
+                   "buttons": [[[b.label, b.data] for b in row] for row in self.buttons], "extra": self.extra}
+        if self.reply_to:
+            payload["reply_to"] = self.reply_to
+        return payload
 
     @classmethod
     def from_payload(cls, p: dict[str, Any]) -> OutgoingMessage:
         """Inverse of to_payload."""
         return cls(text=p["text"], parse_mode=p.get("parse_mode", "plain"), link_preview=p.get("link_preview", False),
                    buttons=tuple(tuple(Button(label, data) for label, data in row) for row in p.get("buttons", [])),
-                   extra=dict(p.get("extra") or {}))
+                   extra=dict(p.get("extra") or {}), reply_to=str(p.get("reply_to") or ""))
 
 
 @runtime_checkable
@@ -414,12 +426,16 @@ class SubscriptionStore(Protocol):
 
     def sent_versions(self, sub_id: int, story_ids: Sequence[int] | None = None) -> dict[int, int]: ...
 
+    def sent_stories(self, sub_id: int, story_ids: Sequence[int]) -> dict[int, SentStory]: ...
+
 
 class OutboxStore(Protocol):
     """The delivery outbox (bot/storage/outbox.py)."""
 
     def enqueue_digest(self, sub: Subscription, *, due_at: datetime, next_due_at: datetime, digest_key: str,
-                       payloads: Sequence[dict[str, Any]], story_versions: dict[int, int], now: datetime) -> bool: ...
+                       payloads: Sequence[dict[str, Any]], story_versions: dict[int, int], now: datetime,
+                       part_stories: Sequence[Sequence[int]] | None = None,
+                       coverage: Mapping[int, dict[str, Any]] | None = None) -> bool: ...
 
     def claim_outbox(self, now: datetime, *, lease_s: float, limit: int, platforms: Sequence[str] | None = None,
                      exclude_chats: Sequence[int] = ()) -> list[OutboxItem]: ...

@@ -122,7 +122,7 @@ async def test_real_client_connects_syncs_answers_and_sends(rig: Rig) -> None:
     assert fake.identify["intents"] == discord.Intents(guilds=True).value, "guilds only, nothing privileged"
     commands = {c["name"]: c for c in fake.commands[None]}
     assert set(commands) == {"help", "subscribe", "unsubscribe", "summary", "settings", "feeds", "addfeed",
-                             "removefeed", "importopml", "exportopml", "story"}
+                             "removefeed", "importopml", "exportopml", "story", "alerts"}
     assert commands["subscribe"]["default_member_permissions"] == MANAGE_GUILD
     assert commands["summary"]["default_member_permissions"] is None
     assert all(c["contexts"] == [0] for c in commands.values()), "guild channels only"
@@ -439,3 +439,61 @@ async def test_digest_sentences_carry_their_sources_and_story_lists_outlets_and_
     assert content.index("Reuters: ") < content.index("BBC <World>: "), "timeline in order of arrival"
     body = await rig.slash(news, "story", [{"name": "id", "type": 3, "value": "abc"}])
     assert "Usage: /story ID" in body["data"]["content"]
+
+
+async def _round(rig: Rig, targets: tuple[int, ...], report: tuple[str, str, str] | None, k: int,
+                 sid: int) -> dict[int, list[dict]]:
+    """A digest for every subscription now, with `report` joining the story just before; what each got."""
+    from tests.fakes.stories import add_report
+
+    rig.clock.offset += timedelta(hours=1)
+    if report is not None:
+        add_report(rig.store, sid, k, report, rig.clock.now() - timedelta(minutes=1))
+    before = {t: len(rig.fake.sent_to(t)) for t in targets}
+    rig.make_due()
+    due = rig.clock.now()
+    for _ in range(500):  # the scheduler handles them within a tick or two (a round may send nothing)
+        if all(rig.chats.get_subscription(r).next_due_at > due for r in (rig.ref("news"), rig.ref("daily"))):
+            break
+        await asyncio.sleep(0.02)
+    await rig.runtime.drain(10)
+    return {t: rig.fake.sent_to(t)[before[t]:] for t in targets}
+
+
+async def test_a_substantial_update_replies_to_the_earlier_digest_and_items_have_sources_buttons(rig: Rig) -> None:
+    from tests.fakes.stories import add_summarized_story
+
+    news, daily = rig.channel("news"), rig.thread("daily")
+    for target in (news, daily):
+        await rig.slash(target, "subscribe")
+    sid = add_summarized_story(rig.store, rig.clock.now() + timedelta(minutes=30))
+    got = await _round(rig, (news, daily), None, 0, sid)
+    first = {t: m for t, (m,) in got.items()}
+    for m in first.values():
+        assert m["embeds"][0]["title"] == "Floods hit Kerala" and m.get("message_reference") is None
+        # The item's button opens its /story (every outlet, link and the timeline).
+        assert [c["custom_id"] for row in m["components"] for c in row["components"]] == [f"story:{sid}"]
+    rig.fake.delete_message(daily, first[daily]["id"])
+
+    assert await _round(rig, (news, daily), ("DW", "Kerala floods", "Rivers burst their banks across Kerala on "
+                                             "Monday, flooding hundreds of villages."), 2, sid) == {news: [], daily: []}
+    got = await _round(rig, (news, daily), ("AP <News>", "Kerala flood toll rises to 52 as Pinarayi Vijayan visits "
+                                            "Wayanad", "The death toll in Kerala rose to 52 on Wednesday."), 3, sid)
+    (up,), (alone,) = got[news], got[daily]
+    assert up["message_reference"] == {"message_id": int(first[news]["id"]), "channel_id": news,
+                                       "fail_if_not_exists": False, "type": 0}
+    assert up["_reply_to"] == int(first[news]["id"]) and alone["_reply_to"] is None, "deleted: a post of its own"
+    for m in (up, alone):
+        assert m["content"] == "↪ **Update**"
+        (embed,) = m["embeds"]
+        assert embed["fields"][0] == {"name": "What's new", "inline": False,
+                                      "value": "New: 52, Pinarayi Vijayan, Wayanad · now also reported by DW, AP <News>"}
+        assert embed["footer"]["text"].endswith(f"updated story · /story {sid}")
+    assert await _round(rig, (news, daily), None, 0, sid) == {news: [], daily: []}, "a follow-up goes once"
+
+    # The button's data answers as /story does, for any member.
+    from bot.ports import Invocation
+
+    press = Invocation("discord", rig.ref("news"), str(MEMBER), "callback", callback_data=f"story:{sid}")
+    (story,) = rig.adapter.renderer.render_reply(await rig.adapter.bot.service.handle(press))
+    assert story.text.startswith(f"**Story {sid}: **") and "Outlets (4)" in story.text

@@ -29,7 +29,7 @@ from bot.storage.tables import subscriptions
 from tests.fakes.clock import ShiftClock
 from tests.fakes.feed_probe import reachable_feed
 from tests.fakes.store_queries import enqueue_messages, outbox_rows
-from tests.fakes.stories import seed
+from tests.fakes.stories import add_report, seed
 from tests.fakes.telegram_api import TOKEN, FakeTelegramAPI, Sent
 
 OWNER, USER, GROUP_ADMIN = 1, 50, 7
@@ -342,3 +342,65 @@ async def test_digest_sentences_carry_their_sources_and_story_lists_outlets_and_
     (usage,) = await command(bot, USER, USER, "/story")
     assert "Usage: /story ID" in usage.plain
     assert "story" in {c["command"] for c in api.commands}
+
+
+TOLL = ("AP <News>", "Kerala flood toll rises to 52 as Pinarayi Vijayan visits Wayanad",
+        "The death toll in Kerala rose to 52 on Wednesday. Chief Minister Pinarayi Vijayan visited the worst-hit "
+        "district of Wayanad.")
+REPEAT = ("DW", "Kerala floods", "Rivers burst their banks across Kerala on Monday, flooding hundreds of villages.")
+
+
+async def _digest_round(bot: Bot, chats: tuple[int, ...], report: tuple[str, str, str] | None, k: int,
+                        sid: int) -> dict[int, list[Sent]]:
+    """Move the clock past the chats' next digest time, with `report` joining the story just before it; returns
+    what each chat got in that round."""
+    ref = ChatRef("telegram", str(chats[0]))
+    due, offset = bot.due_offset(ref)
+    if report is not None:
+        add_report(bot.store, sid, k, report, due - timedelta(minutes=10))
+    before = {c: len(bot.api.sent_to(c)) for c in chats}
+    bot.clock.offset = offset
+    await bot.api.wait_for(lambda: all(
+        bot.chats.get_subscription(ChatRef("telegram", str(c))).next_due_at > due for c in chats))
+    await bot.runtime.drain(10)
+    return {c: bot.api.sent_to(c)[before[c]:] for c in chats}
+
+
+async def test_a_substantial_update_goes_as_a_reply_to_the_earlier_digest_saying_what_is_new(bot: Bot) -> None:
+    from tests.fakes.stories import add_summarized_story
+
+    api, gone = bot.api, USER + 10
+    for c in (USER, gone):
+        api.add_chat(c)
+        await command(bot, c, c, "/subscribe")
+    due, _ = bot.due_offset(ChatRef("telegram", str(USER)))
+    sid = add_summarized_story(bot.store, due - timedelta(minutes=5))
+    got = await _digest_round(bot, (USER, gone), None, 0, sid)
+    first = {c: msgs[0] for c, msgs in got.items()}
+    assert all(len(m) == 1 and "Floods hit Kerala" in m[0].plain for m in got.values())
+    api.delete_message(gone, first[gone].message_id)
+
+    # One more outlet repeating what the chats read is not news: nothing is sent.
+    assert await _digest_round(bot, (USER, gone), REPEAT, 2, sid) == {USER: [], gone: []}
+
+    # A new toll, new names and outlets: a reply to the digest it went in, or a message of its own where that
+    # digest was deleted.
+    got = await _digest_round(bot, (USER, gone), TOLL, 3, sid)
+    (up,), (alone,) = got[USER], got[gone]
+    assert up.reply_to == first[USER].message_id and alone.reply_to is None
+    for m in (up, alone):
+        assert m.plain.startswith("↪ Update: ") and "/story_" + str(sid) in m.plain
+        news = m.plain.split("\n")[1]
+        assert news.startswith("New: 52, Pinarayi Vijayan, Wayanad")
+        assert news.endswith("now also reported by DW, AP <News>"), "DW came in an update the chat never got"
+        assert ("New: 52", "italic") in {(m.plain[e["offset"]:e["offset"] + 7], e["type"]) for e in m.entities}
+    rows = [r for r in outbox_rows(bot.chats) if r["payload"].get("reply_to")]
+    assert [(r["story_ids"], r["status"]) for r in rows] == [([sid], "sent")] * 2, "one follow-up per chat"
+
+    # Sent once: the next digest has nothing for it; a later update answers the follow-up itself.
+    assert await _digest_round(bot, (USER, gone), None, 0, sid) == {USER: [], gone: []}
+    got = await _digest_round(bot, (USER,), ("Al Jazeera", "Kerala floods displace 9,000",
+                                             "About 9,000 people were moved to relief camps in Kottayam."), 4, sid)
+    (again,) = got[USER]
+    assert again.reply_to == up.message_id and "New: 9,000 · now also reported by Al Jazeera" in again.plain
+    assert api.unexpected == []

@@ -25,6 +25,7 @@ from bot.pipeline.filters import MAX_REQUIRED_TOPICS, ChatFilters, FilterError, 
 from bot.ports import (
     CHANNEL,
     PRIVATE,
+    STORY_BUTTON,
     AlertStore,
     Block,
     Button,
@@ -428,6 +429,9 @@ class CommandService:
 
     def _callback(self, inv: Invocation) -> Reply:
         data = inv.callback_data or ""
+        if data.startswith(STORY_BUTTON):
+            # A digest item's "Sources" button: anyone may press it, as anyone may send /story.
+            return self._cmd_story(replace(inv, command="story", args=(data[len(STORY_BUTTON):],)))
         if not data.startswith("st:"):
             raise CommandError("That button is no longer valid. Send /settings again.")
         self._require_chat_admin(inv, "change the settings")

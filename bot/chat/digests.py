@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from bot.pipeline.digest import Digest, StoryCandidate, build_digest, digest_since
+from bot.pipeline.followups import SentStory
 from bot.ports import StoryCandidates
 from bot.settings import DigestDefaults
 from bot.storage.chats import Subscription
@@ -20,7 +21,7 @@ from bot.storage.chats import Subscription
 class DigestStore(StoryCandidates, Protocol):
     """What a digest reads: the window's candidate stories and what a subscription was already sent."""
 
-    def sent_versions(self, sub_id: int, story_ids: Sequence[int] | None = None) -> dict[int, int]: ...
+    def sent_stories(self, sub_id: int, story_ids: Sequence[int]) -> dict[int, SentStory]: ...
 
 
 class DigestBuilder:
@@ -36,10 +37,11 @@ class DigestBuilder:
     def scheduled(self, sub: Subscription, now: datetime,
                   cache: dict[datetime, list[StoryCandidate]] | None = None) -> Digest:
         """A subscription's scheduled digest: since its last one (capped by its schedule), without the story
-        versions it already got. `cache` shares one window's candidates between chats in one pass."""
+        versions it already got (an update of one comes again when it is news to the chat, as a reply to the
+        message it got it in). `cache` shares one window's candidates between chats in one pass."""
         since = digest_since(now, sub.last_digest_at, sub.schedule)
         candidates = self._candidates(since, now, cache)
-        sent = self.stories.sent_versions(sub.id, [c.id for c in candidates])
+        sent = self.stories.sent_stories(sub.id, [c.id for c in candidates])
         return self._build(candidates, now, since, sub, sent)
 
     def on_request(self, now: datetime, sub: Subscription | None = None,
@@ -58,9 +60,9 @@ class DigestBuilder:
         return cache[since]
 
     def _build(self, candidates: Sequence[StoryCandidate], now: datetime, since: datetime,
-               sub: Subscription | None, sent: Mapping[int, int] | None) -> Digest:
+               sub: Subscription | None, sent: Mapping[int, SentStory] | None) -> Digest:
         return build_digest(candidates, now=now, since=since,
                             max_stories=sub.max_stories if sub else self.defaults.max_stories,
                             topics=sub.topics if sub else self.defaults.topics,
-                            min_topic_score=self.min_topic_score, sent_versions=sent,
+                            min_topic_score=self.min_topic_score, sent=sent,
                             filters=sub.filters if sub else None)

@@ -204,10 +204,15 @@ class DiscordSink:
         if self.client.http.token is None or self.client.is_closed():
             raise DeliveryError("discord: not logged in yet", retry_after=30.0)
         channel = self.client.get_partial_messageable(target)
+        kwargs = send_kwargs(message)
+        if message.reply_to.isdecimal():
+            # A follow-up answers the message the channel got the story in; if that one was deleted, Discord
+            # posts it as a message of its own.
+            kwargs["reference"] = discord.MessageReference(message_id=int(message.reply_to), channel_id=target,
+                                                           fail_if_not_exists=False)
         try:
             # None asks discord.py for a random nonce (its send does so); the overloads leave None out.
-            sent = await channel.send(**send_kwargs(message),
-                                      nonce=idempotency_nonce(target, message))  # type: ignore[arg-type]
+            sent = await channel.send(**kwargs, nonce=idempotency_nonce(target, message))  # type: ignore[arg-type]
         except _TRANSPORT_ERRORS as exc:
             raise delivery_error(exc) from exc
         return str(sent.id)

@@ -19,7 +19,7 @@ from discord.utils import escape_markdown, escape_mentions
 
 from bot.chat.text_units import ELLIPSIS, drop_surrogates, units
 from bot.pipeline.digest import Digest, DigestStory
-from bot.ports import Block, Button, OutgoingMessage, Reply, Span
+from bot.ports import STORY_BUTTON, Block, Button, OutgoingMessage, Reply, Span
 
 # Discord's documented limits (developer docs, "Embed Limits" and "Create Message").
 CONTENT_MAX = 2000
@@ -132,13 +132,15 @@ class StoryView:
     updated: bool = False
     sentences: tuple[tuple[str, str, str], ...] = ()  # (sentence, outlet, url): the summary with its sources
     story_id: int = 0
+    news: str = ""  # what an update adds for the chat ("New: 52 dead · now also reported by AP")
 
     @classmethod
     def of(cls, story: DigestStory) -> StoryView:
         """The view of a digest story."""
         return cls(headline=story.title, summary=story.summary, links=tuple((lk.outlet, lk.url) for lk in story.links),
                    outlet_count=story.outlet_count, updated=story.updated,
-                   sentences=tuple((s.text, s.outlet, s.url) for s in story.sentences), story_id=story.id)
+                   sentences=tuple((s.text, s.outlet, s.url) for s in story.sentences), story_id=story.id,
+                   news=story.news.line() if story.news is not None else "")
 
 
 def sourced_description(sentences: Sequence[tuple[str, str, str]], room: int) -> str:
@@ -168,6 +170,8 @@ def story_embed(story: StoryView, *, color: int = EMBED_COLOR) -> dict[str, Any]
     lead = story.links[0] if story.links and safe_url(story.links[0][1]) else None
     rest = [(name or "source", url) for name, url in story.links[1:] if safe_url(url)]
     fields: list[dict[str, Any]] = []
+    if story.news.strip():
+        fields.append({"name": "What's new", "value": clip(story.news, FIELD_VALUE_MAX), "inline": False})
     if lead is not None:
         embed["url"] = safe_url(lead[1])
         source = masked_link(lead[0] or "source", lead[1])
@@ -256,6 +260,15 @@ def _buttons(rows: tuple[tuple[Button, ...], ...]) -> tuple[tuple[Button, ...], 
     return tuple(out)
 
 
+def story_buttons(stories: Sequence[DigestStory]) -> tuple[tuple[Button, ...], ...]:
+    """One "Sources" button per story (its /story: every outlet, link and the timeline), two to a row: a
+    message's 10 embeds fit Discord's 5 rows."""
+    # A label shows no markdown and pings nobody, but feed text in it still gets its mentions broken.
+    buttons = [Button(clip(escape_mentions("Sources · " + " ".join(s.title.split())), BUTTON_LABEL_MAX,
+                           escaped=False) or "Sources", f"{STORY_BUTTON}{s.id}") for s in stories if s.id > 0]
+    return _buttons(tuple(tuple(buttons[i:i + 2]) for i in range(0, len(buttons), 2)))
+
+
 class DiscordRenderer:
     """The Discord Renderer (bot.ports.Renderer): replies as markdown content, digests as embeds."""
 
@@ -263,12 +276,26 @@ class DiscordRenderer:
         """One embed per story, split into messages between stories; empty list for an empty digest."""
         if not digest.stories:
             return []
-        n = len(digest.stories)
-        heading = f"**{escape(digest.title.strip()) or 'News digest'}** · {n} stor{'ies' if n != 1 else 'y'}"
-        heading = clip(heading, CONTENT_MAX, escaped=False)
-        groups = pack_embeds([story_embed(StoryView.of(s)) for s in digest.stories])
-        return [OutgoingMessage(text=heading if i == 0 else "", parse_mode="markdown", extra={"embeds": g})
-                for i, g in enumerate(groups)]
+        listed = [s for s in digest.stories if not s.follow_up]
+        out: list[OutgoingMessage] = []
+        if listed:
+            n = len(listed)
+            heading = f"**{escape(digest.title.strip()) or 'News digest'}** · {n} stor{'ies' if n != 1 else 'y'}"
+            heading = clip(heading, CONTENT_MAX, escaped=False)
+            done = 0
+            for i, group in enumerate(pack_embeds([story_embed(StoryView.of(s)) for s in listed])):
+                stories = listed[done:done + len(group)]
+                done += len(group)
+                out.append(OutgoingMessage(text=heading if i == 0 else "", parse_mode="markdown",
+                                           buttons=story_buttons(stories), extra={"embeds": group},
+                                           story_ids=tuple(s.id for s in stories)))
+        for s in digest.stories:
+            if s.follow_up:
+                # A reply to the message the chat got the story in; the embed says what is new.
+                out.append(OutgoingMessage(text="↪ **Update**", parse_mode="markdown", buttons=story_buttons([s]),
+                                           extra={"embeds": [story_embed(StoryView.of(s))]}, reply_to=s.reply_to,
+                                           story_ids=(s.id,)))
+        return out
 
     def render_reply(self, reply: Reply) -> list[OutgoingMessage]:
         """The reply's paragraphs as content (split at paragraphs), then its digest; at least one message."""

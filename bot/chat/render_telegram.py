@@ -22,6 +22,7 @@ CAPTION_LIMIT = 1024
 TITLE_MAX = 300
 OUTLET_MAX = 60
 MARK_MAX = 30  # a source mark names its outlet in at most this many units
+NEWS_MAX = 400  # the "what's new" line of an updated story
 URL_MAX = 2048
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -97,24 +98,33 @@ def render_block(spans: Sequence[Span], limit: int = MESSAGE_LIMIT) -> tuple[str
     return "".join(h for h, _ in parts), sum(n for _, n in parts)
 
 
-def pack(units_: Iterable[tuple[str, int]], limit: int = MESSAGE_LIMIT, sep: str = "\n\n") -> list[str]:
-    """Join rendered units into as few messages as fit, breaking only between units."""
-    messages: list[str] = []
+def pack_groups(units_: Iterable[tuple[str, int]], limit: int = MESSAGE_LIMIT,
+                sep: str = "\n\n") -> list[tuple[str, list[int]]]:
+    """Join rendered units into as few messages as fit, breaking only between units; each message with the
+    indexes of the units it holds."""
+    messages: list[tuple[str, list[int]]] = []
     cur: list[str] = []
+    held: list[int] = []
     size = 0
     gap = units(sep)
-    for body, n in units_:
+    for i, (body, n) in enumerate(units_):
         if not body.strip():
             continue
         extra = n + (gap if cur else 0)
         if cur and size + extra > limit:
-            messages.append(sep.join(cur))
-            cur, size, extra = [], 0, n
+            messages.append((sep.join(cur), held))
+            cur, held, size, extra = [], [], 0, n
         cur.append(body)
+        held.append(i)
         size += extra
     if cur:
-        messages.append(sep.join(cur))
+        messages.append((sep.join(cur), held))
     return messages
+
+
+def pack(units_: Iterable[tuple[str, int]], limit: int = MESSAGE_LIMIT, sep: str = "\n\n") -> list[str]:
+    """Join rendered units into as few messages as fit, breaking only between units."""
+    return [body for body, _ in pack_groups(units_, limit, sep)]
 
 
 def _outlet_label(outlet: str, url: str) -> str:
@@ -127,9 +137,13 @@ def story_spans(index: int, story: DigestStory, limit: int = MESSAGE_LIMIT) -> l
     title = cut(one_line(story.title) or "(untitled)", TITLE_MAX)
     # The headline is the lead article's (links[0]): only that link may stand for it, never a later one.
     lead = story.links[0] if story.links and safe_url(story.links[0].url) else None
-    head = [Span(f"{index}. ", bold=True), Span(title, bold=True, url=lead.url if lead else None)]
-    if story.updated:
+    # Index 0: a follow-up, sent on its own as a reply to the message the chat got the story in.
+    head = [Span(f"{index}. " if index else "↪ Update: ", bold=True),
+            Span(title, bold=True, url=lead.url if lead else None)]
+    if story.updated and index:
         head.append(Span(" (updated)", italic=True))
+    if story.news is not None:
+        head += [Span("\n"), Span(cut(one_line(story.news.line()), NEWS_MAX), italic=True)]
     others = [(_outlet_label(lk.outlet, lk.url), lk.url) for lk in story.links[1:] if safe_url(lk.url)]
     links: list[Span] = []
     if lead is not None:
@@ -179,10 +193,10 @@ def summary_spans(story: DigestStory, summary: str, room: int) -> list[Span]:
     return out or [Span(cut(summary, room))]
 
 
-def digest_header(digest: Digest) -> Block:
-    """'News digest · 5 top stories of the last 10 h'."""
+def digest_header(digest: Digest, n: int | None = None) -> Block:
+    """'News digest · 5 top stories of the last 10 h' (`n`: the stories in the digest's list, all by default)."""
     hours = max(1, round((digest.until - digest.since).total_seconds() / 3600))
-    n = len(digest.stories)
+    n = len(digest.stories) if n is None else n
     return (Span(digest.title, bold=True),
             Span(f" · {n} top {'story' if n == 1 else 'stories'} of the last {hours} h"))
 
@@ -197,13 +211,21 @@ class TelegramRenderer:
         return [OutgoingMessage(text=b, parse_mode="html") for b in bodies]
 
     def render_digest(self, digest: Digest) -> list[OutgoingMessage]:
-        """Digest messages, split between stories."""
-        if not digest.stories:
-            return []
-        rendered = [render_block(digest_header(digest), self.limit)]
-        rendered += [render_block(story_spans(i, s, self.limit), self.limit)
-                     for i, s in enumerate(digest.stories, 1)]
-        return self._messages(pack(rendered, self.limit))
+        """Digest messages, split between stories, each with the ids of its stories; then each follow-up (an
+        update of a story the chat got) as a message of its own, a reply to the one the chat got it in."""
+        listed = [s for s in digest.stories if not s.follow_up]
+        out: list[OutgoingMessage] = []
+        if listed:
+            rendered = [render_block(digest_header(digest, len(listed)), self.limit)]
+            rendered += [render_block(story_spans(i, s, self.limit), self.limit) for i, s in enumerate(listed, 1)]
+            # Unit 0 is the header; unit i is listed[i - 1].
+            out += [OutgoingMessage(text=body, parse_mode="html", story_ids=tuple(listed[i - 1].id for i in held if i))
+                    for body, held in pack_groups(rendered, self.limit)]
+        for s in digest.stories:
+            if s.follow_up:
+                body, _ = render_block(story_spans(0, s, self.limit), self.limit)
+                out.append(OutgoingMessage(text=body, parse_mode="html", reply_to=s.reply_to, story_ids=(s.id,)))
+        return out
 
     def render_reply(self, reply: Reply) -> list[OutgoingMessage]:
         """Reply blocks (buttons on the last text message), then the digest, then the file."""

@@ -233,7 +233,10 @@ class ChatRuntime:
         ok = self.chats.enqueue_digest(
             sub, due_at=sub.next_due_at, next_due_at=next_due(sub.schedule, max(now, sub.next_due_at)),
             digest_key=digest_key(sub.id, sub.next_due_at), payloads=[m.to_payload() for m in messages],
-            story_versions=digest.story_versions if messages else {}, now=now)
+            story_versions=digest.story_versions if messages else {}, now=now,
+            # Which stories each part carries, when the renderer says (a follow-up replies to that part).
+            part_stories=[m.story_ids for m in messages] if any(m.story_ids for m in messages) else None,
+            coverage=digest.story_coverage)
         if ok and messages:
             self.stats["digests"] += 1
             metrics.current().digests.labels(sub.chat.platform).inc()

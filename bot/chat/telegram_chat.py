@@ -17,6 +17,7 @@ from telegram import (
     InputFile,
     LinkPreviewOptions,
     Message,
+    ReplyParameters,
     Update,
 )
 from telegram.constants import ChatMemberStatus, ChatType, ParseMode
@@ -172,10 +173,14 @@ class TelegramChat:
                     chat_id=int(chat.chat_id), document=InputFile(f.data, filename=f.filename),
                     caption=message.text or None, parse_mode=parse_mode, message_thread_id=thread)
             else:
+                # A follow-up answers the message the chat got the story in; if that one was deleted, Telegram
+                # sends it as a message of its own.
+                reply = ReplyParameters(message_id=int(message.reply_to), allow_sending_without_reply=True) \
+                    if message.reply_to.isdecimal() else None
                 sent = await self.bot.send_message(
                     chat_id=int(chat.chat_id), text=message.text, parse_mode=parse_mode, message_thread_id=thread,
                     link_preview_options=LinkPreviewOptions(is_disabled=not message.link_preview),
-                    reply_markup=_markup(message))
+                    reply_markup=_markup(message), reply_parameters=reply)
         except TelegramError as exc:
             raise translate_error(exc) from exc
         return str(sent.message_id)

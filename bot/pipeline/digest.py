@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from bot.pipeline.filters import ChatFilters, passes_filters
+from bot.pipeline.followups import Coverage, SentStory, WhatsNew, coverage, follow_up
 
 # Ranking weights: breadth of coverage matters most, then freshness, then how on-topic the story is.
 W_OUTLETS, W_RECENCY, W_TOPIC = 0.5, 0.3, 0.2
@@ -74,6 +75,9 @@ class StoryCandidate:
 class DigestStory:
     """A story chosen for a digest; `updated` marks a substantial update of a story the chat already got.
 
+    For such an update `news` says what is new to the chat and `reply_to` is the message the chat got it in
+    ("" when unknown: it goes as an item of the digest); `coverage` is what this item shows, recorded as sent.
+
     `title` is the headline of `links[0]` (the lead article) whenever that link has one, so the headline and
     the first link are always the same article; `summary` never repeats the headline."""
 
@@ -87,6 +91,14 @@ class DigestStory:
     updated: bool = False
     # `summary` sentence by sentence with each one's outlet and link (empty when the sources are unknown).
     sentences: tuple[SourcedSentence, ...] = ()
+    news: WhatsNew | None = None
+    reply_to: str = ""
+    coverage: Coverage | None = None
+
+    @property
+    def follow_up(self) -> bool:
+        """An update sent as a reply to the message the chat got the story in."""
+        return self.news is not None and bool(self.reply_to)
 
 
 @dataclass(frozen=True)
@@ -103,6 +115,11 @@ class Digest:
         """story id -> version, what gets recorded as sent."""
         return {s.id: s.version for s in self.stories}
 
+    @property
+    def story_coverage(self) -> dict[int, dict[str, object]]:
+        """story id -> what its item shows (Coverage.to_json), recorded with the version sent."""
+        return {s.id: s.coverage.to_json() for s in self.stories if s.coverage is not None}
+
 
 def score_story(c: StoryCandidate, now: datetime, topics: Collection[str] = ()) -> float:
     """Rank score in [0, 1]: outlets carrying it, recency of its last major update, score on the chat's topics."""
@@ -116,8 +133,12 @@ def score_story(c: StoryCandidate, now: datetime, topics: Collection[str] = ()) 
 def select_stories(candidates: Sequence[StoryCandidate], *, now: datetime, since: datetime, max_stories: int,
                    topics: Sequence[str] = (), min_topic_score: float = 0.0,
                    sent_versions: Mapping[int, int] | None = None,
-                   filters: ChatFilters | None = None) -> tuple[DigestStory, ...]:
+                   filters: ChatFilters | None = None,
+                   sent: Mapping[int, SentStory] | None = None) -> tuple[DigestStory, ...]:
     """The top `max_stories` stories updated in (since, now], on the chat's topics, not already sent at that version.
+
+    A story the chat got (`sent`, or only its versions in `sent_versions`) comes again only when its update is
+    substantial for the chat (bot.pipeline.followups.follow_up), with what is new and the message to reply to.
 
     The chat's `filters` apply before ranking: a story they hide never takes a place, and a muted outlet's
     links and sentences are left out of the stories that remain.
@@ -126,7 +147,7 @@ def select_stories(candidates: Sequence[StoryCandidate], *, now: datetime, since
     geopolitics, however high the story scores as world news); a story with no topic labels passes the topic
     filter (nothing says it is off-topic); an empty `topics` means every topic.
     """
-    sent = sent_versions or {}
+    records = dict(sent) if sent is not None else {k: SentStory(v) for k, v in (sent_versions or {}).items()}
     wanted = set(topics)
     chosen: list[DigestStory] = []
     for c in candidates:
@@ -134,8 +155,8 @@ def select_stories(candidates: Sequence[StoryCandidate], *, now: datetime, since
             continue
         if wanted and c.topics and not wanted.intersection(c.topics):
             continue
-        previous = sent.get(c.id)
-        if previous is not None and c.version <= previous:
+        previous = records.get(c.id)
+        if previous is not None and c.version <= previous.version:
             continue
         if filters and not passes_filters(c, filters):
             continue
@@ -147,9 +168,17 @@ def select_stories(candidates: Sequence[StoryCandidate], *, now: datetime, since
         title = headline(c, links)
         sentences = strip_headline_sentences(c_sentences, title)
         summary = " ".join(s.text for s in sentences) if sentences else strip_headline(c.summary, title)
+        shown = [lk for lk in c_links if lk.core and linkable(lk.url)]
+        texts = [title, summary, *(lk.title for lk in shown)]
+        cov = coverage(texts, [lk.outlet for lk in shown], c.outlet_count)
+        send, news = follow_up(records, c.id, c.version, cov, texts)
+        if not send:
+            continue
         chosen.append(DigestStory(id=c.id, version=c.version, title=title, summary=summary,
                                   links=links, outlet_count=c.outlet_count, score=score_story(c, now, wanted),
-                                  updated=previous is not None, sentences=sentences))
+                                  updated=previous is not None, sentences=sentences, news=news,
+                                  reply_to=previous.message_ref if previous is not None and news is not None else "",
+                                  coverage=cov))
     chosen.sort(key=lambda s: (-s.score, -s.id))
     return tuple(chosen[:max_stories])
 
@@ -270,12 +299,13 @@ def dedupe_links(links: Sequence[OutletLink]) -> tuple[OutletLink, ...]:
 
 def build_digest(candidates: Sequence[StoryCandidate], *, now: datetime, since: datetime, max_stories: int,
                  topics: Sequence[str] = (), min_topic_score: float = 0.0,
-                 sent_versions: Mapping[int, int] | None = None, filters: ChatFilters | None = None) -> Digest:
+                 sent_versions: Mapping[int, int] | None = None, filters: ChatFilters | None = None,
+                 sent: Mapping[int, SentStory] | None = None) -> Digest:
     """A Digest value for the window (since, now]."""
     return Digest(since=since, until=now,
                   stories=select_stories(candidates, now=now, since=since, max_stories=max_stories, topics=topics,
                                          min_topic_score=min_topic_score, sent_versions=sent_versions,
-                                         filters=filters))
+                                         filters=filters, sent=sent))
 
 
 # schedules -----------------------------------------------------------------------------------------------

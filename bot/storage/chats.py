@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 
 from bot.pipeline.digest import Schedule
 from bot.pipeline.filters import ChatFilters
+from bot.pipeline.followups import Coverage, SentStory
 from bot.ports import ChatRef
 from bot.settings import DigestDefaults
 from bot.storage.db import Database
@@ -263,6 +264,20 @@ class SubscriptionStorage(Database):
             q = q.where(sent_stories.c.story_id.in_(list(story_ids)))
         with self.read() as conn:
             return {r.story_id: r.version for r in conn.execute(q)}
+
+    def sent_stories(self, sub_id: int, story_ids: Sequence[int]) -> dict[int, SentStory]:
+        """story id -> what this subscription was sent of it: version, what the item showed, and the message it
+        went in (only once that part is confirmed sent)."""
+        if not story_ids:
+            return {}
+        q = (select(sent_stories.c.story_id, sent_stories.c.version, sent_stories.c.coverage, outbox.c.status,
+                    outbox.c.message_ref)
+             .select_from(sent_stories.outerjoin(outbox, outbox.c.id == sent_stories.c.outbox_id))
+             .where(sent_stories.c.subscription_id == sub_id, sent_stories.c.story_id.in_(list(story_ids))))
+        with self.read() as conn:
+            return {r.story_id: SentStory(r.version, Coverage.from_json(r.coverage),
+                                          r.message_ref if r.status == SENT and r.message_ref else "")
+                    for r in conn.execute(q)}
 
 
 __all__ = ["CANCELLED", "FAILED", "PENDING", "SENT", "Subscription", "SubscriptionStorage", "row_chat"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,10 +33,15 @@ class OutboxStorage(Database):
     """The delivery outbox: a digest queued with its schedule step, parts claimed in order, then settled."""
 
     def enqueue_digest(self, sub: Subscription, *, due_at: datetime, next_due_at: datetime, digest_key: str,
-                       payloads: Sequence[dict[str, Any]], story_versions: dict[int, int], now: datetime) -> bool:
+                       payloads: Sequence[dict[str, Any]], story_versions: dict[int, int], now: datetime,
+                       part_stories: Sequence[Sequence[int]] | None = None,
+                       coverage: Mapping[int, dict[str, Any]] | None = None) -> bool:
         """Queue a digest's parts, record its stories as sent and advance the schedule, all in one transaction.
 
-        Idempotent: returns False (and changes nothing) when another worker already handled this due time.
+        `part_stories` says which stories each part carries (default: all of them, in every part); each story is
+        recorded with the first part that carries it (a follow-up replies to that part's message once it is
+        sent) and with its `coverage` (what the item showed). Idempotent: returns False (and changes nothing)
+        when another worker already handled this due time.
         """
         with self.write() as conn:
             moved = conn.execute(update(subscriptions).where(
@@ -45,17 +50,22 @@ class OutboxStorage(Database):
                 next_due_at=next_due_at, last_digest_at=now if payloads else sub.last_digest_at, updated_at=now))
             if moved.rowcount != 1:
                 return False
+            part_of: dict[int, int] = {}
             for part, payload in enumerate(payloads):
-                conn.execute(self.insert(outbox).values(
+                ids = sorted(part_stories[part]) if part_stories is not None else sorted(story_versions)
+                row_id = conn.execute(self.insert(outbox).values(
                     chat_id=sub.chat_db_id, subscription_id=sub.id, digest_key=digest_key, part=part,
-                    payload=payload, story_ids=sorted(story_versions), status=PENDING, attempts=0,
-                    next_attempt_at=now, created_at=now).on_conflict_do_nothing())
+                    payload=payload, story_ids=ids, status=PENDING, attempts=0,
+                    next_attempt_at=now, created_at=now).on_conflict_do_nothing().returning(outbox.c.id)).scalar()
+                for story_id in ids:
+                    if row_id is not None:
+                        part_of.setdefault(story_id, row_id)
             for story_id, version in story_versions.items():
-                stmt = self.insert(sent_stories).values(subscription_id=sub.id, story_id=story_id, version=version,
-                                                         sent_at=now)
+                values = {"version": version, "sent_at": now, "outbox_id": part_of.get(story_id),
+                          "coverage": (coverage or {}).get(story_id)}
+                stmt = self.insert(sent_stories).values(subscription_id=sub.id, story_id=story_id, **values)
                 conn.execute(stmt.on_conflict_do_update(
-                    index_elements=[sent_stories.c.subscription_id, sent_stories.c.story_id],
-                    set_={"version": version, "sent_at": now}))
+                    index_elements=[sent_stories.c.subscription_id, sent_stories.c.story_id], set_=values))
         return True
 
     def claim_outbox(self, now: datetime, *, lease_s: float, limit: int, platforms: Sequence[str] | None = None,

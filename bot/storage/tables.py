@@ -187,6 +187,10 @@ sent_stories = Table(
     Column("story_id", Integer, ForeignKey("stories.id", ondelete="CASCADE"), primary_key=True),
     Column("version", Integer, nullable=False),
     Column("sent_at", UTCDateTime, nullable=False),
+    # What the item showed (bot.pipeline.followups.Coverage.to_json()): an update is news to the chat against it.
+    Column("coverage", JSON),
+    # The outbox part it went in: its message_ref, once sent, is what a follow-up replies to.
+    Column("outbox_id", Integer, ForeignKey("outbox.id", ondelete="SET NULL")),
 )
 
 outbox = Table(

@@ -66,6 +66,10 @@ def payload_problems(schema: str, body: Any) -> list[str]:
         msg = body.get("data") if schema.endswith("InteractionCallbackRequest") else body
         if isinstance(msg, dict) and msg.get("attachments"):
             msg["attachments"] = [{**a, "id": str(a["id"])} for a in msg["attachments"]]
+        # Discord takes snowflakes as JSON integers too, and discord.py sends a reply's reference so.
+        if isinstance(msg, dict) and isinstance(msg.get("message_reference"), dict):
+            msg["message_reference"] = {k: str(v) if k.endswith("_id") and isinstance(v, int) else v
+                                        for k, v in msg["message_reference"].items()}
     problems = [f"{'/'.join(map(str, e.absolute_path)) or '(body)'}: {e.message[:200]}"
                 for e in _validator(schema).iter_errors(body)]
     msg = body.get("data") if isinstance(body, dict) and schema.endswith("InteractionCallbackRequest") else body
@@ -146,6 +150,7 @@ class FakeDiscord:
         self._tokens: dict[str, int] = {}
         self._cdn: dict[str, bytes] = {}
         self._nonces: dict[tuple[int, str], dict[str, Any]] = {}
+        self.deleted: set[tuple[int, int]] = set()
         self._runner: web.AppRunner | None = None
         self.port = 0
         # Fault injection (tests/test_fault_chat_outage.py): while `outage` is "500", "502" or "reset", every
@@ -237,6 +242,10 @@ class FakeDiscord:
     def error_channel(self, channel_id: int, times: int = 1) -> None:
         """Answer the next posts to this channel with 500 Internal Server Error."""
         self.server_errors[channel_id] = times
+
+    def delete_message(self, channel_id: int, message_id: int | str) -> None:
+        """A member deleted a message the bot posted: a reply to it finds no message."""
+        self.deleted.add((channel_id, int(message_id)))
 
     def sent_to(self, channel_id: int) -> list[dict[str, Any]]:
         """Message bodies posted to a channel or thread, in order."""
@@ -536,6 +545,21 @@ class FakeDiscord:
                 return _json(self._channel_payload(guild, channel_id))
         return self._error(404, 0, f"fake Discord has no route {method} /{'/'.join(parts)}")
 
+    def _reference(self, channel_id: int, ref: Any) -> tuple[int | None, web.Response | None]:
+        """The message a post replies to, as Discord resolves message_reference: one posted in this channel and
+        not deleted; else none when fail_if_not_exists is false, or 400 (Unknown message)."""
+        if not ref:
+            return None, None
+        mid = int(ref["message_id"])
+        same_channel = int(ref.get("channel_id") or channel_id) == channel_id
+        if same_channel and (channel_id, mid) not in self.deleted \
+                and any(int(m["id"]) == mid for m in self.messages.get(channel_id, [])):
+            return mid, None
+        if ref.get("fail_if_not_exists") is False:
+            return None, None
+        return None, _json({"message": "Invalid Form Body", "code": 50035, "errors": {"message_reference": {
+            "_errors": [{"code": "REPLIES_UNKNOWN_MESSAGE", "message": "Unknown message"}]}}}, status=400)
+
     def _channel_for_interaction(self) -> int:
         # Response messages need some channel id; the tests read what was sent from `callbacks`/`followups`.
         return next(iter(next(iter(self.guilds.values())).channels))
@@ -569,8 +593,15 @@ class FakeDiscord:
         if nonce is not None and (channel_id, nonce) in self._nonces:
             # Discord returns the message created with this nonce (within minutes) instead of a new one.
             return _json(self._nonces[channel_id, nonce])
+        reply_to, refused = self._reference(channel_id, body.get("message_reference"))
+        if refused is not None:
+            return refused
         message = self._message(channel_id, body)
-        self.messages.setdefault(channel_id, []).append({**body, "_files": files, "id": message["id"]})
+        if reply_to is not None:
+            message["type"] = 19  # REPLY
+            message["message_reference"] = {"type": 0, "message_id": str(reply_to), "channel_id": str(channel_id)}
+        self.messages.setdefault(channel_id, []).append({**body, "_files": files, "id": message["id"],
+                                                         "_reply_to": reply_to})
         if nonce is not None:
             self._nonces[channel_id, nonce] = message
         return _json(message)

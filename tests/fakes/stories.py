@@ -86,3 +86,23 @@ def add_summarized_story(store: Store, now: datetime, reports: tuple[tuple[str, 
     store.refresh_story_counts([sid])
     assert summarize_stories(store, Summarizer(), [sid]) == 1
     return sid
+
+
+def add_report(store: Store, story_id: int, k: int, report: tuple[str, str, str], at: datetime) -> None:
+    """One more outlet's report joins a story, as the story stage places it after a major update (version + 1),
+    and the story is summarized again; `k` numbers the outlet (its feed and link)."""
+    from bot.models import FeedSpec, NewArticle
+    from bot.summaries import summarize_stories
+    from summarizer import Summarizer
+
+    outlet, title, text = report
+    feed, _ = store.add_feed(FeedSpec(url=f"https://feed{k}.example/rss", name=outlet), "cli")
+    (aid,) = store.insert_articles(feed.id, [NewArticle(
+        key=f"report{story_id}-{k}", url=f"https://outlet{k}.example/report?a={k}&b=<x>", canonical_url=None,
+        title=title, teaser="", text=text, text_source="feed", content_hash=f"report{story_id}-{k}",
+        published_at=at)], at)
+    store.save_article_outcome(aid, topic_score=0.9, topics={"world": 1.0}, story_id=story_id, reason="same_story",
+                               now=at, story_score=0.9)
+    store.update_story(story_id, now=at, state=b"", topic_score=0.9, topics={"world": 1.0}, major=True)
+    store.refresh_story_counts([story_id])
+    assert summarize_stories(store, Summarizer(), [story_id]) == 1

@@ -140,6 +140,8 @@ class Sent:
     at: float
     document: bytes | None = None
     filename: str | None = None
+    # The message this one replies to (reply_parameters), None when it is no reply or the target was gone.
+    reply_to: int | None = None
 
 
 class FakeTelegramAPI:
@@ -165,6 +167,7 @@ class FakeTelegramAPI:
         self.hold: dict[int, asyncio.Event] = {}
         self.held: set[int] = set()
         self.dropped: list[dict[str, Any]] = []
+        self.deleted: set[tuple[int, int]] = set()
         self._next_429: dict[int, list[int]] = defaultdict(list)
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1)
@@ -243,6 +246,10 @@ class FakeTelegramAPI:
                                               "date": int(time.time()),
                                               "old_chat_member": {"user": bot, "status": "member"},
                                               "new_chat_member": new}})
+
+    def delete_message(self, chat_id: int, message_id: int) -> None:
+        """A user deleted a message the bot sent: replies to it find no message."""
+        self.deleted.add((chat_id, message_id))
 
     def rate_limit_next(self, chat_id: int, retry_after: int) -> None:
         """The next send to this chat answers 429 with retry_after."""
@@ -565,10 +572,32 @@ class FakeTelegramAPI:
             return err
         preview = self._json(params, "link_preview_options") or {}
         thread = int(params["message_thread_id"]) if params.get("message_thread_id") else None
+        reply_to, err = self._reply_target(chat, thread, params)
+        if err is not None:
+            return err
         sent = Sent("sendMessage", chat.id, next(self._message_ids), text, plain, entities, params.get("parse_mode"),
-                    thread, self._markup(params), bool(preview.get("is_disabled")), self.clock())
+                    thread, self._markup(params), bool(preview.get("is_disabled")), self.clock(), reply_to=reply_to)
         self.sent.append(sent)
         return self._ok(self._message_json(chat, sent))
+
+    def _reply_target(self, chat: FakeChat, thread: int | None,
+                      params: dict[str, Any]) -> tuple[int | None, web.Response | None]:
+        """The message a send replies to, as Telegram resolves reply_parameters: one the bot sent to this chat
+        and topic and nobody deleted; else no reply with allow_sending_without_reply, or 400."""
+        if params.get("reply_to_message_id"):
+            raise ValueError("reply_to_message_id is deprecated: use reply_parameters")
+        rp = self._json(params, "reply_parameters")
+        if not rp:
+            return None, None
+        mid = int(rp["message_id"])
+        if rp.get("chat_id") is not None:
+            raise ValueError("a reply in another chat is not what the bot sends")
+        found = any(s.chat_id == chat.id and s.message_id == mid and s.thread_id == thread for s in self.sent)
+        if found and (chat.id, mid) not in self.deleted:
+            return mid, None
+        if rp.get("allow_sending_without_reply"):
+            return None, None
+        return None, self._err(400, "Bad Request: message to be replied not found")
 
     async def _m_sendDocument(self, params: dict[str, Any]) -> web.Response:
         chat, err = await self._target(params)
