@@ -539,9 +539,13 @@ def check_invariants(db: Path, world: World, api: FakeTelegramAPI, kills: list[K
     # a story goes to a chat once, and again only after an update (its version grew)
     versions = dict(db_query(db, "SELECT id, version FROM stories"))
     per_chat: dict[str, Counter[int]] = {}
-    for chat, story_ids in db_query(db, "SELECT ch.chat_ref, o.story_ids FROM outbox o JOIN chats ch "
-                                        "ON ch.id = o.chat_id WHERE o.part = 0"):
-        per_chat.setdefault(chat, Counter()).update(json.loads(story_ids or "[]"))
+    # Parts carry their own stories (a follow-up is a part of its own): a story counts once per digest.
+    digests: dict[tuple[str, str], set[int]] = {}
+    for chat, key, story_ids in db_query(db, "SELECT ch.chat_ref, o.digest_key, o.story_ids FROM outbox o "
+                                             "JOIN chats ch ON ch.id = o.chat_id"):
+        digests.setdefault((chat, key), set()).update(json.loads(story_ids or "[]"))
+    for (chat, _), ids in digests.items():
+        per_chat.setdefault(chat, Counter()).update(ids)
     problems = [f"chat {c}: story {sid} in {n} digests, version {versions.get(sid)}"
                 for c, counts in per_chat.items() for sid, n in counts.items() if n > versions.get(sid, 0)]
     inv["story_once_per_version"] = {"ok": not problems, "problems": problems[:20],
