@@ -19,6 +19,7 @@ RULES = {
     "bot.worker_init": ("telegram", "discord", "sqlalchemy", "httpx", "trafilatura", "numpy", "bot.pipeline"),
     "bot.pipeline.digest": ("telegram", "discord", "sqlalchemy", "httpx"),
     "bot.pipeline.delivery": ("telegram", "discord", "sqlalchemy", "httpx"),
+    "bot.pipeline.followups": ("telegram", "discord", "sqlalchemy", "httpx", "numpy"),
     "bot.pipeline.alerts": ("telegram", "discord", "sqlalchemy", "httpx"),
     "bot.runner": ("telegram", "discord"),
     "bot.processing": ("telegram", "discord"),
