@@ -214,7 +214,7 @@ def _commands_target() -> Callable[[bytes], None]:
 
 # The slash commands (as build_commands registers them) and a button click; the options' values come from the input.
 DISCORD_COMMANDS = ("help", "subscribe", "unsubscribe", "summary", "settings", "feeds", "addfeed", "removefeed",
-                    "importopml", "exportopml", "callback", "story")
+                    "importopml", "exportopml", "callback", "story", "alerts")
 # What an option can be besides text: ints out of every range, a float, a bool, a list (type confusion).
 _ODD_VALUES: tuple[object, ...] = (0, -1, 2**53 + 1, -(2**63) - 1, 10**30, 1.5e308, True, ["6h"])
 

@@ -23,6 +23,7 @@ from bot.pipeline.filters import (
     words,
 )
 from bot.ports import ChatRef
+from tests.fakes.telegram_api import Sent
 from tests.test_commands import GROUP_CHAT, run, svc, text  # noqa: F401  (svc: the fixture)
 from tests.test_telegram_e2e import USER, Bot, bot, command  # noqa: F401  (bot: the fixture)
 
@@ -182,3 +183,63 @@ async def test_digest_with_muted_outlet_and_word(bot: Bot) -> None:  # noqa: F81
     assert urls and not any("news1.example" in u for u in urls)  # Reuters is the first outlet feed
     sub = bot.chats.get_subscription(ChatRef("telegram", str(USER)))
     assert sub is not None and sub.filters.muted_outlets == ("Reuters",)
+
+
+def tg_buttons(sent: Sent) -> dict[str, str]:
+    """Label -> callback data of a Telegram message's inline keyboard."""
+    rows = (sent.reply_markup or {}).get("inline_keyboard") or []
+    return {b["text"]: b["callback_data"] for row in rows for b in row}
+
+
+async def press(bot: Bot, sent: Sent, label: str, user: int = USER) -> tuple[Sent, str]:  # noqa: F811
+    """Press the button labelled `label` under `sent`; returns the edited message and the callback answer."""
+    api = bot.api
+    edits, answers = len([s for s in api.sent if s.method == "editMessageText"]), len(api.callback_answers)
+    api.press_button(sent, user, tg_buttons(sent)[label])
+    # The settings message is edited in place (after the callback is answered).
+    await api.wait_for(lambda: len([s for s in api.sent if s.method == "editMessageText"]) > edits
+                       and len(api.callback_answers) > answers)
+    edited = [s for s in api.sent if s.method == "editMessageText"]
+    assert len(edited) == edits + 1 and edited[-1].message_id == sent.message_id
+    return edited[-1], api.callback_answers[-1].get("text", "")
+
+
+async def test_settings_buttons_show_page_and_remove_filters(bot: Bot) -> None:  # noqa: F811
+    api = bot.api
+    api.add_chat(USER)
+    await command(bot, USER, USER, "/subscribe")
+    await command(bot, USER, USER, "/settings mute word royal family, war")
+    await command(bot, USER, USER, "/settings mute outlet Daily Mail")
+    long_entry = "internationally coordinated humanitarian reconstruction plan"
+    assert len(long_entry) == MAX_ENTRY_CHARS
+    (r,) = await command(bot, USER, USER, f"/settings require world {long_entry}")
+    assert "world stories need one of" in r.plain
+    for i in range(6):
+        await command(bot, USER, USER, f"/settings mute word w{i}")
+    (settings_msg,) = await command(bot, USER, USER, "/settings")
+    assert "Muted words: royal family, war, w0" in settings_msg.plain
+
+    view, _ = await press(bot, settings_msg, "Filters (10)")
+    assert "Filters (page 1 of 2)" in view.plain and "Muted word: royal family" in view.plain
+    labels = tg_buttons(view)
+    assert {"✕ royal family", "✕ war", "✕ w5", "‹ Settings", "More ›"} <= set(labels)
+    assert len([k for k in labels if k.startswith("✕")]) == 8
+    assert all(len(d.encode()) <= 64 for d in labels.values())
+
+    page2, _ = await press(bot, view, "More ›")
+    assert "Filters (page 2 of 2)" in page2.plain and "Muted outlet: Daily Mail" in page2.plain
+    assert f"Required for world: {long_entry}" in page2.plain
+    assert set(tg_buttons(page2)) == {"✕ outlet Daily Mail", f"✕ world: {long_entry}", "‹ Settings", "‹ Previous"}
+    page2, notice = await press(bot, page2, "✕ outlet Daily Mail")
+    assert notice == "Removed: Daily Mail." and "Muted outlet: Daily Mail" not in page2.plain
+    page1, _ = await press(bot, page2, "‹ Previous")
+    page1, notice = await press(bot, page1, "✕ royal family")
+    assert notice == "Removed: royal family." and "Muted word: royal family" not in page1.plain
+    # The same button on the message before the removal: nothing more goes.
+    _, notice = await press(bot, view, "✕ royal family")
+    assert notice == "Already removed."
+    back, _ = await press(bot, page1, "‹ Settings")
+    assert "Digest settings" in back.plain and "Filters (8)" in tg_buttons(back)
+    sub = bot.chats.get_subscription(ChatRef("telegram", str(USER)))
+    assert sub is not None and sub.filters.muted_words == ("war", "w0", "w1", "w2", "w3", "w4", "w5")
+    assert sub.filters.muted_outlets == () and sub.filters.required == {"world": (long_entry,)}

@@ -290,3 +290,23 @@ async def test_a_scale_out_worker_records_a_paused_chat_too(sqlite_store: Store)
     assert chats.get_subscription(ref).paused_reason.startswith("blocked")  # type: ignore[union-attr]
     (event,) = chats.alert_events(0, datetime.now(UTC) - timedelta(hours=1))
     assert (event.kind, event.subject) == (A.CHAT_PAUSED, f"telegram:{USER}")
+
+
+async def test_owners_menu_lists_alerts_and_feed_commands(sqlite_store: Store) -> None:
+    async with FakeTelegramAPI() as api:
+        api.add_chat(OWNER)  # an owner who started the bot; a second owner never did (Telegram refuses the menu)
+        chats = ChatStore(sqlite_store.engine)
+        owners = [*OWNERS, "telegram:77", "discord:5"]
+        tg = TelegramChat(TOKEN, CommandService(chats, admins=owners, defaults=DEFAULTS), api_root=api.root,
+                          poll_timeout_s=1)
+        await tg.start()
+        try:
+            everyone = [c["command"] for c in api.commands]
+            assert "settings" in everyone and "alerts" not in everyone and "addfeed" not in everyone
+            assert set(api.chat_commands) == {OWNER}
+            mine = [c["command"] for c in api.chat_commands[OWNER]]
+            assert mine[:len(everyone)] == everyone
+            assert {"alerts", "feeds", "addfeed", "removefeed", "importopml", "exportopml"} <= set(mine)
+        finally:
+            await tg.stop()
+        assert api.unexpected == [], api.unexpected

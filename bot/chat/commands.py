@@ -7,6 +7,7 @@ their Renderer. Nothing here knows a chat SDK.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import re
@@ -21,7 +22,7 @@ from bot.clock import utcnow
 from bot.errors import BlockedURLError, CommandError, ExtractError, FetchError, PermissionDenied
 from bot.feedlist import MAX_OPML_BYTES, check_public_url, not_allowed
 from bot.pipeline.digest import Schedule, next_due, parse_time_of_day
-from bot.pipeline.filters import MAX_REQUIRED_TOPICS, ChatFilters, FilterError, add_entry, remove_entry
+from bot.pipeline.filters import MAX_REQUIRED_TOPICS, ChatFilters, FilterError, add_entry, remove_entry, words
 from bot.ports import (
     CHANNEL,
     PRIVATE,
@@ -58,6 +59,12 @@ TIME_PRESETS = (("08:00",), ("08:00", "18:00"), ("07:00", "12:00", "19:00"))
 TOPIC_BUTTONS_PER_ROW = 4
 MAX_TOPIC_BUTTONS = 7
 ALL_TOPICS = "*"  # callback value of the "All topics" button (no topic can be named so)
+# The filters view: one remove button per entry, 2 to a row, 4 rows a page, then a row to page and go back
+# (Discord allows 5 rows of 5 buttons, labels of 80 characters).
+FILTER_BUTTONS_PER_ROW = 2
+FILTER_BUTTONS_PER_PAGE = 8
+MAX_BUTTON_LABEL = 80
+FILTER_TEXT_CHARS = 800  # of filter entries shown in the settings message (Discord's content holds 2000)
 
 
 @dataclass(frozen=True)
@@ -92,17 +99,17 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 discord_args="[period: 6h|2d] [link: URL]"),
     CommandSpec("story", "ID", "a digest story's outlets, links and timeline (ID: the number under the item)",
                 discord_args="id: ID"),
-    CommandSpec("settings", "", "schedule, time zone, stories per digest, topics, muted words and outlets",
-                discord_args="[setting] [value]"),
+    CommandSpec("settings", "", "schedule, time zone, stories per digest, topics, muted words and outlets, "
+                "required keywords", discord_args="[setting] [value]"),
     CommandSpec("feeds", "", "list the feeds (bot owners)", owner_only=True),
     CommandSpec("addfeed", "URL", "add a feed (bot owners)", owner_only=True, discord_args="url: URL"),
     CommandSpec("removefeed", "ID", "remove a feed (bot owners)", owner_only=True, discord_args="feed: ID"),
     CommandSpec("importopml", "", "send an OPML file with this caption (bot owners)", owner_only=True,
                 discord_args="file: OPML", discord_description="import an attached OPML file (bot owners)"),
     CommandSpec("exportopml", "", "the feed list as an OPML file (bot owners)", owner_only=True),
-    # Alerts reach owners in their private Telegram chat with the bot; Discord has no such chat row yet.
     CommandSpec("alerts", "[on|off|24h]", "owner alerts: show, turn on or off, mute for a while (bot owners)",
-                owner_only=True, discord_args=None),
+                owner_only=True, discord_args="[state: on|off|24h]",
+                discord_description="owner alerts by direct message: show, turn on or off, mute (bot owners)"),
 )
 _BY_NAME = {c.name: c for c in COMMANDS}
 # Commands that change a group's subscription; adapters only need to ask the platform about admins for these.
@@ -194,9 +201,10 @@ class CommandService:
             return Reply(blocks=(para("Something went wrong on my side. Please try again in a few minutes."),),
                          error=True)
 
-    def command_menu(self) -> list[tuple[str, str]]:
-        """(name, description) pairs for the platform's command menu (setMyCommands), owners' commands left out."""
-        return [(c.name, c.description) for c in COMMANDS if not c.owner_only]
+    def command_menu(self, *, owner: bool = False) -> list[tuple[str, str]]:
+        """(name, description) pairs for the platform's command menu (setMyCommands): everyone's commands, and
+        with `owner` the owners' commands too (for the menu in an owner's private chat)."""
+        return [(c.name, c.description) for c in COMMANDS if owner or not c.owner_only]
 
     def plain_text_reply(self) -> Reply:
         """The answer to a message that is not a command, in a private chat."""
@@ -417,6 +425,9 @@ class CommandService:
                              + " + ".join(p), "st:t:" + ",".join(p)) for p in TIME_PRESETS)
         every = tuple(Button(("✓ " if sub.schedule.every_hours == n else "") + f"every {n}h", f"st:e:{n}")
                       for n in (3, 6, 12))
+        # The filters have a view of their own (one remove button per entry): the main view has no rows left.
+        count = len(_filter_entries(sub.filters))
+        every += (Button(f"Filters ({count})" if count else "Filters", "st:f:0"),)
         most = tuple(Button(("✓ " if sub.max_stories == n else "") + f"{n} stories", f"st:m:{n}")
                      for n in MAX_STORIES_CHOICES)
         # "All topics" is a state of its own, ticked when no topic is chosen; a topic button toggles one topic.
@@ -445,9 +456,69 @@ class CommandService:
             sub = self._apply_setting(sub, "max", [value])
         elif key == "p":
             return self._toggle_topic(inv, sub, value)
+        elif key == "f":
+            return self._filters_reply(sub, inv.platform, _whole(value, 0, 999) or 0)
+        elif key == "x":
+            return self._remove_filter(inv, sub, value)
+        elif key == "s":
+            return self._settings_reply(sub, inv.platform, edit=True)
         else:
             raise CommandError("That button is no longer valid. Send /settings again.")
         return self._settings_reply(sub, inv.platform, edit=True, notice="Saved.")
+
+    def _filters_reply(self, sub: Subscription, platform: str, page: int, notice: str | None = None) -> Reply:
+        """The filters view of the settings message: this page's entries, each with a button that removes it."""
+        entries = _filter_entries(sub.filters)
+        pages = max(1, math.ceil(len(entries) / FILTER_BUTTONS_PER_PAGE))
+        page = min(page, pages - 1)
+        shown = entries[page * FILTER_BUTTONS_PER_PAGE:(page + 1) * FILTER_BUTTONS_PER_PAGE]
+        head = "Filters" + (f" (page {page + 1} of {pages})" if pages > 1 else "")
+        blocks: list[Block] = [para(bold(head))]
+        if not entries:
+            blocks.append(para("No filters: every story of your topics can appear."))
+        blocks += [para(_FILTER_KINDS[kind].format(topic=topic) + ": ", entry) for kind, topic, entry in shown]
+        if entries:
+            blocks.append(para(italic("Press an entry to remove it.")))
+        if platform == "discord":
+            add = ("Add with /settings, e.g. setting: mute, value: word royal family · outlet Daily Mail · "
+                   f"setting: require, value: {self._require_example()}")
+        else:
+            add = ("Add with /settings mute word royal family | mute outlet Daily Mail | "
+                   f"require {self._require_example()}")
+        blocks.append(para(italic(add + ". Plain words, matched as whole words, any case.")))
+        remove = [Button(_label("✕ " + _FILTER_LABELS[kind].format(topic=topic) + entry),
+                         f"st:x:{page}:{_filter_id(kind, topic, entry)}") for kind, topic, entry in shown]
+        rows = [tuple(remove[i:i + FILTER_BUTTONS_PER_ROW]) for i in range(0, len(remove), FILTER_BUTTONS_PER_ROW)]
+        nav = [Button("‹ Settings", "st:s:")]
+        if page > 0:
+            nav.append(Button("‹ Previous", f"st:f:{page - 1}"))
+        if page + 1 < pages:
+            nav.append(Button("More ›", f"st:f:{page + 1}"))
+        rows.append(tuple(nav))
+        return Reply(blocks=tuple(blocks), buttons=tuple(rows), edit=True, notice=notice)
+
+    def _remove_filter(self, inv: Invocation, sub: Subscription, value: str) -> Reply:
+        """A remove button of the filters view: the entry goes; pressed again (or on an old message), nothing."""
+        page_text, _, wanted = value.partition(":")
+        page = _whole(page_text, 0, 999) or 0
+        found = next(((k, t, e) for k, t, e in _filter_entries(sub.filters) if _filter_id(k, t, e) == wanted), None)
+        if found is None:
+            return self._filters_reply(sub, inv.platform, page, notice="Already removed.")
+        kind, topic, entry = found
+        f = sub.filters
+        if kind == "r":
+            required = dict(f.required)
+            kept = remove_entry(required[topic], entry)
+            if kept:
+                required[topic] = kept
+            else:
+                del required[topic]
+            f = replace(f, required=required)
+        else:
+            name = "muted_outlets" if kind == "o" else "muted_words"
+            f = _with_list(f, name, remove_entry(getattr(f, name), entry))
+        sub = self._save_filters(sub, f, self.clock())
+        return self._filters_reply(sub, inv.platform, page, notice=_label(f"Removed: {entry}."))
 
     def _toggle_topic(self, inv: Invocation, sub: Subscription, value: str) -> Reply:
         """A topic button: "All topics" clears the choice; a topic is ticked or un-ticked, and the last ticked
@@ -712,15 +783,49 @@ def _with_list(filters: ChatFilters, name: str, entries: tuple[str, ...]) -> Cha
     return replace(filters, muted_words=entries)
 
 
-def _filter_blocks(filters: ChatFilters) -> tuple[Block, ...]:
-    """The chat's filters for /settings (nothing when it has none)."""
-    blocks = []
-    if filters.muted_words:
-        blocks.append(para("Muted words: ", ", ".join(filters.muted_words), "."))
-    if filters.muted_outlets:
-        blocks.append(para("Muted outlets: ", ", ".join(filters.muted_outlets), "."))
-    for topic, keywords in filters.required.items():
-        blocks.append(para(f"{topic} stories need one of: ", ", ".join(keywords), "."))
+_FILTER_KINDS = {"w": "Muted word", "o": "Muted outlet", "r": "Required for {topic}"}
+_FILTER_LABELS = {"w": "", "o": "outlet ", "r": "{topic}: "}
+
+
+def _filter_entries(filters: ChatFilters) -> list[tuple[str, str, str]]:
+    """Every entry of a chat's filters as (kind, topic, entry): "w" muted word, "o" muted outlet, "r" a required
+    keyword of `topic`."""
+    return [*(("w", "", e) for e in filters.muted_words), *(("o", "", e) for e in filters.muted_outlets),
+            *(("r", t, e) for t, keywords in filters.required.items() for e in keywords)]
+
+
+def _filter_id(kind: str, topic: str, entry: str) -> str:
+    """A short id of a filter entry for its remove button (entries and topics may be longer than the 64 bytes a
+    Telegram button carries); the same for entries with the same words, as remove_entry matches them."""
+    key = "\0".join((kind, topic, " ".join(words(entry))))
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _label(text: str) -> str:
+    """A button label or notice within Discord's 80 characters."""
+    return text if len(text) <= MAX_BUTTON_LABEL else text[:MAX_BUTTON_LABEL - 1] + "…"
+
+
+def _filter_blocks(filters: ChatFilters, budget: int = FILTER_TEXT_CHARS) -> tuple[Block, ...]:
+    """The chat's filters for /settings (nothing when it has none), within `budget` characters of entries: the
+    settings message stays one message with its buttons; the filters view lists every entry."""
+    lines = [("Muted words: ", filters.muted_words), ("Muted outlets: ", filters.muted_outlets),
+             *((f"{topic} stories need one of: ", keywords) for topic, keywords in filters.required.items())]
+    blocks: list[Block] = []
+    left = budget
+    hidden = 0
+    for head, entries in lines:
+        shown = []
+        for e in entries:
+            if len(e) + 2 > left:
+                hidden += 1
+                continue
+            shown.append(e)
+            left -= len(e) + 2
+        if shown:
+            blocks.append(para(head, ", ".join(shown), "."))
+    if hidden:
+        blocks.append(para(italic(f"… and {hidden} more filter entries: see the Filters button.")))
     return tuple(blocks)
 
 

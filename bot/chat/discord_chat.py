@@ -7,7 +7,9 @@
 
 Only the guilds intent is requested (no privileged intents): slash commands and buttons arrive as interactions.
 Changing a channel's subscription needs Manage Server (the commands' default member permissions, checked again
-at run time); the feed commands are for bot owners (NEWSDIGEST_ADMINS, "discord:<user id>").
+at run time); the feed commands and /alerts are for bot owners (NEWSDIGEST_ADMINS, "discord:<user id>"). Owner
+alerts go to those owners as direct messages: their chat row is the user id (kind private), and DiscordSink
+opens the DM channel when it sends.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import hashlib
 import io
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, Literal, get_args
 
@@ -30,7 +32,7 @@ from bot.chat.commands import COMMANDS, CommandService
 from bot.chat.render_discord import DiscordRenderer
 from bot.errors import ChatForbiddenError, CommandError, ConfigError, DeliveryError, RateLimitedError
 from bot.pipeline.delivery import Limits
-from bot.ports import GROUP, Button, ChatRef, Invocation, OutgoingMessage, Reply, para
+from bot.ports import GROUP, PRIVATE, Button, ChatRef, Invocation, OutgoingMessage, Reply, para
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,8 @@ MAX_RATELIMIT_WAIT_S = 30.0
 LOGIN_RETRY_S = 15.0
 # Discord error codes after which a channel cannot get messages: pause the subscription, keep its settings.
 GONE_CODES = {10003: "Unknown Channel", 50001: "Missing Access", 50013: "Missing Permissions",
-              50083: "Thread is archived", 10004: "Unknown Guild"}
+              50083: "Thread is archived", 10004: "Unknown Guild",
+              50007: "Cannot send messages to this user"}  # a direct message: the user closed their DMs
 OWNER_COMMANDS = frozenset(c.name for c in COMMANDS if c.owner_only)
 SETTINGS_KEYS = Literal["times", "every", "max", "timezone", "topics", "mute", "unmute", "require", "unrequire"]
 
@@ -128,7 +131,8 @@ DM_ERROR = "Use me in a server's text channel or thread; direct messages are not
 # (lengths, choices); slash_args checks again what reaches it, as it is the boundary to the CommandService.
 SLASH_OPTIONS: dict[str, dict[str, bool]] = {
     "summary": {"period": False, "link": False}, "settings": {"setting": False, "value": False},
-    "addfeed": {"url": True}, "removefeed": {"feed": True}, "importopml": {"file": True}, "story": {"id": True}}
+    "addfeed": {"url": True}, "removefeed": {"feed": True}, "importopml": {"file": True}, "story": {"id": True},
+    "alerts": {"state": False}}
 ATTACHMENT_OPTIONS = frozenset({"file"})
 SETTING_NAMES: tuple[str, ...] = get_args(SETTINGS_KEYS)
 
@@ -184,16 +188,23 @@ def guild_chat_refs(guild: discord.Guild) -> list[str]:
     return list(dict.fromkeys([*(str(c.id) for c in guild.channels), *(str(t.parent_id) for t in guild.threads)]))
 
 
+def owner_ids(admins: Iterable[str]) -> frozenset[str]:
+    """The Discord user ids among the owners ("discord:<user id>" in NEWSDIGEST_ADMINS)."""
+    return frozenset(a.partition(":")[2] for a in admins if a.startswith(f"{PLATFORM}:"))
+
+
 class DiscordSink:
-    """bot.ports.ChatSink for Discord: one rendered message to a channel or thread."""
+    """bot.ports.ChatSink for Discord: one rendered message to a channel or thread, or a direct message to an
+    owner (a private chat whose id is one of `dm_users`: only the owners are ever sent direct messages)."""
 
     platform = PLATFORM
 
     def __init__(self, client: discord.Client, renderer: DiscordRenderer | None = None, *,
-                 limits: Limits = DISCORD_LIMITS) -> None:
+                 limits: Limits = DISCORD_LIMITS, dm_users: Iterable[str] = ()) -> None:
         self.client = client
         self.renderer = renderer or DiscordRenderer()
         self.limits = limits
+        self.dm_users = frozenset(dm_users)
 
     async def send(self, chat: ChatRef, message: OutgoingMessage) -> str:
         """Post the message; returns its id; raises ChatForbiddenError, RateLimitedError or DeliveryError."""
@@ -203,14 +214,20 @@ class DiscordSink:
             raise DeliveryError(f"not a Discord channel id: {chat.key}", permanent=True) from exc
         if self.client.http.token is None or self.client.is_closed():
             raise DeliveryError("discord: not logged in yet", retry_after=30.0)
-        channel = self.client.get_partial_messageable(target)
-        kwargs = send_kwargs(message)
-        if message.reply_to.isdecimal():
-            # A follow-up answers the message the channel got the story in; if that one was deleted, Discord
-            # posts it as a message of its own.
-            kwargs["reference"] = discord.MessageReference(message_id=int(message.reply_to), channel_id=target,
-                                                           fail_if_not_exists=False)
         try:
+            if chat.kind == PRIVATE and chat.chat_id in self.dm_users:
+                # An owner's alerts: a direct message. discord.py keeps the DM channel once it is opened.
+                dm = await self.client.create_dm(discord.Object(target))
+                channel: discord.abc.Messageable = dm
+                target = dm.id
+            else:
+                channel = self.client.get_partial_messageable(target)
+            kwargs = send_kwargs(message)
+            if message.reply_to.isdecimal():
+                # A follow-up answers the message the channel got the story in; if that one was deleted, Discord
+                # posts it as a message of its own.
+                kwargs["reference"] = discord.MessageReference(message_id=int(message.reply_to), channel_id=target,
+                                                               fail_if_not_exists=False)
             # None asks discord.py for a random nonce (its send does so); the overloads leave None out.
             sent = await channel.send(**kwargs, nonce=idempotency_nonce(target, message))  # type: ignore[arg-type]
         except _TRANSPORT_ERRORS as exc:
@@ -232,7 +249,7 @@ class DiscordBot(discord.Client):
                          max_ratelimit_timeout=MAX_RATELIMIT_WAIT_S, **options)
         self.service = service
         self.renderer = DiscordRenderer()
-        self.sink = DiscordSink(self, self.renderer, limits=limits)
+        self.sink = DiscordSink(self, self.renderer, limits=limits, dm_users=owner_ids(service.admins))
         self.sync_guild = sync_guild
         self.tree = app_commands.CommandTree(self)
         self.tree.error(self._on_tree_error)
@@ -472,12 +489,21 @@ def _feed_commands(bot: DiscordBot) -> list[SlashCommand]:
     return [addfeed, removefeed, importopml]
 
 
+def _alerts(bot: DiscordBot) -> SlashCommand:
+    """/alerts [state]: an owner's alerts by direct message: see them, turn them on or off, or mute them."""
+    @_slash("alerts", manage=True)
+    @app_commands.describe(state="on, off, or mute for a while, e.g. 24h, 30m, 2d; leave empty to see the state")
+    async def alerts(interaction: discord.Interaction, state: app_commands.Range[str, 1, 20] | None = None) -> None:
+        await bot.run_command(interaction, "alerts", {"state": state})
+    return alerts
+
+
 def build_commands(bot: DiscordBot) -> list[SlashCommand]:
     """The slash commands, new objects per bot (a command belongs to one tree), in /help's order."""
     return [_without_options(bot, "help"), _without_options(bot, "subscribe", manage=True),
             _without_options(bot, "unsubscribe", manage=True), _summary(bot), _story(bot), _settings(bot),
             _without_options(bot, "feeds", manage=True), *_feed_commands(bot),
-            _without_options(bot, "exportopml", manage=True)]
+            _without_options(bot, "exportopml", manage=True), _alerts(bot)]
 
 
 def _error(text: str) -> Reply:
@@ -514,6 +540,7 @@ class DiscordAdapter:
 
         When Discord cannot be reached, the rest of the service starts anyway and the login is retried.
         """
+        await self.register_owners()
         try:
             await self._login()
         except _TRANSPORT_ERRORS as exc:
@@ -522,6 +549,24 @@ class DiscordAdapter:
         else:
             self._task = asyncio.create_task(self.bot.connect(reconnect=True), name="discord-gateway")
         self._task.add_done_callback(self._gateway_ended)
+
+    async def register_owners(self) -> None:
+        """Give each Discord owner (NEWSDIGEST_ADMINS "discord:<user id>") a private chat row, so that owner
+        alerts reach them by direct message without a command first (a bot may open a DM with any user who
+        shares a server with it). A database failure is logged: `/alerts` registers the owner too."""
+        service = self.bot.service
+        store = service.alerts
+        users = sorted(owner_ids(service.admins))
+        if store is None or not users:
+            return
+
+        def register() -> None:
+            for user in users:
+                store.register_owner_chat(PLATFORM, user, service.clock())
+        try:
+            await asyncio.to_thread(register)
+        except Exception:
+            log.exception("discord: could not record the owners' direct-message chats; /alerts records them")
 
     async def _login(self) -> None:
         try:

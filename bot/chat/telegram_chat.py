@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from telegram import (
     BotCommand,
+    BotCommandScopeChat,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     InputFile,
@@ -139,6 +140,7 @@ class TelegramChat:
             await self.bot.set_my_commands([BotCommand(n, d) for n, d in self.service.command_menu()])
         except TelegramError as exc:
             log.warning("setMyCommands failed: %s", exc)
+        await self._owner_menus()
         if self.receive:
             assert self.app.updater is not None
             await self.app.updater.start_polling(
@@ -146,6 +148,19 @@ class TelegramChat:
                                                                    "my_chat_member"])
             await self.app.start()
         log.info("Telegram adapter started as @%s", self.bot.username)
+
+    async def _owner_menus(self) -> None:
+        """In each Telegram owner's private chat the menu lists the owners' commands too (/alerts, /feeds, ...);
+        an owner who never started the bot has no such chat yet (Telegram refuses; the default menu stays)."""
+        menu = [BotCommand(n, d) for n, d in self.service.command_menu(owner=True)]
+        for owner in sorted(self.service.admins):
+            platform, _, user_id = owner.partition(":")
+            if platform != PLATFORM:
+                continue
+            try:
+                await self.bot.set_my_commands(menu, scope=BotCommandScopeChat(int(user_id)))
+            except TelegramError as exc:
+                log.info("owner menu for %s not set: %s", owner, exc)
 
     async def stop(self) -> None:
         """Stop polling and close connections."""

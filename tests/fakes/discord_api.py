@@ -1,7 +1,9 @@
 """A local fake of Discord's REST API and gateway on 127.0.0.1, for smoke tests of the real discord.py client.
 
 It speaks just enough of both for a bot to log in, receive READY and GUILD_CREATE, sync slash commands, get
-INTERACTION_CREATE, GUILD_DELETE, CHANNEL_DELETE and THREAD_DELETE events, answer them (callback, followups, @original edits) and post channel messages. It
+INTERACTION_CREATE (slash commands and button clicks), GUILD_DELETE, CHANNEL_DELETE and THREAD_DELETE events, answer
+them (callback, followups, @original edits), post channel messages and open direct messages (a user can have them
+closed: 403/50007, as Discord answers). It
 records every request; like Discord, it answers a body that breaks Discord's schema (the OpenAPI excerpt in
 tests/data/discord) or its documented limits with 400/50035 (and lists it in `invalid`), and it notes sends
 faster than Discord allows (`too_fast`). A channel can be made to answer with an error, a 429 the way Discord
@@ -142,6 +144,8 @@ class FakeDiscord:
         self._times: deque[float] = deque()
         self._channel_times: dict[int, deque[float]] = {}
         self.rate_limits: dict[int, list[float]] = {}
+        self.dms: dict[int, int] = {}  # user id -> the DM channel opened with them
+        self.closed_dms: set[int] = set()  # users whose privacy settings refuse the bot's direct messages
         self._ids = itertools.count(1_100_000_000_000_000_000)
         self._seq = itertools.count(1)
         self._ws: web.WebSocketResponse | None = None
@@ -242,6 +246,10 @@ class FakeDiscord:
     def error_channel(self, channel_id: int, times: int = 1) -> None:
         """Answer the next posts to this channel with 500 Internal Server Error."""
         self.server_errors[channel_id] = times
+
+    def dm_to(self, user_id: int) -> list[dict[str, Any]]:
+        """Direct messages posted to a user, in order."""
+        return self.sent_to(self.dms[user_id]) if user_id in self.dms else []
 
     def delete_message(self, channel_id: int, message_id: int | str) -> None:
         """A member deleted a message the bot posted: a reply to it finds no message."""
@@ -356,6 +364,31 @@ class FakeDiscord:
                 "global_name": "Member", "avatar": None}
         await self._dispatch("INTERACTION_CREATE", {
             "id": str(interaction_id), "application_id": str(self.app_id), "type": 2, "data": data,
+            "guild_id": str(guild.id), "channel_id": str(channel_id),
+            "channel": self._channel_payload(guild, channel_id),
+            "member": {"user": user, "roles": [], "permissions": str(permissions), "joined_at": _now(),
+                       "deaf": False, "mute": False, "flags": 0},
+            "token": token, "version": 1, "app_permissions": str(EVERYONE_PERMISSIONS), "locale": "en-US",
+            "guild_locale": "en-US", "entitlements": [], "authorizing_integration_owners": {"0": str(guild.id)},
+            "context": 0, "attachment_size_limit": 26_214_400})
+        return interaction_id
+
+    async def click(self, channel_id: int, message: dict[str, Any], custom_id: str, *, user_id: int | None = None,
+                    permissions: int = EVERYONE_PERMISSIONS) -> int:
+        """Dispatch INTERACTION_CREATE for a button click on `message` (a message body the bot sent, e.g. an
+        interaction callback's `data`); returns the interaction id. The button must be on the message."""
+        await self.wait_ready()
+        ids = [c["custom_id"] for row in message.get("components") or [] for c in row.get("components") or []]
+        assert custom_id in ids, f"no button {custom_id!r} on the message (buttons: {ids})"
+        guild = self._guild_of(channel_id)
+        interaction_id, token = self.snowflake(), f"tok{self.snowflake()}"
+        self._tokens[token] = interaction_id
+        user = {"id": str(user_id or self.snowflake()), "username": "member", "discriminator": "0",
+                "global_name": "Member", "avatar": None}
+        msg = message if "id" in message else self._message(channel_id, message)
+        await self._dispatch("INTERACTION_CREATE", {
+            "id": str(interaction_id), "application_id": str(self.app_id), "type": 3,
+            "data": {"custom_id": custom_id, "component_type": 2}, "message": msg,
             "guild_id": str(guild.id), "channel_id": str(channel_id),
             "channel": self._channel_payload(guild, channel_id),
             "member": {"user": user, "roles": [], "permissions": str(permissions), "joined_at": _now(),
@@ -493,6 +526,11 @@ class FakeDiscord:
                 return payload_problems("IncomingWebhookUpdateRequestPartial", body)
             case "PUT", ["applications", _, "commands"] | ["applications", _, "guilds", _, "commands"]:
                 return [p for c in body for p in payload_problems("ApplicationCommandUpdateRequest", c)]
+            case "POST", ["users", "@me", "channels"]:
+                recipient = body.get("recipient_id") if isinstance(body, dict) else None
+                # A snowflake as a string or, as discord.py sends it, a number.
+                ok = str(recipient).isdigit() and set(body) == {"recipient_id"}
+                return [] if ok else [f"(body): a DM needs exactly a recipient_id snowflake, got {body!r}"[:200]]
         return []
 
     async def _route(self, request: web.Request, parts: list[str], body: Any, files: dict[str, bytes]
@@ -517,6 +555,13 @@ class FakeDiscord:
                 return _json(registered)
             case "POST", ["channels", channel, "messages"]:
                 return await self._post_message(int(channel), body, files)
+            case "POST", ["users", "@me", "channels"]:
+                user_id = int(body["recipient_id"])
+                dm = self.dms.setdefault(user_id, self.snowflake())
+                recipient = {"id": str(user_id), "username": "owner", "discriminator": "0", "global_name": None,
+                             "avatar": None}
+                return _json({"id": str(dm), "type": 1, "last_message_id": None, "flags": 0,
+                              "recipients": [recipient]})
             case "POST", ["interactions", interaction, _, "callback"]:
                 self.callbacks[int(interaction)] = body
                 data = body.get("data") or {}
@@ -587,7 +632,11 @@ class FakeDiscord:
                                      "X-RateLimit-Scope": "user", "Retry-After": str(retry)})
         if channel_id in self.failures:
             return self._error(*self.failures[channel_id])
-        if not any(channel_id in g.channels or channel_id in g.threads for g in self.guilds.values()):
+        dm_user = next((u for u, c in self.dms.items() if c == channel_id), None)
+        if dm_user in self.closed_dms:
+            return self._error(403, 50007, "Cannot send messages to this user")
+        if dm_user is None and not any(channel_id in g.channels or channel_id in g.threads
+                                       for g in self.guilds.values()):
             return self._error(404, 10003, "Unknown Channel")
         nonce = body.get("nonce") if body.get("enforce_nonce") else None
         if nonce is not None and (channel_id, nonce) in self._nonces:

@@ -159,6 +159,7 @@ class FakeTelegramAPI:
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.unexpected: list[str] = []
         self.commands: list[dict[str, Any]] = []
+        self.chat_commands: dict[int, list[dict[str, Any]]] = {}  # menus set with a BotCommandScopeChat
         self.callback_answers: list[dict[str, Any]] = []
         self.files: dict[str, bytes] = {}
         self.rate_limits: dict[int, deque[float]] = defaultdict(deque)
@@ -450,7 +451,16 @@ class FakeTelegramAPI:
         for c in cmds:
             if not re.fullmatch(r"[a-z0-9_]{1,32}", c["command"]) or not 1 <= len(c["description"]) <= 256:
                 raise ValueError(f"bad command {c!r}")
-        self.commands = cmds
+        scope = self._json(params, "scope") or {"type": "default"}
+        if scope["type"] == "chat":
+            chat_id = int(scope["chat_id"])
+            if chat_id not in self.chats:
+                return self._err(400, "Bad Request: chat not found")
+            self.chat_commands[chat_id] = cmds
+        elif scope["type"] == "default":
+            self.commands = cmds
+        else:
+            raise ValueError(f"scope {scope!r} not faked")
         return self._ok(True)
 
     async def _m_getUpdates(self, params: dict[str, Any]) -> web.Response:
