@@ -59,10 +59,22 @@ def alembic_config(url: str | None = None) -> Config:
     return cfg
 
 
+# PostgreSQL advisory lock (two-int form: its own key space) that serializes migrations: "ndmg", then the schema.
+MIGRATION_LOCK_KEY = 0x6E646D67
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema up to `revision`; safe to call at every start."""
+    """Bring the schema up to `revision`; safe to call at every start, and from many processes at once.
+
+    On PostgreSQL the migration transaction first takes a transaction-scoped advisory lock for the schema it
+    migrates, so workers and schedulers starting together migrate one after the other: the first runs the
+    migrations, the others then find the schema at `revision` and do nothing (the lock goes with the commit,
+    or with the connection of a process that dies)."""
     cfg = alembic_config()
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(sql("SELECT pg_advisory_xact_lock(:k, hashtext(coalesce(current_schema(), '')))"),
+                         {"k": MIGRATION_LOCK_KEY})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 
@@ -175,4 +187,4 @@ class Database:
             raise _storage_error(exc) from exc
 
 
-__all__ = ["SINGLE_WRITER_KEYS", "Database", "alembic_config", "is_unavailable", "make_engine", "sqlite_write_lock", "upgrade"]
+__all__ = ["MIGRATION_LOCK_KEY", "SINGLE_WRITER_KEYS", "Database", "alembic_config", "is_unavailable", "make_engine", "sqlite_write_lock", "upgrade"]
