@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from bot.errors import StorageError
+from bot.memory import release_free_memory
 from bot.net import Fetcher, FetchLimits
 from bot.pipeline.feed import PollPolicy
 from bot.runner import ParsePool, PollReport, Runner, parse_pool
@@ -153,6 +154,7 @@ class App:
             await chat.start()
 
             def after_cycle(report: PollReport) -> None:
+                release_free_memory()  # a cycle's parse and embedding buffers, freed, back to the system
                 # On the terminal there is no schedule to wait for: show new stories as soon as they are in.
                 if report.new_articles and CONSOLE_CHAT.platform in chat.sinks:
                     chat.digest_now(CONSOLE_CHAT)

@@ -165,6 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.cmd in ("worker", "scheduler"):
             return _scale_out(args)
+        if args.cmd == "run":
+            from bot.memory import tune_malloc
+
+            tune_malloc()  # before the models load: a long-running process should give freed memory back
         from bot.app import App
         from bot.settings import load_settings
 

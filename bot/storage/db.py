@@ -4,16 +4,16 @@ lock shared by every domain in the process, and database errors leave storage as
 
 from __future__ import annotations
 
+import ast
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text as sql
 from sqlalchemy.dialects import postgresql, sqlite
@@ -22,6 +22,9 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from bot.errors import StorageError
+
+if TYPE_CHECKING:  # Alembic is loaded only to migrate (~10 MB resident with Mako and Pygments)
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -52,6 +55,8 @@ def make_engine(url: str) -> Engine:
 
 def alembic_config(url: str | None = None) -> Config:
     """An Alembic config pointing at the packaged migrations."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     if url:
@@ -69,7 +74,11 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     On PostgreSQL the migration transaction first takes a transaction-scoped advisory lock for the schema it
     migrates, so workers and schedulers starting together migrate one after the other: the first runs the
     migrations, the others then find the schema at `revision` and do nothing (the lock goes with the commit,
-    or with the connection of a process that dies)."""
+    or with the connection of a process that dies). A schema already at head is checked without Alembic."""
+    if revision == "head" and at_head(engine):
+        return
+    from alembic import command
+
     cfg = alembic_config()
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
@@ -77,6 +86,31 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                          {"k": MIGRATION_LOCK_KEY})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+
+
+@cache
+def head_revisions() -> frozenset[str]:
+    """The packaged migrations' heads: revisions no other migration names as its down_revision."""
+    revisions: set[str] = set()
+    downs: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                name = node.targets[0].id
+                if name in ("revision", "down_revision"):
+                    value = ast.literal_eval(node.value)
+                    values = value if isinstance(value, (tuple, list)) else (value,)
+                    (revisions if name == "revision" else downs).update(v for v in values if v)
+    return frozenset(revisions - downs)
+
+
+def at_head(engine: Engine) -> bool:
+    """Whether the database's Alembic version is exactly the packaged heads (nothing to migrate)."""
+    heads = head_revisions()
+    with engine.connect() as conn:
+        if not heads or not inspect(conn).has_table("alembic_version"):
+            return False
+        return {r[0] for r in conn.execute(sql("SELECT version_num FROM alembic_version"))} == heads
 
 
 _locks_guard = threading.Lock()
@@ -187,4 +221,4 @@ class Database:
             raise _storage_error(exc) from exc
 
 
-__all__ = ["MIGRATION_LOCK_KEY", "SINGLE_WRITER_KEYS", "Database", "alembic_config", "is_unavailable", "make_engine", "sqlite_write_lock", "upgrade"]
+__all__ = ["MIGRATION_LOCK_KEY", "SINGLE_WRITER_KEYS", "Database", "alembic_config", "at_head", "head_revisions", "is_unavailable", "make_engine", "sqlite_write_lock", "upgrade"]

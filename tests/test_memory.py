@@ -1,0 +1,50 @@
+"""The service's memory levers: glibc malloc settings, and migrations that load Alembic only when needed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot import memory
+from bot.storage.db import at_head, head_revisions, upgrade
+from bot.storage.store import Store
+
+
+def test_tune_malloc_sets_glibc_parameters_unless_the_environment_does() -> None:
+    if memory._libc() is None:
+        pytest.skip("not glibc: tune_malloc leaves the C library alone")
+    env = {"MALLOC_ARENA_MAX": "4"}
+    applied = memory.tune_malloc(env)
+    assert applied == {"MALLOC_MMAP_THRESHOLD_": memory.MMAP_THRESHOLD,
+                       "MALLOC_TRIM_THRESHOLD_": memory.TRIM_THRESHOLD}
+    memory.release_free_memory()
+
+
+def test_heads_are_the_newest_migrations() -> None:
+    versions = Path(__file__).resolve().parent.parent / "bot" / "storage" / "migrations" / "versions"
+    newest = max(p.name.split("_")[0] for p in versions.glob("0*.py"))
+    assert head_revisions() == frozenset({newest})
+
+
+def test_a_schema_at_head_opens_without_loading_alembic(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'nd.db'}"
+    s = Store.open(url, migrate=False)
+    try:
+        assert not at_head(s.engine), "no alembic_version table yet"
+        upgrade(s.engine, "0001")
+        assert not at_head(s.engine)
+        upgrade(s.engine)
+        assert at_head(s.engine)
+    finally:
+        s.close()
+    code = ("import sys; from bot.storage.store import Store; s = Store.open(sys.argv[1]); s.close(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))")
+    out = subprocess.run([sys.executable, "-c", code, url], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"
+    fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
+    out = subprocess.run([sys.executable, "-c", code, fresh], capture_output=True, text=True, timeout=120,
+                         check=True)
+    assert "alembic" in out.stdout, "a new database is migrated by Alembic"
