@@ -1,6 +1,9 @@
 """Scale-out on the real broker and PostgreSQL: 3 `newsdigest worker` processes and 2 `newsdigest scheduler`
 processes (one leads, one stands by) on loopback, generated local feeds with article pages, a fake Telegram.
 
+The same run on the Redis broker (NEWSDIGEST_BROKER_URL=redis://...: one piece of infrastructure for broker and
+limiter), smaller: 60 feeds, 16 chats; a killed worker's messages come back after the broker's heartbeat timeout.
+
 A worker is killed with SIGKILL while feeds are being polled and another while digest parts are being sent, and
 the leading scheduler is killed mid-run. Checked: every item stored once, every article in one story with a
 summary, every digest part delivered once (a part in flight at a kill may arrive twice: the documented in-flight
@@ -20,6 +23,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,19 +44,35 @@ PG_URL = os.environ.get("NEWSDIGEST_TEST_DATABASE_URL", "")
 BROKER_URL = os.environ.get("NEWSDIGEST_TEST_BROKER_URL", "")
 REDIS_URL = os.environ.get("NEWSDIGEST_TEST_REDIS_URL", "")
 
-FEEDS = 200
-EVENTS = 45
-PRIVATE_CHATS = [1000 + i for i in range(36)]
-GROUP_CHATS = [-2000 - i for i in range(12)]
 THREADS = 4
+
+
+@dataclass(frozen=True)
+class Size:
+    """How big a run is: feeds, events published, chats, and the digest parts sent before a worker is killed."""
+
+    feeds: int
+    events: int
+    private_chats: int
+    group_chats: int
+    parts_before_kill: int
+
+    @property
+    def private(self) -> list[int]:
+        return [1000 + i for i in range(self.private_chats)]
+
+    @property
+    def groups(self) -> list[int]:
+        return [-2000 - i for i in range(self.group_chats)]
+
+
+FULL = Size(feeds=200, events=45, private_chats=36, group_chats=12, parts_before_kill=20)
+# The Redis broker's run: the same kills and invariants, a quarter of the work (CI time).
+SMALL = Size(feeds=60, events=15, private_chats=12, group_chats=4, parts_before_kill=8)
 
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.skipif(not PG_URL, reason="NEWSDIGEST_TEST_DATABASE_URL is not set (PostgreSQL is the shared store)"),
-    pytest.mark.skipif(not BROKER_URL, reason="NEWSDIGEST_TEST_BROKER_URL is not set (e.g. amqp://guest:guest@"
-                                              "127.0.0.1:5672// or redis://127.0.0.1:6379/0)"),
-    pytest.mark.skipif(not (REDIS_URL or BROKER_URL.startswith("redis")),
-                       reason="NEWSDIGEST_TEST_REDIS_URL is not set (the shared limiter's Redis)"),
 ]
 
 
@@ -78,13 +98,13 @@ def database() -> Iterator[str]:
         admin.dispose()
 
 
-def flush_broker_and_limits() -> None:
+def flush_broker_and_limits(broker_url: str, redis_url: str) -> None:
     """Empty the task queues and the limiter's keys a previous run may have left."""
     from bot.distributed.config import load_scale_config
     from bot.distributed.service import make_broker
     from bot.distributed.tasks import QUEUES, declare
 
-    cfg = load_scale_config({"NEWSDIGEST_BROKER_URL": BROKER_URL, "NEWSDIGEST_REDIS_URL": REDIS_URL})
+    cfg = load_scale_config({"NEWSDIGEST_BROKER_URL": broker_url, "NEWSDIGEST_REDIS_URL": redis_url})
     broker = make_broker(cfg)
     try:
         declare(broker, None)
@@ -149,23 +169,33 @@ async def _until(predicate: Any, timeout_s: float, what: str, procs: list[Proc])
     raise AssertionError(f"timed out waiting for {what}\n{tails}")
 
 
+@pytest.mark.skipif(not BROKER_URL, reason="NEWSDIGEST_TEST_BROKER_URL is not set (e.g. amqp://guest:guest@"
+                                             "127.0.0.1:5672// or redis://127.0.0.1:6379/0)")
+@pytest.mark.skipif(not (REDIS_URL or BROKER_URL.startswith("redis")),
+                    reason="NEWSDIGEST_TEST_REDIS_URL is not set (the shared limiter's Redis)")
 def test_workers_and_schedulers_survive_kill_9_and_keep_every_invariant(database: str, tmp_path: Path) -> None:
-    asyncio.run(_scenario(database, tmp_path))
+    asyncio.run(_scenario(database, tmp_path, BROKER_URL, REDIS_URL, FULL))
 
 
-async def _scenario(db_url: str, tmp_path: Path) -> None:
-    flush_broker_and_limits()
+@pytest.mark.skipif(not REDIS_URL, reason="NEWSDIGEST_TEST_REDIS_URL is not set (the Redis broker and limiter)")
+def test_the_same_on_the_redis_broker(database: str, tmp_path: Path) -> None:
+    asyncio.run(_scenario(database, tmp_path, REDIS_URL, REDIS_URL, SMALL))
+
+
+async def _scenario(db_url: str, tmp_path: Path, broker_url: str, redis_url: str, size: Size) -> None:
+    flush_broker_and_limits(broker_url, redis_url)
+    n_feeds, private_chats, group_chats = size.feeds, size.private, size.groups
     server = FeedServer().start()
     procs: list[Proc] = []
     try:
         async with FakeTelegramAPI(response_delay_s=0.05) as api:
-            for c in PRIVATE_CHATS:
+            for c in private_chats:
                 api.add_chat(c, "private")
-            for c in GROUP_CHATS:
+            for c in group_chats:
                 api.add_chat(c, "supergroup", f"group {c}")
-            world = World(server, random.Random(13), feeds=FEEDS)
-            world.publish(EVENTS)
-            paths = [world.feed_path(f) for f in range(FEEDS)]
+            world = World(server, random.Random(13), feeds=n_feeds)
+            world.publish(size.events)
+            paths = [world.feed_path(f) for f in range(n_feeds)]
             feeds_yaml = tmp_path / "feeds.yaml"
             feeds_yaml.write_text("feeds:\n" + "".join(
                 f"  - {{url: '{server.url(p)}', name: Outlet {i}, interval: 30m}}\n" for i, p in enumerate(paths))
@@ -173,14 +203,14 @@ async def _scenario(db_url: str, tmp_path: Path) -> None:
             store = Store.open(db_url)  # migrated once, before any process starts
             chats = ChatStore(store.engine)
             far = datetime.now(UTC) + timedelta(days=30)
-            for c in PRIVATE_CHATS + GROUP_CHATS:
+            for c in private_chats + group_chats:
                 chats.subscribe(ChatRef("telegram", str(c), kind=PRIVATE if c > 0 else GROUP), DigestDefaults(),
                                 datetime.now(UTC), next_due=lambda _s, _n: far)
             store.close()
             env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSDIGEST_", "TELEGRAM_", "DISCORD_"))}
-            env.update(NEWSDIGEST_DATABASE_URL=db_url, NEWSDIGEST_FEEDS_FILE=str(feeds_yaml),
+            env.update(NEWSDIGEST_DATABASE_URL=db_url, NEWSDIGEST_n_feeds_FILE=str(feeds_yaml),
                        NEWSDIGEST_ALLOW_PRIVATE_URLS="1", TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_API_BASE_URL=api.root,
-                       NEWSDIGEST_BROKER_URL=BROKER_URL, NEWSDIGEST_REDIS_URL=REDIS_URL,
+                       NEWSDIGEST_BROKER_URL=broker_url, NEWSDIGEST_REDIS_URL=redis_url,
                        NEWSDIGEST_SCHEDULER_TICK_S="0.5", NEWSDIGEST_HOST_REQUESTS_PER_S="40",
                        NEWSDIGEST_BROKER_HEARTBEAT_S="5", NEWSDIGEST_LOG_LEVEL="INFO",
                        # limits are counted where messages arrive: room for the jitter of a loaded 2-core box
@@ -196,13 +226,13 @@ async def _scenario(db_url: str, tmp_path: Path) -> None:
                 return sum(1 for p in paths if server.hits[p])
 
             # kill -9 a worker while feeds are being polled, and the leading scheduler
-            await _until(lambda: polled() >= FEEDS // 4, 90, "a quarter of the feeds polled", procs)
+            await _until(lambda: polled() >= n_feeds // 4, 90, "a quarter of the feeds polled", procs)
             workers[0].kill()
             procs[0].kill()
             assert "standing by" in procs[1].text() or "leading" in procs[1].text()
             procs.append(Proc("worker-3", ["worker", "--threads", str(THREADS)], env, tmp_path))
             await _until(lambda: "leading" in procs[1].text(), 30, "the standby scheduler to take over", procs)
-            await _until(lambda: polled() == FEEDS, 90, "every feed polled", procs)
+            await _until(lambda: polled() == n_feeds, 90, "every feed polled", procs)
             links = {i.link for i in world.items}
 
             def settled() -> bool:
@@ -217,10 +247,11 @@ async def _scenario(db_url: str, tmp_path: Path) -> None:
             # digests: all due now; kill -9 a worker while their parts are being sent
             _q(db_url, "UPDATE subscriptions SET next_due_at = now() WHERE active")
             base = len(api.sent)
-            await _until(lambda: len(api.sent) - base >= 20, 60, "the first digest parts sent", procs)
+            await _until(lambda: len(api.sent) - base >= size.parts_before_kill, 60, "the first digest parts sent",
+                         procs)
             workers[1].kill()
             await _until(lambda: not _q(db_url, "SELECT 1 FROM outbox WHERE status <> 'sent' LIMIT 1")
-                         and _q(db_url, "SELECT count(*) FROM outbox")[0][0] >= len(PRIVATE_CHATS + GROUP_CHATS),
+                         and _q(db_url, "SELECT count(*) FROM outbox")[0][0] >= len(private_chats + group_chats),
                          90, "every digest part sent", procs)
             await asyncio.sleep(1.0)  # anything still arriving (a duplicate) is counted
             for p in procs:
