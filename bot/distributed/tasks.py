@@ -223,21 +223,26 @@ class WorkerContext:
 
 
 def delivery_sinks(settings: Settings, store: Store, feeds_file: FeedsFile) -> list[Any]:
-    """The send-only sinks a worker delivers through: Telegram when its token is set, else the console.
+    """The send-only sinks a worker delivers through: Telegram and Discord for the tokens set, else the console.
 
-    Discord is not served by workers yet (its adapter sends through the gateway client it logs in with); its
-    parts stay in the outbox for `newsdigest run`.
+    Discord sends over its REST API only (bot/chat/discord_send.py): the worker logs in without a gateway
+    connection; commands stay with the one process that holds the gateway session.
     """
+    sinks: list[Any] = []
     if settings.telegram_bot_token:
         from bot.chat.telegram_chat import TelegramChat
         from bot.chat.wiring import build_command_service
 
         service = build_command_service(settings, store, feeds_file)
-        return [TelegramChat(settings.telegram_bot_token, service, api_root=settings.telegram_api_base_url,
-                             receive=False)]
+        sinks.append(TelegramChat(settings.telegram_bot_token, service, api_root=settings.telegram_api_base_url,
+                                  receive=False))
     if settings.discord_bot_token:
-        log.warning("Discord parts are not delivered by scale-out workers yet; they wait in the outbox")
-        return []
+        from bot.chat.discord_chat import owner_ids
+        from bot.chat.discord_send import DiscordSender
+
+        sinks.append(DiscordSender(settings.discord_bot_token, dm_users=owner_ids(settings.admins)))
+    if sinks:
+        return sinks
     from bot.chat.console import ConsoleSink
 
     return [ConsoleSink()]
@@ -245,9 +250,9 @@ def delivery_sinks(settings: Settings, store: Store, feeds_file: FeedsFile) -> l
 
 def delivery_platforms(settings: Settings) -> list[str]:
     """The platforms whose parts the scheduler hands to workers (the ones delivery_sinks serves)."""
-    if settings.telegram_bot_token:
-        return ["telegram"]
-    return [] if settings.discord_bot_token else ["console"]
+    platforms = [p for p, token in (("telegram", settings.telegram_bot_token),
+                                    ("discord", settings.discord_bot_token)) if token]
+    return platforms or ["console"]
 
 
 @dataclass
