@@ -280,12 +280,15 @@ class Processor:
         unfeatured = [i for i in relevant if i not in placed]  # relevant now, not when prepared (feed changed)
         placed.update(zip(unfeatured, self._featurize([batch[i] for i in unfeatured]), strict=True))
         touched: set[int] = set()
+        # The batch's articles count in the stream's rate before they are placed: the first poll of a fresh
+        # install is a busy stream, not a sparse one in which closeness in time would say "same story".
+        pending = [(f.key, f.published) for f in placed.values()]
         for i, a in enumerate(batch):
             topics = scores[i]
             best = max(topics.values(), default=0.0)
             story_id = reason = score = None
             if i in placed:
-                story_id, decision = self._place(index, a, placed[i], topics, best, now)
+                story_id, decision = self._place(index, a, placed[i], topics, best, now, pending)
                 reason, score = decision.reason, decision.score
                 touched.add(story_id)
             self.store.save_article_outcome(a.id, topic_score=best, topics=topics, story_id=story_id,
@@ -294,9 +297,10 @@ class Processor:
         return touched
 
     def _place(self, index: story_stage.StoryIndex, a: UnprocessedArticle, features: story_stage.StoryFeatures,
-               topics: dict[str, float], best: float, now: datetime) -> tuple[int, story_stage.Decision]:
+               topics: dict[str, float], best: float, now: datetime,
+               pending: Sequence[tuple[str, datetime | None]] = ()) -> tuple[int, story_stage.Decision]:
         """Put one article in its story (new or existing), store the story and keep the index in step."""
-        decision, state = story_stage.place(index, features, now)
+        decision, state = story_stage.place(index, features, now, pending)
         blob = state.to_bytes()
         if decision.story_id is None:
             sid = self.store.create_story(title=a.title, now=now, topic_score=best, topics=topics, state=blob)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -379,3 +380,24 @@ def test_eval_dedup_timed_needs_times(tmp_path, capsys):
     path.write_text('{"doc_id": "x", "cluster_id": "c", "text": "t"}\n')
     assert dedup.main(["--data", str(path), "--protocol", "timed"]) == 2
     assert "needs `published`" in capsys.readouterr().err
+
+
+def test_stream_rate_counts_articles_around_an_articles_time(embedder):
+    t0 = datetime(2021, 9, 16, 12, tzinfo=UTC)
+    arts = [{"key": f"a{i}", "title": f"Item {i}", "text": f"Text number {i} about something else entirely.",
+             "published": t0 + timedelta(hours=h)} for i, h in enumerate((-30, -20, -1, 0, 5, 30))]
+    feats = story.featurize(arts, embedder.encode)
+    index = story.StoryIndex()
+    for n, f in enumerate(feats[:3]):
+        index.add_story(n + 1, story.new_story(f))
+    me = feats[3]
+    # Within a day either side: -20 h and -1 h (not -30 h); itself never counts.
+    assert index.stream_rate(me) == 2.0
+    index.add_story(4, story.new_story(me))
+    assert index.stream_rate(me) == 2.0
+    # The batch's other articles count before they are placed; ones already placed count once.
+    pending = [(f.key, f.published) for f in feats]
+    assert index.stream_rate(me, pending) == 3.0  # + the one at +5 h
+    assert index.stream_rate(replace(me, published=None)) is None
+    index.evict_before(t0 - timedelta(hours=10))
+    assert index.stream_rate(me) == 1.0  # the -20 h article is gone with its story's window

@@ -71,6 +71,28 @@ def test_same_story_pairs_score_higher_than_same_subject_pairs(embedder):
     assert p[y == 1].mean() > 0.7 > 0.2 > p[y == 0].mean()
 
 
+def test_real_rates_are_what_the_timed_evaluation_sees():
+    stamps = ["2021-01-01T00:00:00Z", "2021-01-01T10:00:00Z", "2021-01-01T20:00:00Z", "2021-01-03T00:00:00Z"]
+    # File order differs from publication order: the rate is counted in publication order.
+    records = [{"published": stamps[i]} for i in (2, 0, 3, 1)]
+    X = np.zeros((6, len(FEATURE_NAMES)))
+    rate = training.real_rates(X, records)[:, FEATURE_NAMES.index("stream_rate")]
+    # Arrival ranks: file rows 1, 3, 0, 2 (00h, 10h, 20h, +2 days); the newer article of each pair sees the
+    # articles published within a day before it: 0, 1, 2 and 0 of them.
+    seen = {1: 0, 3: 1, 0: 2, 2: 0}
+    newer = [max((i, j), key=lambda k: stamps[(2, 0, 3, 1)[k]]) for i in range(4) for j in range(i + 1, 4)]
+    assert rate.tolist() == [float(seen[k]) for k in newer]
+
+
+def test_busy_stream_copy_draws_rates_and_gaps_in_range():
+    y = np.array([1, 0, 0, 1] * 50)
+    X = training.stream_gaps(np.ones((200, len(FEATURE_NAMES))), y)
+    rate = X[:, FEATURE_NAMES.index("stream_rate")]
+    assert rate.min() >= training.STREAM_RATES[0] and rate.max() <= training.STREAM_RATES[1]
+    near = X[:, FEATURE_NAMES.index("time_near")]
+    assert (near[y == 1] == 1).all() and (near[y == 0] < 1).all()
+
+
 def test_a_model_for_other_features_is_refused(tmp_path):
     with pytest.raises(ValueError, match="do not match"):
         PairModel(booster=None, meta={"features": ["lead_cos"], "threshold": 0.5})
@@ -88,7 +110,8 @@ def test_training_is_deterministic_and_writes_a_loadable_model(tmp_path, embedde
     assert training.main([*args, "--out-dir", str(tmp_path / "a")]) == 0
     assert training.main([*args, "--out-dir", str(tmp_path / "b")]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["pairs"] == 66 + 2 * 153 and summary["positive_pairs"] == 12 + 2 * 18
+    # ECB+ once; AllSides without times, as a busy live stream and at its real rate.
+    assert summary["pairs"] == 66 + 3 * 153 and summary["positive_pairs"] == 12 + 3 * 18
     for name in (story_pairs.MODEL_FILE, story_pairs.MODEL_META, story_pairs.IDF_FILE):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     model = PairModel.load(tmp_path / "a" / story_pairs.MODEL_FILE, tmp_path / "a" / story_pairs.MODEL_META)
@@ -107,6 +130,7 @@ def test_shipped_onnx_model_is_the_shipped_booster():
     assert isinstance(onnx.booster, story_pairs.OnnxTrees)
     X = np.random.default_rng(1).random((2000, len(FEATURE_NAMES)))
     X[:, FEATURE_NAMES.index("has_time")] = np.round(X[:, FEATURE_NAMES.index("has_time")])
+    X[:, FEATURE_NAMES.index("stream_rate")] = np.random.default_rng(2).choice([-1.0, 3, 12, 40, 500], len(X))
     assert np.abs(onnx.proba(X) - booster.proba(X)).max() < 1e-5
 
 

@@ -18,13 +18,14 @@ docs/story.md.
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -372,7 +373,7 @@ class Decision:
 
 
 def story_scores(features: StoryFeatures, candidates: Sequence[Candidate],
-                 model: PairScorer | None = None) -> list[float]:
+                 model: PairScorer | None = None, stream_rate: float | None = None) -> list[float]:
     """Same-story score of the article against each candidate story: its pair probabilities against the
     story's scored members from other outlets (one batch for all candidates), the best TOP_MEMBERS averaged.
     An outlet's own earlier items do not vouch for its new one: one feed's consecutive items are nearly always
@@ -385,7 +386,7 @@ def story_scores(features: StoryFeatures, candidates: Sequence[Candidate],
     for i, c in enumerate(candidates):
         for m in c.state.members[-story_pairs.MAX_SCORED_MEMBERS:]:
             if m.signals is not None and not (features.outlet and m.outlet == features.outlet):
-                rows.append(story_pairs.pair_features(features.signals, m.signals))
+                rows.append(story_pairs.pair_features(features.signals, m.signals, stream_rate=stream_rate))
                 owner.append(i)
     probs = model.proba(np.asarray(rows, dtype=np.float64).reshape(len(rows), len(story_pairs.FEATURE_NAMES)))
     per: list[list[float]] = [[] for _ in candidates]
@@ -395,9 +396,10 @@ def story_scores(features: StoryFeatures, candidates: Sequence[Candidate],
 
 
 def decide(features: StoryFeatures, candidates: Iterable[Candidate],
-           params: StoryParams = DEFAULT_PARAMS, model: PairScorer | None = None) -> Decision:
+           params: StoryParams = DEFAULT_PARAMS, model: PairScorer | None = None,
+           stream_rate: float | None = None) -> Decision:
     """Exact match, else the closest near-identical copy, else the story with the best same-story score if
-    it reaches the join threshold (ties and doubt: a new story)."""
+    it reaches the join threshold (ties and doubt: a new story). `stream_rate`: StoryIndex.stream_rate."""
     cands = list(candidates)
     for c in cands:
         if c.exact:
@@ -408,7 +410,7 @@ def decide(features: StoryFeatures, candidates: Iterable[Candidate],
         return Decision(best.story_id, best.jaccard, "near_duplicate")
     if not cands:
         return Decision(None, 0.0, "new")
-    scores = story_scores(features, cands, model)
+    scores = story_scores(features, cands, model, stream_rate)
     i = int(np.argmax(scores))
     if scores[i] >= params.join_threshold:
         return Decision(cands[i].story_id, round(scores[i], 4), "same_story")
@@ -445,6 +447,11 @@ def is_substantial_update(state: StoryState, features: StoryFeatures, decision: 
     return UpdateCheck(False, new, "nothing new in headline/lead")
 
 
+def _seconds(when: datetime) -> float:
+    """POSIX seconds of a time; a naive time is read as UTC (feeds and test data carry both)."""
+    return (when if when.tzinfo is not None else when.replace(tzinfo=UTC)).timestamp()
+
+
 # ---- index -------------------------------------------------------------------------------------------------
 
 class StoryIndex:
@@ -465,6 +472,9 @@ class StoryIndex:
         self._row: dict[int, int] = {}
         self._mat = np.zeros((0, DIM), np.float32)
         self._ann: Index | None = None
+        # Publication times of the articles placed so far (sorted seconds, and by key): the stream's rate.
+        self._times: list[float] = []
+        self._time_of: dict[str, float] = {}
 
     def __len__(self) -> int:
         return len(self._states)
@@ -505,6 +515,10 @@ class StoryIndex:
 
     def _register_members(self, story_id: int, state: StoryState) -> None:
         for m in state.members:
+            when = m.signals.published if m.signals is not None else None
+            if when is not None and m.key not in self._time_of:
+                self._time_of[m.key] = t = _seconds(when)
+                bisect.insort(self._times, t)
             for k in self._exact_keys(m.key, m.canonical_url, m.content_hash):
                 self._exact[k] = story_id
                 self._exact_keys_of.setdefault(story_id, []).append(k)
@@ -538,7 +552,28 @@ class StoryIndex:
                if s.last_updated is not None and s.last_updated < cutoff]
         for sid in old:
             self.remove_story(sid)
+        # An article before the cutoff is more than a window away from anything placed from now on.
+        cut = bisect.bisect_left(self._times, _seconds(cutoff))
+        if cut:
+            stale = set(self._times[:cut])
+            del self._times[:cut]
+            self._time_of = {k: t for k, t in self._time_of.items() if t not in stale}
         return old
+
+    def stream_rate(self, features: StoryFeatures,
+                    pending: Sequence[tuple[str, datetime | None]] = ()) -> float | None:
+        """How many other articles, placed or about to be (`pending`: the rest of the batch as key and time),
+        were published within RATE_WINDOW_H either side of this one; None without a publication time."""
+        if features.published is None:
+            return None
+        t = _seconds(features.published)
+        span = story_pairs.RATE_WINDOW_H * 3600
+        count = bisect.bisect_right(self._times, t + span) - bisect.bisect_left(self._times, t - span)
+        if features.key in self._time_of and abs(self._time_of[features.key] - t) <= span:
+            count -= 1
+        count += sum(1 for key, when in pending if when is not None and key != features.key
+                     and key not in self._time_of and abs(_seconds(when) - t) <= span)
+        return float(count)
 
     @staticmethod
     def _exact_keys(key: str, canonical_url: str | None, content_hash: str) -> list[str]:
@@ -637,12 +672,14 @@ class StoryIndex:
             return True
 
 
-def place(index: StoryIndex, features: StoryFeatures,
-          now: datetime | None = None) -> tuple[Decision, StoryState]:
+def place(index: StoryIndex, features: StoryFeatures, now: datetime | None = None,
+          pending: Sequence[tuple[str, datetime | None]] = ()) -> tuple[Decision, StoryState]:
     """Decide for one article and return the story's new state (story_id None: a new story to be stored and
     then added with `index.add_story(new_id, state)`). Does not modify the index; placing an article that is
-    already a member returns the story's state unchanged, so reruns are idempotent."""
-    decision = decide(features, index.candidates(features), index.params, index.model)
+    already a member returns the story's state unchanged, so reruns are idempotent. `pending`: the key and
+    publication time of the batch's other articles, which count in the stream's rate (StoryIndex.stream_rate)."""
+    decision = decide(features, index.candidates(features), index.params, index.model,
+                      index.stream_rate(features, pending))
     if decision.story_id is None:
         return decision, new_story(features, now)
     state = index.get(decision.story_id)

@@ -43,11 +43,14 @@ TOP_MEMBERS = 5
 BODY_TERMS = 100  # a long article keeps its heaviest words only: the vector stays small in the story state
 RARE_IDF = 6.0  # a shared name this rare in the background (about 1 in 150 documents or fewer) is telling
 TIME_SCALE_H = 24.0
+# How many articles arrive around an article's time: counted over this span, each side of it (what is known).
+RATE_WINDOW_H = 24.0
+UNKNOWN_RATE = -1.0  # no publication time (or none counted): the model cannot weigh closeness in time
 
 FEATURE_NAMES = ("lead_cos", "title_cos", "names_cos", "lead_words", "names_rarity", "rare_names",
                  "title_words", "lead_numbers_conflict", "has_time", "time_near", "body_words",
                  "shingles_jaccard", "numbers_overlap", "weekdays_overlap", "months_overlap", "rare_names_jaccard",
-                 "rare_names_apart")
+                 "rare_names_apart", "stream_rate")
 
 _WORD = re.compile(r"[^\W\d_][\w'’\-]*\w|[^\W\d_]")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
@@ -214,8 +217,13 @@ def _names_cos(a: Mapping[str, int], b: Mapping[str, int]) -> float:
     return dot(wa, wb) / (na * nb) if na and nb else 0.0
 
 
-def pair_features(a: Signals, b: Signals, idf: Idf | None = None, *, timed: bool = True) -> list[float]:
-    """The model's input for one pair, in FEATURE_NAMES order (`timed=False` ignores publication times)."""
+def pair_features(a: Signals, b: Signals, idf: Idf | None = None, *, timed: bool = True,
+                  stream_rate: float | None = None) -> list[float]:
+    """The model's input for one pair, in FEATURE_NAMES order (`timed=False` ignores publication times).
+
+    `stream_rate` is how many other articles the service knows within RATE_WINDOW_H of the newer one: closeness
+    in time says "same story" in a sparse stream (a dozen articles a day) and little in a busy one (hundreds).
+    """
     idf = idf or default_idf()
     na = weighted({w: c for w, c in a.names.items() if not w[:1].isdigit()}, idf)
     nb = weighted({w: c for w, c in b.names.items() if not w[:1].isdigit()}, idf)
@@ -238,7 +246,8 @@ def pair_features(a: Signals, b: Signals, idf: Idf | None = None, *, timed: bool
             _names_cos(a.names, b.names), dot(a.lead_vec, b.lead_vec), dot(na, nb), min(rare, 3) / 3,
             title_words, conflict, has_time, near, dot(a.body_vec, b.body_vec), jac,
             _overlap(a.numbers, b.numbers), _overlap(a.weekdays, b.weekdays), _overlap(a.months, b.months),
-            rare / len(rare_a | rare_b) if rare_a | rare_b else -1.0, min(apart, 5) / 5]
+            rare / len(rare_a | rare_b) if rare_a | rare_b else -1.0, min(apart, 5) / 5,
+            float(stream_rate) if has_time and stream_rate is not None else UNKNOWN_RATE]
 
 
 # ---- the scorer --------------------------------------------------------------------------------------------

@@ -5,8 +5,10 @@
 
 1. Document frequencies of the background texts (never the story files) -> story_idf.json.gz.
 2. Every article pair of each story file, featurized by the service's own code (bot/pipeline/story.py):
-   ECB+ without times (it has none); AllSides twice, with and without publication times, so one model serves
-   both protocols. (Giving ECB+ pairs random 0-48 h gaps as timed copies was tried: it lowered every
+   ECB+ without times (it has none); AllSides three times, so one model serves both protocols and any stream:
+   without times; with its real times and the stream rate its articles really arrive at (a dozen a day); and
+   as a busy live stream (different-story pairs get gaps drawn over the window, and the rate is drawn between
+   STREAM_RATES). (Giving ECB+ pairs random 0-48 h gaps as timed copies was tried: it lowered every
    cross-fitted score; docs/story.md.)
 3. A LightGBM classifier (fixed settings, deterministic) -> story_pairs.txt + story_pairs.json (files' sha256,
    pair counts and, with --cv, a cross-fitted estimate: each story file split in two by story, each half's
@@ -37,6 +39,7 @@ from bot.pipeline.story_pairs import (
     IDF_FILE,
     MODEL_FILE,
     MODEL_META,
+    RATE_WINDOW_H,
     TIME_SCALE_H,
     Idf,
     PairModel,
@@ -45,10 +48,17 @@ from bot.pipeline.story_pairs import (
 )
 from bot.train.topic_head import sha256_of
 
+RATE = FEATURE_NAMES.index("stream_rate")
+
 LGBM_PARAMS = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 50,
                "bagging_fraction": 0.8, "bagging_freq": 1, "feature_fraction": 0.8, "seed": 0,
                "deterministic": True, "force_row_wise": True, "num_threads": 1, "verbose": -1}
 ROUNDS = 300
+# ECB+ pairs weigh double: the third AllSides copy would otherwise halve the share of ECB+'s hard same-topic
+# negatives (cross-fitted ECB+ B-cubed F1 0.846 at weight 1, 0.871 at 2; AllSides within noise).
+FILE_WEIGHTS = {"ecbplus": 2.0}
+# The stream rates (articles within a day either side) a busy live copy is given: a feed list's real range.
+STREAM_RATES = (20.0, 1000.0)
 CV_THRESHOLDS = (0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8)
 
 
@@ -110,16 +120,44 @@ def stream_gaps(X_timed: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray
     X = X_timed.copy()
     neg = y == 0
     window_h = story.DEFAULT_WINDOW.total_seconds() / 3600
-    gap_h = np.random.default_rng(seed).uniform(0.0, window_h, int(neg.sum()))
+    rng = np.random.default_rng(seed)
+    gap_h = rng.uniform(0.0, window_h, int(neg.sum()))
     X[neg, FEATURE_NAMES.index("time_near")] = np.exp(-gap_h / TIME_SCALE_H)
+    X[:, RATE] = np.exp(rng.uniform(np.log(STREAM_RATES[0]), np.log(STREAM_RATES[1]), len(X)))
     return X
 
 
-def fit(X: np.ndarray, y: np.ndarray) -> Any:
+def real_rates(X_timed: np.ndarray, records: Sequence[dict[str, Any]]) -> np.ndarray:
+    """Timed pair features with the stream rate the newer article of each pair sees when the file is placed in
+    publication order, one article at a time (as `newsdigest eval dedup` places it): the earlier articles
+    published within RATE_WINDOW_H."""
+    stamps = [_timestamp(r["published"]) for r in records]
+    order = sorted(range(len(records)), key=lambda i: stamps[i])
+    rank = np.empty(len(records), np.int64)
+    rank[order] = np.arange(len(records))
+    ordered = np.asarray([stamps[i] for i in order])
+    span = RATE_WINDOW_H * 3600
+    # Articles before position k (in arrival order) published at or after t_k - span.
+    rate_at = np.asarray([k - np.searchsorted(ordered[:k], ordered[k] - span, side="left")
+                          for k in range(len(order))], dtype=np.float64)
+    pairs = np.asarray(list(itertools.combinations(range(len(records)), 2)))
+    newer = np.maximum(rank[pairs[:, 0]], rank[pairs[:, 1]])
+    X = X_timed.copy()
+    X[:, RATE] = rate_at[newer]
+    return X
+
+
+def timed_copies(X_timed: np.ndarray, y: np.ndarray, records: Sequence[dict[str, Any]]) -> list[np.ndarray]:
+    """The two timed training copies of a story file: as a busy live stream, and at its real rate."""
+    return [stream_gaps(X_timed, y), real_rates(X_timed, records)]
+
+
+def fit(X: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> Any:
     """A deterministic LightGBM booster."""
     import lightgbm
 
-    return lightgbm.train(LGBM_PARAMS, lightgbm.Dataset(X, label=y, feature_name=list(FEATURE_NAMES)),
+    return lightgbm.train(LGBM_PARAMS, lightgbm.Dataset(X, label=y, weight=weight,
+                                                        feature_name=list(FEATURE_NAMES)),
                           num_boost_round=ROUNDS)
 
 
@@ -175,16 +213,21 @@ def cross_fitted(sets: dict[str, tuple[list[dict[str, Any]], np.ndarray, np.ndar
         ph = np.where(halves[pairs[:, 0]] == halves[pairs[:, 1]], halves[pairs[:, 0]], -1)
         p_timed, p_plain = np.zeros(len(pairs)), np.zeros(len(pairs))
         for h in (0, 1):
-            Xs, ys = [], []
-            for other, (_, oy, oXt, oXp) in sets.items():
+            Xs, ys, ws = [], [], []
+            for other, (orecords, oy, oXt, oXp) in sets.items():
                 if other != name:
-                    Xs += ([stream_gaps(oXt, oy)] if oXt is not None else []) + [oXp]
-                    ys += [oy] + ([oy] if oXt is not None else [])
+                    copies = [oXp] + (timed_copies(oXt, oy, orecords) if oXt is not None else [])
+                    Xs += copies
+                    ys += [oy] * len(copies)
+                    ws += [np.full(len(oy), FILE_WEIGHTS.get(other, 1.0))] * len(copies)
             keep = ph == h
-            Xs += [X_plain[keep]] + ([stream_gaps(X_timed[keep], y[keep])] if X_timed is not None else [])
-            ys += [y[keep]] + ([y[keep]] if X_timed is not None else [])
-            booster = fit(np.vstack(Xs), np.concatenate(ys))
-            for target, X in ((p_plain, X_plain), (p_timed, X_timed)):
+            copies = [X_plain] + (timed_copies(X_timed, y, records) if X_timed is not None else [])
+            Xs += [c[keep] for c in copies]
+            ys += [y[keep]] * len(copies)
+            ws += [np.full(int(keep.sum()), FILE_WEIGHTS.get(name, 1.0))] * len(copies)
+            booster = fit(np.vstack(Xs), np.concatenate(ys), np.concatenate(ws))
+            X_real = real_rates(X_timed, records) if X_timed is not None else None
+            for target, X in ((p_plain, X_plain), (p_timed, X_real)):
                 if X is None:
                     continue
                 unseen, across = ph == 1 - h, ph == -1
@@ -229,13 +272,15 @@ def train(ecb: str | Path, allsides: str | Path, background: Sequence[str | Path
         sets[name] = (records, pair_labels(records), pair_matrix(feats, idf, timed=True) if timed else None,
                       pair_matrix(feats, idf, timed=False))
         log(f"{name}: {len(records)} articles, {int(sets[name][1].sum())} same-story pairs")
-    X = np.vstack([m for _, yy, Xt, Xp in sets.values()
-                   for m in ((stream_gaps(Xt, yy), Xp) if Xt is not None else (Xp,))])
-    y = np.concatenate([yy for _, yy, Xt, _ in sets.values() for yy in ((yy, yy) if Xt is not None else (yy,))])
-    booster = fit(X, y)
+    blocks = [(m, yy, FILE_WEIGHTS.get(name, 1.0)) for name, (recs, yy, Xt, Xp) in sets.items()
+              for m in [Xp, *(timed_copies(Xt, yy, recs) if Xt is not None else [])]]
+    X = np.vstack([m for m, _, _ in blocks])
+    y = np.concatenate([yy for _, yy, _ in blocks])
+    booster = fit(X, y, np.concatenate([np.full(len(yy), w) for _, yy, w in blocks]))
     meta: dict[str, Any] = {
         "features": list(FEATURE_NAMES), "threshold": story.DEFAULT_PARAMS.join_threshold,
-        "lightgbm": LGBM_PARAMS, "rounds": ROUNDS, "pairs": int(len(y)), "positive_pairs": int(y.sum()),
+        "lightgbm": LGBM_PARAMS, "rounds": ROUNDS, "file_weights": FILE_WEIGHTS,
+        "stream_rates": list(STREAM_RATES), "pairs": int(len(y)), "positive_pairs": int(y.sum()),
         "files": {Path(p).name: sha256_of(p) for p in (ecb, allsides, *background)},
         "story_files": [sha256_of(ecb), sha256_of(allsides)], "encoder": "all-MiniLM-L6-v2",
         "trained_by": "python -m bot.train.story_pairs"}
