@@ -69,7 +69,7 @@ def _flush() -> None:
     sys.path.insert(0, str(ROOT / "tests"))
     from tests.test_scale_out import flush_broker_and_limits
 
-    flush_broker_and_limits()
+    flush_broker_and_limits(BROKER_URL, REDIS_URL)
 
 
 def _state(url: str) -> tuple[int, int, int]:
@@ -83,7 +83,8 @@ def _state(url: str) -> tuple[int, int, int]:
         engine.dispose()
 
 
-def run_once(workers: int, feeds: int, events: int, seed: int, tmp: Path) -> dict[str, float]:
+def run_once(workers: int, feeds: int, events: int, seed: int, tmp: Path, log_level: str = "WARNING"
+             ) -> dict[str, float]:
     """One measured run: `workers` = 0 means the single process."""
     server = FeedServer().start()
     name, url = _fresh_database()
@@ -100,7 +101,7 @@ def run_once(workers: int, feeds: int, events: int, seed: int, tmp: Path) -> dic
         env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSDIGEST_", "TELEGRAM_", "DISCORD_"))}
         env.update(NEWSDIGEST_DATABASE_URL=url, NEWSDIGEST_FEEDS_FILE=str(feeds_yaml), NEWSDIGEST_ALLOW_PRIVATE_URLS="1",
                    NEWSDIGEST_BROKER_URL=BROKER_URL, NEWSDIGEST_REDIS_URL=REDIS_URL, NEWSDIGEST_SCHEDULER_TICK_S="0.5",
-                   NEWSDIGEST_HOST_REQUESTS_PER_S="1000", NEWSDIGEST_LOG_LEVEL="WARNING",
+                   NEWSDIGEST_HOST_REQUESTS_PER_S="1000", NEWSDIGEST_LOG_LEVEL=log_level,
                    PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
         log = (tmp / f"run-{workers}.log").open("w")
         if workers:
@@ -151,6 +152,8 @@ def main() -> int:
     ap.add_argument("--workers", default="1,2,3", help="worker counts to run, comma-separated")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--quick", action="store_true", help="a short run: 60 feeds, 20 events")
+    ap.add_argument("--logs", type=Path, default=None,
+                    help="keep each run's log (INFO) in this folder (default: WARNING, in a temporary folder)")
     args = ap.parse_args()
     args.feeds = args.feeds if args.feeds is not None else 60 if args.quick else 1000
     args.events = args.events if args.events is not None else 20 if args.quick else 300
@@ -171,9 +174,11 @@ def main() -> int:
     results: dict[str, dict[str, float]] = {}
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
-        results["single_process"] = run_once(0, args.feeds, args.events, args.seed, Path(tmp))
+        where, level = (args.logs, "INFO") if args.logs else (Path(tmp), "WARNING")
+        where.mkdir(parents=True, exist_ok=True)
+        results["single_process"] = run_once(0, args.feeds, args.events, args.seed, where, level)
         for n in counts:
-            results[f"workers_{n}"] = run_once(n, args.feeds, args.events, args.seed, Path(tmp))
+            results[f"workers_{n}"] = run_once(n, args.feeds, args.events, args.seed, where, level)
     load_after = os.getloadavg()
     base = results.get("workers_1")
     single = results["single_process"]

@@ -245,26 +245,29 @@ class Processor:
 
     def _ready(self, batch: list[UnprocessedArticle]
                ) -> tuple[list[UnprocessedArticle], list[Prepared | None], bool]:
-        """The stored features of a batch, and (when waiting for them) the batch cut before the first article
-        whose features are still being computed elsewhere: placement keeps id order, as in one process."""
-        ready = [Prepared.from_bytes(a.prepared, self.fingerprint(a)) if a.prepared is not None else None
-                 for a in batch]
+        """The batch with its stored features; when waiting for them, nothing (and True) while an article's
+        features are still being computed elsewhere: placement takes the batch whole, the same oldest articles
+        the single process would take (the batch counts in the stream's rate, so a part would decide otherwise)."""
         if self.await_prepared_s is None:
-            return batch, ready, False
+            return batch, [self._stored(a) for a in batch], False
         mono = time.monotonic()
-        for i, a in enumerate(batch):
+        for a in batch:
             if a.prepared is None:
                 since = self._waiting_since.setdefault(a.id, mono)
                 if mono - since < self.await_prepared_s:
-                    return batch[:i], ready[:i], True
+                    return [], [], True
+        for a in batch:
+            since = self._waiting_since.pop(a.id, mono)
+            if a.prepared is None:
                 log.info("article %s: no features from the embed queue after %.0f s; computed here", a.id,
                          mono - since, extra={"article_id": a.id})
-        for a in batch:
-            self._waiting_since.pop(a.id, None)
         if len(self._waiting_since) > 10 * BATCH:  # articles placed by another worker
             self._waiting_since = {k: t for k, t in self._waiting_since.items()
                                    if mono - t < 2 * self.await_prepared_s}
-        return batch, ready, False
+        return batch, [self._stored(a) for a in batch], False
+
+    def _stored(self, a: UnprocessedArticle) -> Prepared | None:
+        return Prepared.from_bytes(a.prepared, self.fingerprint(a)) if a.prepared is not None else None
 
     def _process_batch(self, index: story_stage.StoryIndex, batch: list[UnprocessedArticle],
                        ready: list[Prepared | None] | None = None) -> set[int]:

@@ -257,9 +257,13 @@ def test_stored_features_round_trip_bit_for_bit(polled_db: Path, tmp_path: Path)
         store.close()
 
 
-def test_placers_taking_turns_see_each_others_stories(polled_db: Path, tmp_path: Path) -> None:
+def test_placers_taking_turns_see_each_others_stories(polled_db: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Two workers' processors place in turns (as the lock "processing" orders them): each turn starts with the
     stories the other one created or joined, so no event is split into two stories."""
+    import bot.processing
+
+    monkeypatch.setattr(bot.processing, "BATCH", 4)  # a turn places one batch: the single process takes the same
     expected, _ = single_process(polled_db, tmp_path)
     store = copy_of(polled_db, tmp_path, "turns")
     try:
@@ -271,7 +275,7 @@ def test_placers_taking_turns_see_each_others_stories(polled_db: Path, tmp_path:
         waiting = store.unprocessed_articles(1000)
         turns = 0
         for k in range(0, len(waiting), 4):
-            # the next four articles' features arrive; the placer whose turn it is places exactly those
+            # the next batch's features arrive; the placer whose turn it is places it and waits for the next
             store.save_prepared(first.prepare_bytes(waiting[k:k + 4]))
             assert (first, second)[turns % 2].process() == len(waiting[k:k + 4])
             turns += 1
