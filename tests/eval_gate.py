@@ -17,15 +17,17 @@ import sys
 from pathlib import Path
 
 # Set 2026-11-29 a little under the numbers measured then (docs/story.md): in-sample eval runs, and the
-# cross-fitted estimate recorded in the model file at the shipped join threshold.
+# cross-fitted estimate recorded in the model file at the shipped join threshold. Changed once since, in the open,
+# with the stream-rate model: the cross-fitted AllSides timed precision floor went from 0.96 to 0.94 (measured
+# 0.976 -> 0.956, the bar is 0.92) for F1 0.859 -> 0.889; every other floor stayed or rose.
 DEDUP_FLOORS = {
-    ("stories/allsides_dev.jsonl.gz", "timed"): {"precision": 0.98, "f1": 0.86},  # measured 0.996 / 0.877
-    ("stories/allsides_dev.jsonl.gz", "dense"): {"precision": 0.96, "f1": 0.83},  # 0.980 / 0.851
-    ("ecbplus/documents_dev.jsonl.gz", "dense"): {"f1": 0.89},  # 0.913
+    ("stories/allsides_dev.jsonl.gz", "timed"): {"precision": 0.98, "f1": 0.93},  # measured 0.981 / 0.952
+    ("stories/allsides_dev.jsonl.gz", "dense"): {"precision": 0.96, "f1": 0.83},  # 0.978 / 0.831
+    ("ecbplus/documents_dev.jsonl.gz", "dense"): {"f1": 0.90},  # 0.919
 }
-CROSS_FITTED_FLOORS = {("allsides", "timed"): {"precision": 0.96, "f1": 0.84},  # 0.976 / 0.859
-                       ("allsides", "dense"): {"precision": 0.87, "f1": 0.79},  # 0.892 / 0.810
-                       ("ecbplus", "dense"): {"f1": 0.85}}  # 0.870
+CROSS_FITTED_FLOORS = {("allsides", "timed"): {"precision": 0.94, "f1": 0.87},  # 0.956 / 0.889
+                       ("allsides", "dense"): {"precision": 0.88, "f1": 0.80},  # 0.898 / 0.815
+                       ("ecbplus", "dense"): {"f1": 0.85}}  # 0.871
 SUMMARY_MARGIN_FLOOR = 2.0  # story summary ROUGE-1 minus the first sentence of each outlet (measured +3.2)
 
 
