@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Scale-out (docs/scaling.md): the same stages as tasks on a broker (NEWSDIGEST_BROKER_URL).
     wk = sub.add_parser("worker", help="run pipeline tasks from the broker (scale-out; needs NEWSDIGEST_BROKER_URL)")
     wk.add_argument("--queues", default="", help="comma-separated queues to consume (default: all of "
-                                                  "poll,pages,process,summaries,digests,deliver)")
+                                                  "poll,pages,embed,process,summaries,digests,deliver)")
     wk.add_argument("--threads", type=int, default=8, help="worker threads (default 8)")
     sub.add_parser("scheduler", help="schedule tasks on the broker; one leads, others stand by (scale-out)")
     return p
