@@ -11,8 +11,12 @@ variant it measures:
   growth           after --cycles more poll cycles (a new event published every cycle): RSS/PSS at the end,
                    and the least-squares slope of PSS per cycle over the second half of the samples
 Variants: `before` = the torch embedder (sentence-transformers, NEWSDIGEST_EMBEDDER_BACKEND=torch); `after` =
-the default (onnx). Prints one JSON object with both and their ratio.
-Usage:  python bench/bench_footprint.py [--feeds 7] [--events 100] [--cycles 200] [--scale 60] [--only after]
+the default (onnx); `inprocess` = the default with NEWSDIGEST_PARSE_WORKERS=0 (no parse worker, no
+multiprocessing resource tracker). RSS sums count pages shared between the processes (libpython, the
+libraries' code) once per process; PSS splits them, so the PSS sum is what the tree costs the machine. Each
+process is listed with both. Prints one JSON object with the variants and the after/before ratio.
+Usage:  python bench/bench_footprint.py [--feeds 7] [--events 100] [--cycles 200] [--scale 60]
+                                        [--only before|after|inprocess]
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ from tests.fakes.feed_server import FeedServer  # noqa: E402
 from tests.fakes.telegram_api import TOKEN, FakeTelegramAPI  # noqa: E402
 
 CHAT = 7001
+VARIANTS = {"before": {"NEWSDIGEST_EMBEDDER_BACKEND": "torch"},
+            "after": {"NEWSDIGEST_EMBEDDER_BACKEND": "onnx"},
+            "inprocess": {"NEWSDIGEST_EMBEDDER_BACKEND": "onnx", "NEWSDIGEST_PARSE_WORKERS": "0"}}
 
 
 def tree(pid: int) -> list[int]:
@@ -76,7 +83,7 @@ def memory_mb(pid: int) -> dict[str, float]:
         except OSError:
             continue
         rss, pss = rss + r, pss + q
-        each.append({"pid": p, "rss_mb": round(r / 1024, 1), "cmd": cmd[-60:]})
+        each.append({"pid": p, "rss_mb": round(r / 1024, 1), "pss_mb": round(q / 1024, 1), "cmd": cmd[-60:]})
     return {"rss_mb": round(rss / 1024, 1), "pss_mb": round(pss / 1024, 1), "processes": len(each),
             "each": each}
 
@@ -101,7 +108,7 @@ def slope(ys: list[float]) -> float:
     return sum((i - mx) * (y - my) for i, y in enumerate(ys)) / sum((i - mx) ** 2 for i in range(n))
 
 
-async def run_variant(name: str, backend: str, args: argparse.Namespace) -> dict[str, Any]:
+async def run_variant(name: str, extra_env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
     """One service run: first cycle, then `cycles` more."""
     workdir = Path(tempfile.mkdtemp(prefix=f"footprint-{name}-"))
     db = workdir / "footprint.db"
@@ -115,10 +122,10 @@ async def run_variant(name: str, backend: str, args: argparse.Namespace) -> dict
             feeds = "feeds:\n" + "".join(f"  - {{url: '{server.url(world.feed_path(f))}', name: Outlet {f}, "
                                          f"interval: 1m}}\n" for f in range(args.feeds))
             (workdir / "feeds.yaml").write_text(feeds)
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSDIGEST_", "TELEGRAM_", "DISCORD_"))}
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSDIGEST_", "TELEGRAM_", "DISCORD_", "MALLOC_"))}
             env.update(NEWSDIGEST_DATABASE_URL=f"sqlite:///{db}", NEWSDIGEST_FEEDS_FILE=str(workdir / "feeds.yaml"),
                        NEWSDIGEST_ALLOW_PRIVATE_URLS="1", TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_API_BASE_URL=api.root,
-                       NEWSDIGEST_EMBEDDER_BACKEND=backend,
+                       **extra_env,
                        PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
             log = (workdir / "service.log").open("w")
             started = time.monotonic()
@@ -158,7 +165,7 @@ async def run_variant(name: str, backend: str, args: argparse.Namespace) -> dict
                     samples.append(memory_mb(proc.pid)["pss_mb"])
                 end = memory_mb(proc.pid)
                 half = samples[len(samples) // 2:]
-                return {"backend": backend, "first_poll_s": round(first_poll or -1, 2), "cycle_s": round(cycle_s, 1),
+                return {"env": extra_env, "first_poll_s": round(first_poll or -1, 2), "cycle_s": round(cycle_s, 1),
                         "items": items, "after_cycle": after_cycle, "cycles": args.cycles, "after_cycles": end,
                         "pss_growth_mb_per_cycle": round(slope(half), 4),
                         "articles_after_cycles": db_count(db, "SELECT count(*) FROM articles")}
@@ -176,9 +183,9 @@ async def run_variant(name: str, backend: str, args: argparse.Namespace) -> dict
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"feeds": args.feeds, "events": args.events, "scale": args.scale}
-    for name, backend in (("before", "torch"), ("after", "onnx")):
+    for name, env in VARIANTS.items():
         if args.only in (None, name):
-            out[name] = await run_variant(name, backend, args)
+            out[name] = await run_variant(name, env, args)
             print(json.dumps({name: out[name]}), file=sys.stderr)
     if "before" in out and "after" in out:
         out["ratio_pss_after_cycle"] = round(out["after"]["after_cycle"]["pss_mb"]
@@ -195,7 +202,7 @@ def main() -> None:
     p.add_argument("--scale", type=float, default=60.0, help="divide the service's waits (tick 30 s) by this")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--timeout-s", type=float, default=600.0)
-    p.add_argument("--only", choices=("before", "after"), default=None)
+    p.add_argument("--only", choices=tuple(VARIANTS), default=None)
     print(json.dumps(asyncio.run(main_async(p.parse_args())), indent=2))
 
 

@@ -93,8 +93,8 @@ class App:
 
     def runner(self, fetcher: Fetcher, *, process: bool = True) -> Runner:
         """A pipeline runner over this app's store."""
-        if self._parse_pool is None:
-            self._parse_pool = parse_pool()
+        if self._parse_pool is None and self.settings.parse_workers != 0:
+            self._parse_pool = parse_pool(self.settings.parse_workers)
         return Runner(self.store, fetcher, policy=PollPolicy(pause_after_failures=self.settings.pause_after_failures),
                       processor=self.processor() if process else None, parse_pool=self._parse_pool)
 

@@ -48,3 +48,36 @@ def test_a_schema_at_head_opens_without_loading_alembic(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code, fresh], capture_output=True, text=True, timeout=120,
                          check=True)
     assert "alembic" in out.stdout, "a new database is migrated by Alembic"
+
+
+def test_parse_workers_are_replaced_after_recycle_after_calls() -> None:
+    import asyncio
+    import os
+
+    from bot.runner import ParsePool
+
+    pool = ParsePool(1, recycle_after=2)
+
+    async def pids() -> list[int]:
+        return [await pool.run(os.getpid) for _ in range(5)]
+
+    try:
+        got = asyncio.run(pids())
+    finally:
+        pool.shutdown()
+    assert got[0] == got[1] != got[2] == got[3] != got[4], got
+    assert os.getpid() not in got and pool.recycles == 2 and pool.rebuilds == 0
+
+
+def test_zero_parse_workers_parse_in_the_service_process(tmp_path: Path) -> None:
+    from bot.app import App
+    from bot.net import Fetcher
+    from bot.settings import load_feeds_file, load_settings
+
+    settings = load_settings({"NEWSDIGEST_DATABASE_URL": f"sqlite:///{tmp_path / 'nd.db'}",
+                              "NEWSDIGEST_FEEDS_FILE": "", "NEWSDIGEST_PARSE_WORKERS": "0"})
+    app = App(settings, load_feeds_file(None), Store.open(settings.database_url))
+    try:
+        assert app.runner(Fetcher(app.fetch_limits()), process=False).parse_pool is None
+    finally:
+        app.close()
