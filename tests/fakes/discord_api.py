@@ -345,8 +345,6 @@ class FakeDiscord:
         synced = self.commands.get(guild.id, []) + self.commands.get(None, [])
         command = next((c for c in synced if c["name"] == name), None)
         assert command is not None, f"/{name} was never synced"
-        interaction_id, token = self.snowflake(), f"tok{self.snowflake()}"
-        self._tokens[token] = interaction_id
         options = list(options or [])
         resolved: dict[str, Any] = {}
         for opt_name, (filename, data) in (attachments or {}).items():
@@ -360,10 +358,17 @@ class FakeDiscord:
         data: dict[str, Any] = {"id": command["id"], "name": name, "type": 1, "options": options}
         if resolved:
             data["resolved"] = resolved
+        return await self._interact(guild, channel_id, {"type": 2, "data": data}, user_id, permissions)
+
+    async def _interact(self, guild: Any, channel_id: int, body: dict[str, Any], user_id: int | None,
+                        permissions: int) -> int:
+        """Dispatch one INTERACTION_CREATE from a member of `guild` in `channel_id`; returns its id."""
+        interaction_id, token = self.snowflake(), f"tok{self.snowflake()}"
+        self._tokens[token] = interaction_id
         user = {"id": str(user_id or self.snowflake()), "username": "member", "discriminator": "0",
                 "global_name": "Member", "avatar": None}
         await self._dispatch("INTERACTION_CREATE", {
-            "id": str(interaction_id), "application_id": str(self.app_id), "type": 2, "data": data,
+            "id": str(interaction_id), "application_id": str(self.app_id), **body,
             "guild_id": str(guild.id), "channel_id": str(channel_id),
             "channel": self._channel_payload(guild, channel_id),
             "member": {"user": user, "roles": [], "permissions": str(permissions), "joined_at": _now(),
@@ -381,22 +386,10 @@ class FakeDiscord:
         ids = [c["custom_id"] for row in message.get("components") or [] for c in row.get("components") or []]
         assert custom_id in ids, f"no button {custom_id!r} on the message (buttons: {ids})"
         guild = self._guild_of(channel_id)
-        interaction_id, token = self.snowflake(), f"tok{self.snowflake()}"
-        self._tokens[token] = interaction_id
-        user = {"id": str(user_id or self.snowflake()), "username": "member", "discriminator": "0",
-                "global_name": "Member", "avatar": None}
         msg = message if "id" in message else self._message(channel_id, message)
-        await self._dispatch("INTERACTION_CREATE", {
-            "id": str(interaction_id), "application_id": str(self.app_id), "type": 3,
-            "data": {"custom_id": custom_id, "component_type": 2}, "message": msg,
-            "guild_id": str(guild.id), "channel_id": str(channel_id),
-            "channel": self._channel_payload(guild, channel_id),
-            "member": {"user": user, "roles": [], "permissions": str(permissions), "joined_at": _now(),
-                       "deaf": False, "mute": False, "flags": 0},
-            "token": token, "version": 1, "app_permissions": str(EVERYONE_PERMISSIONS), "locale": "en-US",
-            "guild_locale": "en-US", "entitlements": [], "authorizing_integration_owners": {"0": str(guild.id)},
-            "context": 0, "attachment_size_limit": 26_214_400})
-        return interaction_id
+        return await self._interact(guild, channel_id, {"type": 3, "message": msg,
+                                                        "data": {"custom_id": custom_id, "component_type": 2}},
+                                    user_id, permissions)
 
     async def remove_bot(self, guild_id: int) -> None:
         """The bot is kicked from a guild: GUILD_DELETE (not `unavailable`), and its channels answer 403/50001."""
