@@ -10,6 +10,10 @@ variant it measures:
                    tree then, with the process count
   growth           after --cycles more poll cycles (a new event published every cycle): RSS/PSS at the end,
                    and the least-squares slope of PSS per cycle over the second half of the samples
+  peak             the largest RSS and PSS sums sampled (every 0.2 s in the first cycle, once per cycle after):
+                   embedding batches and page extraction hold memory for moments, so a single sample right
+                   after the cycle lands between ~settled and ~peak
+  settled          the median RSS/PSS sums over the cycles' samples
 Variants: `before` = the torch embedder (sentence-transformers, NEWSDIGEST_EMBEDDER_BACKEND=torch); `after` =
 the default (onnx); `inprocess` = the default with NEWSDIGEST_PARSE_WORKERS=0 (no parse worker, no
 multiprocessing resource tracker). RSS sums count pages shared between the processes (libpython, the
@@ -27,6 +31,7 @@ import json
 import os
 import random
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -99,6 +104,10 @@ def db_count(db: Path, sql: str) -> int:
         return 0
 
 
+def _peak(peak: dict[str, float], now: dict[str, Any]) -> dict[str, float]:
+    return {k: max(peak[k], float(now[k])) for k in ("rss_mb", "pss_mb")}
+
+
 def slope(ys: list[float]) -> float:
     """Least-squares slope of ys against their index."""
     n = len(ys)
@@ -134,6 +143,7 @@ async def run_variant(name: str, extra_env: dict[str, str], args: argparse.Names
                 cwd=workdir, stdout=log, stderr=log)
             try:
                 first_poll = None
+                peak = {"rss_mb": 0.0, "pss_mb": 0.0}
                 api.user_message(CHAT, CHAT, "/subscribe")
                 subscribed = False
                 items = len(world.items)
@@ -151,6 +161,7 @@ async def run_variant(name: str, extra_env: dict[str, str], args: argparse.Names
                         conn.close()
                     if subscribed and len(api.sent_to(CHAT)) >= 2:
                         break
+                    peak = _peak(peak, memory_mb(proc.pid))
                     await asyncio.sleep(0.2)
                 else:
                     raise RuntimeError(f"{name}: no full cycle in {args.timeout_s} s; see {workdir / 'service.log'}")
@@ -158,16 +169,21 @@ async def run_variant(name: str, extra_env: dict[str, str], args: argparse.Names
                 await asyncio.sleep(1.0)  # let the cycle's last work finish
                 after_cycle = memory_mb(proc.pid)
                 tick = 30.0 / args.scale
-                samples = []
+                samples, rss_samples = [], []
                 for _ in range(args.cycles):
                     world.publish(1)
                     await asyncio.sleep(tick)
-                    samples.append(memory_mb(proc.pid)["pss_mb"])
+                    now = memory_mb(proc.pid)
+                    peak = _peak(peak, now)
+                    samples.append(now["pss_mb"])
+                    rss_samples.append(now["rss_mb"])
                 end = memory_mb(proc.pid)
                 half = samples[len(samples) // 2:]
                 return {"env": extra_env, "first_poll_s": round(first_poll or -1, 2), "cycle_s": round(cycle_s, 1),
                         "items": items, "after_cycle": after_cycle, "cycles": args.cycles, "after_cycles": end,
-                        "pss_growth_mb_per_cycle": round(slope(half), 4),
+                        "pss_growth_mb_per_cycle": round(slope(half), 4), "peak": peak,
+                        "settled": {"rss_mb": statistics.median(rss_samples or [0.0]),
+                                    "pss_mb": statistics.median(samples or [0.0])},
                         "articles_after_cycles": db_count(db, "SELECT count(*) FROM articles")}
             finally:
                 if proc.returncode is None:
