@@ -33,7 +33,10 @@ log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "bf16", "int8")
 BACKENDS = ("onnx", "torch")
 EXPORT_TIMEOUT_S = 600
-ATTENTION_BUDGET = 1 << 20  # texts x tokens^2 per batch (see _batches)
+# texts x tokens^2 per batch (see _batches). 2^17: two 256-token texts or 64 headlines a batch; the vectors are
+# bit for bit those of larger batches (padding is masked), it runs no slower, and a cycle's peak is ~230 MB lower
+# than at 2^20 (bench/bench_footprint.py, issue 12).
+ATTENTION_BUDGET = 1 << 17
 
 
 def default_model_path() -> Path:
@@ -209,7 +212,7 @@ class _OnnxEncoder:
 def _batches(order: list[int], lengths: list[int], batch_size: int) -> list[list[int]]:
     """Consecutive runs of `order` (sorted by length) of at most `batch_size` texts and ATTENTION_BUDGET
     batch x tokens^2: attention takes batch x heads x tokens^2 floats, so 64 texts of 256 tokens would hold
-    ~200 MB for a moment where 64 headlines need 2 MB."""
+    ~200 MB for a moment where 64 headlines need 2 MB (and ORT keeps several such tensors alive at once)."""
     out: list[list[int]] = []
     run: list[int] = []
     for i in order:
