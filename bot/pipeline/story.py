@@ -29,8 +29,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from datasketch import LeanMinHash, MinHash, MinHashLSH
 
-from bot.pipeline import minhash as minhash_lib
 from bot.pipeline import story_pairs
 from bot.pipeline.story_pairs import ENGLISH_STOP_WORDS, PairScorer, Signals
 
@@ -42,7 +42,7 @@ Reason = Literal["exact", "near_duplicate", "same_story", "new"]
 STATE_VERSION = 2
 READABLE_STATE_VERSIONS = (1, 2)  # version 1 members carry no pair signals
 DIM = 384
-# datasketch's scheme (bot/pipeline/minhash.py computes its values), pinned so stored signatures stay comparable.
+# Pinned so that signatures stored in story states stay comparable across datasketch upgrades.
 MINHASH_SCHEME = "affine32"
 MINHASH_SEED = 1
 MINHASH_DTYPE = np.uint32  # the affine32 scheme's hash values
@@ -148,7 +148,10 @@ def minhash_of(text: str, num_perm: int = 128, shingle_words: int = 3) -> np.nda
         return np.zeros(0, MINHASH_DTYPE)
     n = shingle_words if len(words) >= shingle_words else max(len(words), 1)
     shingles = {" ".join(words[i:i + n]).encode() for i in range(max(len(words) - n + 1, 1))}
-    return minhash_lib.signature(shingles, num_perm, MINHASH_SEED)
+    m = MinHash(num_perm=num_perm, seed=MINHASH_SEED, scheme=MINHASH_SCHEME)
+    m.update_batch(list(shingles))
+    hashes: np.ndarray = m.hashvalues.astype(MINHASH_DTYPE)  # datasketch is untyped
+    return hashes
 
 
 @dataclass(frozen=True)
@@ -464,7 +467,7 @@ class StoryIndex:
         self._states: dict[int, StoryState] = {}
         self._exact: dict[str, int] = {}
         self._exact_keys_of: dict[int, list[str]] = {}
-        self._lsh = minhash_lib.MinHashLSH(params.near_duplicate_jaccard, params.num_perm)
+        self._lsh = MinHashLSH(threshold=params.near_duplicate_jaccard, num_perm=params.num_perm)
         self._lsh_keys: dict[int, list[str]] = {}
         self._lsh_story: dict[str, int] = {}
         self._lsh_hash: dict[str, np.ndarray] = {}
@@ -525,7 +528,8 @@ class StoryIndex:
             if m.minhash is not None and len(m.minhash) == self.params.num_perm:
                 lkey = f"{story_id}:{m.key}"
                 if lkey not in self._lsh_story:
-                    self._lsh.insert(lkey, m.minhash)
+                    self._lsh.insert(lkey, LeanMinHash(seed=MINHASH_SEED, hashvalues=m.minhash,
+                                                       scheme=MINHASH_SCHEME))
                     self._lsh_story[lkey] = story_id
                     self._lsh_hash[lkey] = m.minhash
                     self._lsh_keys.setdefault(story_id, []).append(lkey)
@@ -649,7 +653,8 @@ class StoryIndex:
             if sid is not None and sid in self._states:
                 found[sid] = Candidate(sid, self._states[sid], 1.0, exact=True)
         if not found and len(features.minhash) == p.num_perm:
-            for lkey in self._lsh.query(features.minhash):
+            query = LeanMinHash(seed=MINHASH_SEED, hashvalues=features.minhash, scheme=MINHASH_SCHEME)
+            for lkey in self._lsh.query(query):
                 sid = self._lsh_story[lkey]
                 j = float(np.mean(self._lsh_hash[lkey] == features.minhash))
                 if sid not in found or j > found[sid].jaccard:
