@@ -24,11 +24,11 @@ analysis opinion explainer he she they we i his her their our you your there her
 later earlier then now meanwhile today yesterday tomorrow tonight still however since until once if so yet all some
 monday tuesday wednesday thursday friday saturday sunday january february march april may june july august
 september october november december mr mrs ms dr sir officials police""".split())
-# Words that may sit inside a name ("Bank of England", "Abu al Hassan").
 # Words that do not say what a figure counts ("1,200 were hurt" shows "1,200").
 _NOT_UNITS = frozenset("""a an the and or but of in on at to for from by with as than more less over under up down
 about since after before were was are is be been being have has had said says say will would could may might
 who which that this it its""".split())
+# Words that may sit inside a name ("Bank of England", "Abu al Hassan").
 _CONNECTORS = frozenset("of de del da di al el bin ibn van von der la le du".split())
 _SCALES = {"thousand": "k", "million": "m", "millions": "m", "billion": "bn", "billions": "bn", "trillion": "tn",
            "percent": "%"}
