@@ -283,9 +283,10 @@ class Processor:
         unfeatured = [i for i in relevant if i not in placed]  # relevant now, not when prepared (feed changed)
         placed.update(zip(unfeatured, self._featurize([batch[i] for i in unfeatured]), strict=True))
         touched: set[int] = set()
-        # The batch's articles count in the stream's rate before they are placed: the first poll of a fresh
-        # install is a busy stream, not a sparse one in which closeness in time would say "same story".
-        pending = [(f.key, f.published) for f in placed.values()]
+        # Every article of the batch counts in the stream's rate, before it is placed and whether or not it is
+        # placed: the first poll of a fresh install is a busy stream, not a sparse one in which closeness in
+        # time would say "same story".
+        pending = [(a.key, a.published_at or a.fetched_at) for a in batch]
         for i, a in enumerate(batch):
             topics = scores[i]
             best = max(topics.values(), default=0.0)
@@ -296,6 +297,7 @@ class Processor:
                 touched.add(story_id)
             self.store.save_article_outcome(a.id, topic_score=best, topics=topics, story_id=story_id,
                                             reason=reason, story_score=score, now=now)
+        index.note_arrivals(pending)
         self.store.refresh_story_counts(touched)
         return touched
 

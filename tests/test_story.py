@@ -399,5 +399,8 @@ def test_stream_rate_counts_articles_around_an_articles_time(embedder):
     pending = [(f.key, f.published) for f in feats]
     assert index.stream_rate(me, pending) == 3.0  # + the one at +5 h
     assert index.stream_rate(replace(me, published=None)) is None
+    # Articles off every topic are never placed, but the stream is as busy with them: they count once noted.
+    index.note_arrivals([("off-topic", t0 + timedelta(hours=3)), ("a4", t0 + timedelta(hours=5))])
+    assert index.stream_rate(me) == 4.0 and index.stream_rate(me, pending) == 4.0
     index.evict_before(t0 - timedelta(hours=10))
-    assert index.stream_rate(me) == 1.0  # the -20 h article is gone with its story's window
+    assert index.stream_rate(me) == 3.0  # the -20 h article is gone with its story's window

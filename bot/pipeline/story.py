@@ -516,12 +516,17 @@ class StoryIndex:
             vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
             self._put_vectors(ids, vecs)
 
-    def _register_members(self, story_id: int, state: StoryState) -> None:
-        for m in state.members:
-            when = m.signals.published if m.signals is not None else None
-            if when is not None and m.key not in self._time_of:
-                self._time_of[m.key] = t = _seconds(when)
+    def note_arrivals(self, items: Iterable[tuple[str, datetime | None]]) -> None:
+        """Count articles that were not placed (off every topic) in the stream's rate: how busy a stream is
+        does not depend on which of its articles a digest wants."""
+        for key, when in items:
+            if when is not None and key not in self._time_of:
+                self._time_of[key] = t = _seconds(when)
                 bisect.insort(self._times, t)
+
+    def _register_members(self, story_id: int, state: StoryState) -> None:
+        self.note_arrivals((m.key, m.signals.published if m.signals is not None else None) for m in state.members)
+        for m in state.members:
             for k in self._exact_keys(m.key, m.canonical_url, m.content_hash):
                 self._exact[k] = story_id
                 self._exact_keys_of.setdefault(story_id, []).append(k)
