@@ -226,3 +226,48 @@ def test_ledes_probe_picks_what_the_whole_head_picks(summarizer, k, max_chars):
     cands = [_candidates(docs, ext.config.min_words) for docs in stories]
     whole_head = ext._summarize_head(items, cands, ext.config.lede_window + 2 * k, k, max_chars)
     assert ext.summarize_batch(items, max_sentences=k, max_chars=max_chars) == whole_head
+
+
+class _CountingEncoder:
+    """The real embedder, recording how many texts each call embeds."""
+
+    def __init__(self, embedder) -> None:  # noqa: ANN001
+        self.embedder, self.calls, self.name = embedder, [], embedder.name
+
+    def encode(self, texts):  # noqa: ANN001, ANN201
+        self.calls.append(len(texts))
+        return self.embedder.encode(texts)
+
+
+@pytest.mark.parametrize("k, max_chars", [(2, None), (3, None), (4, None), (3, 600)])
+def test_a_long_article_is_summarized_from_its_first_characters(summarizer, k, max_chars):
+    """Splitting is half a summary's cost: a long article's first k ledes come from splitting its head only,
+    and when they fill the summary nothing else is split or embedded; the whole head picks the same."""
+    from summarizer.extractive import LEDE_CHARS, ExtractiveSummarizer, _candidates
+
+    ext = summarizer._extractive
+    counting = _CountingEncoder(ext.embedder)
+    probe = ExtractiveSummarizer(counting, ext.config)  # type: ignore[arg-type]
+    long = " ".join([_text("wire_style.txt"), _text("dm_style.txt")] * 3).replace("\n", " ")
+    assert len(long) > 1.5 * LEDE_CHARS
+    items = [([long], "Ceasefire signed")]
+    whole_head = ext._summarize_head(items, [_candidates([long], ext.config.min_words)],
+                                     ext.config.lede_window + 2 * k, k, max_chars)
+    assert probe.summarize_batch(items, max_sentences=k, max_chars=max_chars) == whole_head
+    assert counting.calls == [k], "only the first k ledes are embedded"
+
+
+def test_a_long_article_whose_first_ledes_repeat_is_summarized_in_full(summarizer):
+    from summarizer.extractive import ExtractiveSummarizer, _candidates
+
+    ext = summarizer._extractive
+    counting = _CountingEncoder(ext.embedder)
+    probe = ExtractiveSummarizer(counting, ext.config)  # type: ignore[arg-type]
+    repeat = "The ceasefire was signed in Geneva on Monday by both sides. " * 3
+    long = (repeat + " ".join([_text("wire_style.txt"), _text("dm_style.txt")] * 3)).replace("\n", " ")
+    items = [([long], None)]
+    whole_head = ext._summarize_head(items, [_candidates([long], ext.config.min_words)],
+                                     ext.config.lede_window + 6, 3, None)
+    got = probe.summarize_batch(items, max_sentences=3)
+    assert got == whole_head and len(got[0].sentences) == 3
+    assert counting.calls[0] == 3 and len(counting.calls) > 1, "the probe failed and the head was embedded"
