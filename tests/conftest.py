@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import quote
 
 import pytest
@@ -25,22 +26,31 @@ PG_URL = os.environ.get("NEWSDIGEST_TEST_DATABASE_URL", "")
 PG_SKIP = "NEWSDIGEST_TEST_DATABASE_URL is not set (set it to a PostgreSQL URL to run the PostgreSQL variant)"
 
 
-def _pg_store() -> Iterator[Store]:
-    """A Store in a fresh PostgreSQL schema, dropped afterwards (parallel-safe)."""
-    schema = "t_" + uuid.uuid4().hex[:12]
+@contextmanager
+def pg_schema(prefix: str = "t_") -> Iterator[str]:
+    """The URL of an empty PostgreSQL schema of its own (parallel-safe), dropped afterwards."""
+    schema = prefix + uuid.uuid4().hex[:12]
     admin = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1)
                           if PG_URL.startswith("postgresql://") else PG_URL)
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     sep = "&" if "?" in PG_URL else "?"
-    store = Store.open(f"{PG_URL}{sep}options={quote(f'-csearch_path={schema}')}")
     try:
-        yield store
+        yield f"{PG_URL}{sep}options={quote(f'-csearch_path={schema}')}"
     finally:
-        store.close()
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+def _pg_store() -> Iterator[Store]:
+    """A Store in a fresh PostgreSQL schema, dropped afterwards (parallel-safe)."""
+    with pg_schema() as url:
+        store = Store.open(url)
+        try:
+            yield store
+        finally:
+            store.close()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

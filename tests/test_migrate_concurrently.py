@@ -8,19 +8,17 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from bot.storage.db import alembic_config
 from bot.storage.store import Store
-from tests.conftest import PG_SKIP, PG_URL
+from tests.conftest import PG_SKIP, PG_URL, pg_schema
 
 STARTS = 5
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,18 +29,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.skipif(not PG_URL, reason=PG_SKI
 @pytest.fixture
 def fresh_schema_url() -> Iterator[str]:
     """The URL of an empty PostgreSQL schema of its own, dropped afterwards."""
-    schema = "mig_" + uuid.uuid4().hex[:12]
-    admin = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1)
-                          if PG_URL.startswith("postgresql://") else PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in PG_URL else "?"
-    try:
-        yield f"{PG_URL}{sep}options={quote(f'-csearch_path={schema}')}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with pg_schema("mig_") as url:
+        yield url
 
 
 # One start: import, say "ready", wait for "go" (all start together), open the store (migrating it), then print
