@@ -147,9 +147,21 @@ def real_rates(X_timed: np.ndarray, records: Sequence[dict[str, Any]]) -> np.nda
     return X
 
 
-def timed_copies(X_timed: np.ndarray, y: np.ndarray, records: Sequence[dict[str, Any]]) -> list[np.ndarray]:
-    """The two timed training copies of a story file: as a busy live stream, and at its real rate."""
-    return [stream_gaps(X_timed, y), real_rates(X_timed, records)]
+StorySet = tuple[list[dict[str, Any]], np.ndarray, np.ndarray | None, np.ndarray]
+
+
+def training_copies(sets: dict[str, StorySet]) -> dict[str, list[np.ndarray]]:
+    """Each story file's training copies, pair rows aligned with its labels: without times; and, for a timed
+    file, as a busy live stream and at its real rate (the last copy is also what its timed protocol sees)."""
+    return {name: [X_plain, *([stream_gaps(X_timed, y), real_rates(X_timed, records)] if X_timed is not None
+                             else [])]
+            for name, (records, y, X_timed, X_plain) in sets.items()}
+
+
+def stacked(blocks: Sequence[tuple[np.ndarray, np.ndarray, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features, labels, weights) of training blocks stacked in order; each block is (X, y, its weight)."""
+    return (np.vstack([X for X, _, _ in blocks]), np.concatenate([y for _, y, _ in blocks]),
+            np.concatenate([np.full(len(y), w) for _, y, w in blocks]))
 
 
 def fit(X: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> Any:
@@ -200,12 +212,12 @@ def cluster_with(probs: np.ndarray, order: Sequence[int], times: Sequence[float 
     return label
 
 
-def cross_fitted(sets: dict[str, tuple[list[dict[str, Any]], np.ndarray, np.ndarray | None, np.ndarray]],
-                 log: Callable[[str], None]) -> dict[str, Any]:
+def cross_fitted(sets: dict[str, StorySet], log: Callable[[str], None]) -> dict[str, Any]:
     """Cross-fitted B-cubed scores: for each story file and half, a model trained on every other file and the
     other half; pairs across halves get the mean of both halves' models."""
     from bot.eval.dedup import bcubed
 
+    copies = training_copies(sets)
     out: dict[str, Any] = {}
     for name, (records, y, X_timed, X_plain) in sets.items():
         halves = np.asarray([half_of(r["cluster_id"]) for r in records])
@@ -213,20 +225,12 @@ def cross_fitted(sets: dict[str, tuple[list[dict[str, Any]], np.ndarray, np.ndar
         ph = np.where(halves[pairs[:, 0]] == halves[pairs[:, 1]], halves[pairs[:, 0]], -1)
         p_timed, p_plain = np.zeros(len(pairs)), np.zeros(len(pairs))
         for h in (0, 1):
-            Xs, ys, ws = [], [], []
-            for other, (orecords, oy, oXt, oXp) in sets.items():
-                if other != name:
-                    copies = [oXp] + (timed_copies(oXt, oy, orecords) if oXt is not None else [])
-                    Xs += copies
-                    ys += [oy] * len(copies)
-                    ws += [np.full(len(oy), FILE_WEIGHTS.get(other, 1.0))] * len(copies)
             keep = ph == h
-            copies = [X_plain] + (timed_copies(X_timed, y, records) if X_timed is not None else [])
-            Xs += [c[keep] for c in copies]
-            ys += [y[keep]] * len(copies)
-            ws += [np.full(int(keep.sum()), FILE_WEIGHTS.get(name, 1.0))] * len(copies)
-            booster = fit(np.vstack(Xs), np.concatenate(ys), np.concatenate(ws))
-            X_real = real_rates(X_timed, records) if X_timed is not None else None
+            blocks = [(c, oy, FILE_WEIGHTS.get(other, 1.0)) for other, (_, oy, _, _) in sets.items()
+                      if other != name for c in copies[other]]
+            blocks += [(c[keep], y[keep], FILE_WEIGHTS.get(name, 1.0)) for c in copies[name]]
+            booster = fit(*stacked(blocks))
+            X_real = copies[name][-1] if X_timed is not None else None
             for target, X in ((p_plain, X_plain), (p_timed, X_real)):
                 if X is None:
                     continue
@@ -264,7 +268,7 @@ def train(ecb: str | Path, allsides: str | Path, background: Sequence[str | Path
         raise ValueError("the background files hold no texts")
     idf = Idf.from_texts(texts)
     log(f"background: {len(texts)} texts, {len(idf.df)} words")
-    sets: dict[str, tuple[list[dict[str, Any]], np.ndarray, np.ndarray | None, np.ndarray]] = {}
+    sets: dict[str, StorySet] = {}
     for name, path in (("ecbplus", ecb), ("allsides", allsides)):
         records = story_records(path)
         feats = story.featurize(article_dicts(records), embedder.encode, idf=idf)
@@ -272,11 +276,9 @@ def train(ecb: str | Path, allsides: str | Path, background: Sequence[str | Path
         sets[name] = (records, pair_labels(records), pair_matrix(feats, idf, timed=True) if timed else None,
                       pair_matrix(feats, idf, timed=False))
         log(f"{name}: {len(records)} articles, {int(sets[name][1].sum())} same-story pairs")
-    blocks = [(m, yy, FILE_WEIGHTS.get(name, 1.0)) for name, (recs, yy, Xt, Xp) in sets.items()
-              for m in [Xp, *(timed_copies(Xt, yy, recs) if Xt is not None else [])]]
-    X = np.vstack([m for m, _, _ in blocks])
-    y = np.concatenate([yy for _, yy, _ in blocks])
-    booster = fit(X, y, np.concatenate([np.full(len(yy), w) for _, yy, w in blocks]))
+    X, y, weight = stacked([(c, sets[name][1], FILE_WEIGHTS.get(name, 1.0))
+                            for name, cs in training_copies(sets).items() for c in cs])
+    booster = fit(X, y, weight)
     meta: dict[str, Any] = {
         "features": list(FEATURE_NAMES), "threshold": story.DEFAULT_PARAMS.join_threshold,
         "lightgbm": LGBM_PARAMS, "rounds": ROUNDS, "file_weights": FILE_WEIGHTS,
