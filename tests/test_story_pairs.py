@@ -112,7 +112,8 @@ def test_training_is_deterministic_and_writes_a_loadable_model(tmp_path, embedde
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     # ECB+ once; AllSides without times, as a busy live stream and at its real rate.
     assert summary["pairs"] == 66 + 3 * 153 and summary["positive_pairs"] == 12 + 3 * 18
-    for name in (story_pairs.MODEL_FILE, story_pairs.MODEL_META, story_pairs.IDF_FILE):
+    onnx_file = story_pairs.MODEL_FILE.replace(".txt", ".onnx")
+    for name in (story_pairs.MODEL_FILE, story_pairs.MODEL_META, story_pairs.IDF_FILE, onnx_file):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     model = PairModel.load(tmp_path / "a" / story_pairs.MODEL_FILE, tmp_path / "a" / story_pairs.MODEL_META)
     assert isinstance(model.booster, story_pairs.OnnxTrees)

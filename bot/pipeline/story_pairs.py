@@ -285,6 +285,7 @@ def to_onnx(booster: Any, path: str | Path) -> None:
 
     model = onnxmltools.convert_lightgbm(booster, initial_types=[("X", FloatTensorType([None, len(FEATURE_NAMES)]))],
                                          target_opset=ONNX_OPSET, zipmap=False)
+    model.graph.name = "story_pairs"  # onnxmltools names the graph with a random uuid: retraining must be byte-stable
     Path(path).write_bytes(model.SerializeToString())
 
 
