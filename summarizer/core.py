@@ -64,7 +64,7 @@ class Summarizer:
         self.generation = dict(generation or {})
         if embedder is None:
             dev = pick_device(device) if device != "auto" else None
-            embedder = Embedder(device=dev, precision=precision if precision == "bf16" else "fp32")
+            embedder = Embedder(device=dev, precision="bf16" if precision == "bf16" else None)
         self._extractive = ExtractiveSummarizer(embedder, extractive)
         self._seq2seq: Seq2SeqSummarizer | None = None
         self._seq2seq_failed = False

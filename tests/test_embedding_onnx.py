@@ -25,7 +25,7 @@ TEXTS = [
 
 
 def test_onnx_and_torch_give_the_same_vectors() -> None:
-    onnx = Embedder(backend="onnx").encode(TEXTS)
+    onnx = Embedder(backend="onnx", precision="fp32").encode(TEXTS)
     torch_vecs = Embedder(backend="torch").encode(TEXTS)
     assert onnx.shape == torch_vecs.shape == (len(TEXTS), 384)
     assert np.allclose(np.linalg.norm(onnx, axis=1), 1.0, atol=1e-5)
@@ -33,9 +33,26 @@ def test_onnx_and_torch_give_the_same_vectors() -> None:
 
 
 def test_int8_stays_close_to_fp32() -> None:
-    fp32 = Embedder(backend="onnx").encode(TEXTS)
+    fp32 = Embedder(backend="onnx", precision="fp32").encode(TEXTS)
     int8 = Embedder(precision="int8").encode(TEXTS)
     assert float(np.min(np.sum(fp32 * int8, axis=1))) > 0.97
+
+
+def test_the_default_w8_weights_give_nearly_the_fp32_vectors() -> None:
+    """8-bit weights with fp32 arithmetic: what the topic heads and the pair model were trained on, nearly."""
+    default = Embedder()
+    assert (default.backend, default.precision, default.name) == ("onnx", "w8", "all-MiniLM-L6-v2:w8")
+    fp32 = Embedder(precision="fp32").encode(TEXTS)
+    w8 = default.encode(TEXTS)
+    assert np.allclose(np.linalg.norm(w8, axis=1), 1.0, atol=1e-5)
+    assert float(np.min(np.sum(fp32 * w8, axis=1))) > 0.9995
+    assert not np.array_equal(fp32, w8)  # the weights really are quantized
+    graph = onnx_file(default_model_path(), "w8")
+    assert graph.stat().st_size < 0.7 * onnx_file(default_model_path(), "fp32").stat().st_size
+
+
+def test_the_torch_backend_defaults_to_fp32() -> None:
+    assert Embedder(backend="torch").precision == "fp32"
 
 
 def test_default_backend_on_cpu_is_onnx_and_never_imports_torch() -> None:
@@ -75,6 +92,8 @@ def test_bad_combinations_are_refused() -> None:
         Embedder(precision="bf16", backend="onnx")
     with pytest.raises(ValueError, match="int8 embeddings need the onnx backend"):
         Embedder(precision="int8", backend="torch")
+    with pytest.raises(ValueError, match="w8 embeddings need the onnx backend"):
+        Embedder(precision="w8", backend="torch")
     with pytest.raises(ValueError, match="precision"):
         Embedder(precision="fp8")
 
@@ -84,5 +103,6 @@ def test_export_module_writes_where_the_embedder_looks(tmp_path: Path, monkeypat
     out = subprocess.run([sys.executable, "-m", "summarizer.onnx_export"], capture_output=True, text=True,
                          timeout=600, check=True, cwd=Path(__file__).resolve().parent.parent,
                          env={**os.environ, "NEWSDIGEST_MODEL_CACHE": str(tmp_path)})
-    assert Path(out.stdout.strip()) == onnx_file(default_model_path(), "fp32")
-    assert onnx_file(default_model_path(), "fp32").stat().st_size > 10_000_000
+    # With no arguments it writes the default embedder's graph (what `make setup` runs ahead of time).
+    assert Path(out.stdout.strip()) == onnx_file(default_model_path(), Embedder().precision)
+    assert onnx_file(default_model_path(), "w8").stat().st_size > 10_000_000

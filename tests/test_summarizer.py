@@ -82,7 +82,7 @@ def test_summary_is_verbatim_and_within_budget(summarizer):
     for name in ("dm_style.txt", "wire_style.txt"):
         source = normalize(clean(_text(name)))
         out = summarizer.summarize(_text(name), max_sentences=3)
-        assert out.method == "extractive" and out.model == "all-MiniLM-L6-v2:fp32"
+        assert out.method == "extractive" and out.model == "all-MiniLM-L6-v2:w8"
         assert 1 <= len(out.sentences) <= 3 and out.text == " ".join(out.sentences)
         assert all(s in source for s in out.sentences)
         assert out.sources == (0,) * len(out.sentences)
