@@ -20,7 +20,9 @@ multiprocessing resource tracker). RSS sums count pages shared between the proce
 libraries' code) once per process; PSS splits them, so the PSS sum is what the tree costs the machine. Each
 process is listed with both. Prints one JSON object with the variants and the after/before ratio.
 Usage:  python bench/bench_footprint.py [--feeds 7] [--events 100] [--cycles 200] [--scale 60]
-                                        [--only before|after|inprocess]
+                                        [--interval 15m] [--only before|after|inprocess]
+A "cycle" is one tick of the poll loop (30 s / --scale); the feeds are polled every --interval (15m, the
+default feeds.yaml's, is 30 ticks; 1m polls every other tick, the most a feed may be polled).
 """
 
 from __future__ import annotations
@@ -129,7 +131,7 @@ async def run_variant(name: str, extra_env: dict[str, str], args: argparse.Names
             world = World(server, rng, feeds=args.feeds)
             world.publish(args.events)
             feeds = "feeds:\n" + "".join(f"  - {{url: '{server.url(world.feed_path(f))}', name: Outlet {f}, "
-                                         f"interval: 1m}}\n" for f in range(args.feeds))
+                                         f"interval: {args.interval}}}\n" for f in range(args.feeds))
             (workdir / "feeds.yaml").write_text(feeds)
             env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSDIGEST_", "TELEGRAM_", "DISCORD_", "MALLOC_"))}
             env.update(NEWSDIGEST_DATABASE_URL=f"sqlite:///{db}", NEWSDIGEST_FEEDS_FILE=str(workdir / "feeds.yaml"),
@@ -198,7 +200,8 @@ async def run_variant(name: str, extra_env: dict[str, str], args: argparse.Names
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {"feeds": args.feeds, "events": args.events, "scale": args.scale}
+    out: dict[str, Any] = {"feeds": args.feeds, "events": args.events, "scale": args.scale,
+                           "interval": args.interval}
     for name, env in VARIANTS.items():
         if args.only in (None, name):
             out[name] = await run_variant(name, env, args)
@@ -215,6 +218,9 @@ def main() -> None:
     p.add_argument("--feeds", type=int, default=7)
     p.add_argument("--events", type=int, default=100, help="events published before the first cycle")
     p.add_argument("--cycles", type=int, default=200)
+    p.add_argument("--interval", default="15m",
+                   help="the feeds' poll interval (default 15m, as in the default feeds.yaml; 1m polls every "
+                        "other tick)")
     p.add_argument("--scale", type=float, default=60.0, help="divide the service's waits (tick 30 s) by this")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--timeout-s", type=float, default=600.0)

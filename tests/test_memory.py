@@ -69,6 +69,37 @@ def test_parse_workers_are_replaced_after_recycle_after_calls() -> None:
     assert os.getpid() not in got and pool.recycles == 2 and pool.rebuilds == 0
 
 
+def test_released_parse_workers_exit_and_the_next_call_starts_fresh_ones() -> None:
+    import asyncio
+    import os
+    import time
+
+    from bot.runner import ParsePool
+
+    pool = ParsePool(1)
+    assert not pool.release(), "no worker has started yet"
+
+    async def calls() -> tuple[int, int]:
+        first = await pool.run(os.getpid)
+        assert pool.release() and not pool.release()
+        return first, await pool.run(os.getpid)
+
+    try:
+        first, second = asyncio.run(calls())
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.kill(first, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"the released worker {first} is still running")
+    finally:
+        pool.shutdown()
+    assert first != second and os.getpid() not in (first, second) and pool.releases == 1 and pool.rebuilds == 0
+
+
 def test_zero_parse_workers_parse_in_the_service_process(tmp_path: Path) -> None:
     from bot.app import App
     from bot.net import Fetcher

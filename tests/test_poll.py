@@ -226,6 +226,45 @@ async def test_dead_parse_worker_is_recorded_on_its_feed_and_paused_the_second_t
         pool.shutdown()
 
 
+def test_next_poll_at_is_the_first_active_feed_due(sqlite_store: Store) -> None:
+    now = utcnow()
+    assert sqlite_store.next_poll_at(now) is None
+    a, _ = sqlite_store.add_feed(FeedSpec(url="https://a.example/feed"), "cli")
+    assert sqlite_store.next_poll_at(now) <= utcnow(), "a feed never polled is due now"
+    sqlite_store.record_feed_success(a.id, now=now, next_check_at=now + timedelta(minutes=15), etag=None,
+                                     last_modified=None)
+    assert sqlite_store.next_poll_at(now) == now + timedelta(minutes=15)
+    b, _ = sqlite_store.add_feed(FeedSpec(url="https://b.example/feed"), "cli")
+    sqlite_store.record_feed_failure(b.id, now=now, error="gone", error_count=5, next_check_at=now,
+                                     paused_reason="it failed 5 times")
+    assert sqlite_store.next_poll_at(now) == now + timedelta(minutes=15), "a paused feed is not due"
+
+
+async def test_parse_workers_stop_when_no_feed_is_due_before_the_next_tick(
+        sqlite_store: Store, feed_server) -> None:  # noqa: ANN001
+    import os
+
+    from bot.runner import ParsePool
+
+    for i in range(2):
+        feed_server.files[f"/ok{i}.xml"] = _rss(f"Story {i}", f"https://ok.example/{i}")
+        sqlite_store.add_feed(FeedSpec(url=feed_server.url(f"/ok{i}.xml")), "cli")  # polled every 15 minutes
+    pool = ParsePool(1)
+    try:
+        async with Fetcher(LIMITS) as fetcher:
+            runner = Runner(sqlite_store, fetcher, parse_pool=pool)
+            runner.tick_s = 3600.0  # the feeds are due again before the next tick: the worker stays
+            first = await runner.cycle()
+            worker = await pool.run(os.getpid)
+            assert first.new_articles == 2 and pool.releases == 0
+            runner.tick_s = 30.0  # nothing due for 15 minutes: the worker is stopped after the poll phase
+            await runner.cycle(force=True)
+            assert pool.releases == 1
+            assert await pool.run(os.getpid) != worker, "the next parse starts a fresh worker"
+    finally:
+        pool.shutdown()
+
+
 async def test_unexpected_exception_is_recorded_on_the_feed(sqlite_store: Store, feed_server, monkeypatch,
                                                            caplog) -> None:  # noqa: ANN001
     import bot.runner

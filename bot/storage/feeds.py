@@ -256,6 +256,18 @@ class FeedStorage(Database):
                              .values(next_check_at=now + timedelta(seconds=lease_s)))
         return rows
 
+    def next_poll_at(self, now: datetime) -> datetime | None:
+        """When the next active feed is due (`now` for one never polled; None when there is none)."""
+        q = select(func.min(feeds.c.next_check_at).label("first"),
+                   (func.count() - func.count(feeds.c.next_check_at)).label("never")).where(
+            feeds.c.removed.is_(False), feeds.c.enabled.is_(True), feeds.c.paused_reason.is_(None))
+        with self.read() as conn:
+            row = conn.execute(q).one()
+        if row.never:
+            return now
+        first: datetime | None = row.first
+        return first
+
     def record_feed_success(self, feed_id: int, *, now: datetime, next_check_at: datetime,
                             etag: str | None, last_modified: str | None, title: str | None = None) -> None:
         """Store the outcome of a successful (200 or 304) poll."""

@@ -2,9 +2,9 @@
 
 Run as `python -m tests.fakes.scaled_service [--scale 60]`: the environment configures it as it does
 `newsdigest run` (database, feeds file, Telegram token and API root). Only timings change, each divided by
-`--scale`: the poll tick (30 s), a feed claim's lease (300 s), the time to a feed's next poll after a success or
-a failure (its interval, at least 60 s; the backoff), the scheduler tick (30 s) and an outbox claim's lease
-(120 s). Everything else is the real service: `bot.cli.main(["run"])`, the same code path, models and adapters.
+`--scale`: the poll tick (30 s), how long parse workers are kept for a feed due soon (120 s), a feed claim's
+lease (300 s), the time to a feed's next poll after a success or a failure (its interval, at least 60 s; the
+backoff), the scheduler tick (30 s) and an outbox claim's lease (120 s). Everything else is the real service: `bot.cli.main(["run"])`, the same code path, models and adapters.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ def scale_timings(scale: float) -> None:
     """Divide the service's waits and leases by `scale` (in this process only)."""
     # Imported here, not at the top: spawned parse workers re-import this main module, and should pay for the
     # entry stage only, as they do under the `newsdigest` script.
+    import bot.runner
     from bot.chat import wiring
     from bot.chat.runtime import RuntimeConfig
     from bot.pipeline import feed as feed_stage
@@ -37,6 +38,7 @@ def scale_timings(scale: float) -> None:
     from bot.storage.store import Store
 
     _divide_default(Runner.run_forever, "tick_s", scale)  # 30 s
+    bot.runner.PARSERS_KEPT_S /= scale  # 120 s: looked up on the module at each poll phase
     _divide_default(Store.claim_due_feeds, "lease_s", scale)  # 300 s
 
     after_success, after_failure = feed_stage.next_check_after_success, feed_stage.after_failure
