@@ -285,7 +285,13 @@ def to_onnx(booster: Any, path: str | Path) -> None:
 
     model = onnxmltools.convert_lightgbm(booster, initial_types=[("X", FloatTensorType([None, len(FEATURE_NAMES)]))],
                                          target_opset=ONNX_OPSET, zipmap=False)
-    model.graph.name = "story_pairs"  # onnxmltools names the graph with a random uuid: retraining must be byte-stable
+    # Retraining must be byte-stable: onnxmltools names the graph with a random uuid, and lists the opset
+    # domains in set order (which differs between processes).
+    model.graph.name = "story_pairs"
+    opsets = sorted(((o.domain, o.version) for o in model.opset_import))
+    del model.opset_import[:]
+    for domain, version in opsets:
+        model.opset_import.add(domain=domain, version=version)
     Path(path).write_bytes(model.SerializeToString())
 
 

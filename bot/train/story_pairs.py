@@ -284,7 +284,7 @@ def train(ecb: str | Path, allsides: str | Path, background: Sequence[str | Path
         "lightgbm": LGBM_PARAMS, "rounds": ROUNDS, "file_weights": FILE_WEIGHTS,
         "stream_rates": list(STREAM_RATES), "pairs": int(len(y)), "positive_pairs": int(y.sum()),
         "files": {Path(p).name: sha256_of(p) for p in (ecb, allsides, *background)},
-        "story_files": [sha256_of(ecb), sha256_of(allsides)], "encoder": "all-MiniLM-L6-v2",
+        "story_files": [sha256_of(ecb), sha256_of(allsides)], "encoder": getattr(embedder, "name", "all-MiniLM-L6-v2"),
         "trained_by": "python -m bot.train.story_pairs"}
     if cv:
         meta["cross_fitted_bcubed"] = cross_fitted(sets, log)

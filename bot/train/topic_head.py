@@ -139,7 +139,7 @@ def train(data_path: str | Path, embedder: Any, positive: str = "1", *, evaluate
     X = embedder.encode(data.texts)
     k, C, t, inner_f1 = select_params(X, data.labels, positive)
     meta = {"data_file": Path(data_path).name, "data_sha256": sha256_of(data_path), "n": len(data.texts),
-            "C": C, "selection_cv_f1": round(inner_f1, 4), "encoder": "all-MiniLM-L6-v2",
+            "C": C, "selection_cv_f1": round(inner_f1, 4), "encoder": getattr(embedder, "name", "all-MiniLM-L6-v2"),
             "trained_by": "python -m bot.train.topic_head"}
     if evaluate:
         meta["nested_cv"] = cross_validate(X, data.labels, positive)
