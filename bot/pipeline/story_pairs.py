@@ -288,7 +288,7 @@ def to_onnx(booster: Any, path: str | Path) -> None:
     # Retraining must be byte-stable: onnxmltools names the graph with a random uuid, and lists the opset
     # domains in set order (which differs between processes).
     model.graph.name = "story_pairs"
-    opsets = sorted(((o.domain, o.version) for o in model.opset_import))
+    opsets = sorted((o.domain, o.version) for o in model.opset_import)
     del model.opset_import[:]
     for domain, version in opsets:
         model.opset_import.add(domain=domain, version=version)
