@@ -19,15 +19,16 @@ from pathlib import Path
 # Set 2026-11-29 a little under the numbers measured then (docs/story.md): in-sample eval runs, and the
 # cross-fitted estimate recorded in the model file at the shipped join threshold. Changed once since, in the open,
 # with the stream-rate model: the cross-fitted AllSides timed precision floor went from 0.96 to 0.94 (measured
-# 0.976 -> 0.956, the bar is 0.92) for F1 0.859 -> 0.889; every other floor stayed or rose.
+# 0.976 -> 0.956, the bar is 0.92) for F1 0.859 -> 0.889; every other floor stayed or rose. Raised with the model
+# retrained on the w8 embedder's vectors (issue 12): measured values in the comments are that model's.
 DEDUP_FLOORS = {
-    ("stories/allsides_dev.jsonl.gz", "timed"): {"precision": 0.98, "f1": 0.93},  # measured 0.981 / 0.952
-    ("stories/allsides_dev.jsonl.gz", "dense"): {"precision": 0.96, "f1": 0.83},  # 0.978 / 0.831
-    ("ecbplus/documents_dev.jsonl.gz", "dense"): {"f1": 0.90},  # 0.919
+    ("stories/allsides_dev.jsonl.gz", "timed"): {"precision": 0.98, "f1": 0.93},  # measured 0.981 / 0.950
+    ("stories/allsides_dev.jsonl.gz", "dense"): {"precision": 0.96, "f1": 0.83},  # 0.976 / 0.835
+    ("ecbplus/documents_dev.jsonl.gz", "dense"): {"f1": 0.93},  # 0.944
 }
-CROSS_FITTED_FLOORS = {("allsides", "timed"): {"precision": 0.94, "f1": 0.87},  # 0.956 / 0.889
-                       ("allsides", "dense"): {"precision": 0.88, "f1": 0.80},  # 0.898 / 0.815
-                       ("ecbplus", "dense"): {"f1": 0.85}}  # 0.871
+CROSS_FITTED_FLOORS = {("allsides", "timed"): {"precision": 0.94, "f1": 0.88},  # 0.955 / 0.894
+                       ("allsides", "dense"): {"precision": 0.89, "f1": 0.80},  # 0.904 / 0.819
+                       ("ecbplus", "dense"): {"f1": 0.87}}  # 0.886
 SUMMARY_MARGIN_FLOOR = 2.0  # story summary ROUGE-1 minus the first sentence of each outlet (measured +3.2)
 
 
