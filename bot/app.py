@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import signal
+import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -14,13 +16,14 @@ from bot.errors import StorageError
 from bot.memory import release_free_memory
 from bot.net import Fetcher, FetchLimits
 from bot.pipeline.feed import PollPolicy
-from bot.runner import ParsePool, PollReport, Runner, parse_pool
+from bot.runner import ArticleProcessor, ParsePool, PollReport, Runner, parse_pool
 from bot.settings import FeedsFile, Settings, load_feeds_file, load_settings
 from bot.storage.outage import Backoff
 from bot.storage.store import Store
 
 if TYPE_CHECKING:  # the processor loads models: imported on first use only
     from bot.processing import Processor
+    from summarizer import Summarizer
 
 log = logging.getLogger("newsdigest")
 DB_WAIT_BASE_S = 1.0
@@ -45,6 +48,38 @@ def open_store(url: str, *, wait: bool, sleep: Callable[[float], None] = time.sl
             continue
         backoff.succeeded()
         return store
+
+
+class ModelsLoading:
+    """The article processor, built in a thread from its creation on, so that `newsdigest run` polls its feeds
+    while the models load (~0.8 s on 2 cores); `process` and `summarizer` wait for the build, and raise its
+    error."""
+
+    def __init__(self, build: Callable[[], Processor]) -> None:
+        self._future: concurrent.futures.Future[Processor] = concurrent.futures.Future()
+        threading.Thread(target=self._build, args=(build,), name="newsdigest-models", daemon=True).start()
+
+    def _build(self, build: Callable[[], Processor]) -> None:
+        try:
+            self._future.set_result(build())
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for the processor
+            self._future.set_exception(exc)
+
+    def add_done_callback(self, fn: Callable[[concurrent.futures.Future[Processor]], object]) -> None:
+        """Call `fn(future)` once the build has finished or failed (at once if it has)."""
+        self._future.add_done_callback(fn)
+
+    def get(self) -> Processor:
+        """The processor, once built."""
+        return self._future.result()
+
+    def process(self) -> int:
+        """Process the waiting articles (ArticleProcessor)."""
+        return self.get().process()
+
+    def summarizer(self) -> Summarizer:
+        """The processor's summarizer (for `/summary <link>`)."""
+        return self.get().summarizer
 
 
 class App:
@@ -91,12 +126,14 @@ class App:
             self._processor = Processor.build(self.store, self.settings, self.feeds_file)
         return self._processor
 
-    def runner(self, fetcher: Fetcher, *, process: bool = True) -> Runner:
-        """A pipeline runner over this app's store."""
+    def runner(self, fetcher: Fetcher, *, process: bool = True, processor: ArticleProcessor | None = None) -> Runner:
+        """A pipeline runner over this app's store (`processor`: instead of this app's, e.g. one still loading)."""
         if self._parse_pool is None and self.settings.parse_workers != 0:
             self._parse_pool = parse_pool(self.settings.parse_workers)
+        if process and processor is None:
+            processor = self.processor()
         return Runner(self.store, fetcher, policy=PollPolicy(pause_after_failures=self.settings.pause_after_failures),
-                      processor=self.processor() if process else None, parse_pool=self._parse_pool)
+                      processor=processor if process else None, parse_pool=self._parse_pool)
 
     async def poll_once(self, *, force: bool = False, process: bool = True) -> PollReport:
         """One poll cycle (the `poll --once` command): every waiting article page is fetched before processing,
@@ -145,12 +182,22 @@ class App:
         from bot.chat.console import CONSOLE_CHAT
         from bot.summaries import LinkSummarizer
 
+        models = ModelsLoading(self.processor)  # the first poll need not wait for the models
+        failed: list[BaseException] = []
+
+        def models_done(future: concurrent.futures.Future[Processor]) -> None:
+            exc = future.exception()
+            if exc is not None:  # a bad topic head, say: the service stops with that error, as it did at start
+                failed.append(exc)
+                loop.call_soon_threadsafe(stop.set)
+
+        models.add_done_callback(models_done)
         async with Fetcher(self.fetch_limits()) as fetcher:
-            runner = self.runner(fetcher)
+            runner = self.runner(fetcher, processor=models)
             # Looked up on the module at call time: tests/fakes/scaled_service.py wraps it.
             chat = wiring.build_chat_runtime(
                 self.settings, self.store, self.feeds_file,
-                summarize=LinkSummarizer(self.processor().summarizer, self.fetch_limits()))
+                summarize=LinkSummarizer(models.summarizer, self.fetch_limits()))
             await chat.start()
 
             def after_cycle(report: PollReport) -> None:
@@ -160,8 +207,11 @@ class App:
                     chat.digest_now(CONSOLE_CHAT)
 
             try:
-                await runner.run_forever(stop, on_cycle=after_cycle)
+                if not stop.is_set():
+                    await runner.run_forever(stop, on_cycle=after_cycle)
             finally:
                 await chat.stop()
+        if failed:
+            raise failed[0]
         log.info("stopped cleanly")
         return 0

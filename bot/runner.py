@@ -30,7 +30,7 @@ from typing import Any, Protocol, TypeVar
 
 from bot import metrics
 from bot.clock import utcnow
-from bot.errors import ExtractError, FetchError, NewsdigestError, ParseError, StorageError
+from bot.errors import ConfigError, ExtractError, FetchError, NewsdigestError, ParseError, StorageError
 from bot.net import PAGE_ACCEPT, Fetcher
 from bot.pipeline import alerts as alert_stage
 from bot.pipeline import article as article_stage
@@ -417,6 +417,8 @@ class Runner:
                 backoff.succeeded()
                 if on_cycle:
                     on_cycle(report)
+            except ConfigError:
+                raise  # bad configuration (models that cannot load): no later tick can fix it
             except Exception as exc:  # noqa: BLE001 - the service must outlive any single bad cycle
                 delay = backoff.failed(exc)
                 if delay is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from bot.net import PAGE_ACCEPT, Fetcher, FetchLimits
 from bot.pipeline import article as article_stage
@@ -151,7 +151,8 @@ def summarize_stories(store: StoryStore, summarizer: Summarizer, story_ids: Sequ
 class LinkSummarizer:
     """`/summary <link>`: fetch the page (same limits and SSRF rules as feeds), extract, summarize."""
 
-    def __init__(self, summarizer: Summarizer, limits: FetchLimits) -> None:
+    def __init__(self, summarizer: Callable[[], Summarizer], limits: FetchLimits) -> None:
+        # Looked up per request: the service loads its models in the background while it starts.
         self.summarizer = summarizer
         self.limits = limits
 
@@ -163,6 +164,7 @@ class LinkSummarizer:
         title = title or text.split("\n", 1)[0][:200]
         # The reply shows the headline above the summary: the summary must not say it again.
         body = without_headlines(text, [title]) or text
-        summary = await asyncio.to_thread(self.summarizer.summarize, body, title=title or None,
+        summarizer = await asyncio.to_thread(self.summarizer)
+        summary = await asyncio.to_thread(summarizer.summarize, body, title=title or None,
                                           max_sentences=STORY_SENTENCES, max_chars=STORY_MAX_CHARS)
         return LinkSummary(url=page.final_url or url, title=title, summary=strip_headline(summary.text, title))

@@ -59,3 +59,17 @@ def test_run_prints_digest_to_terminal_and_stops_cleanly(tmp_path: Path, feed_se
     assert story["title"].startswith("Breaking: Russia Warns NATO") and story["outlet_count"] == 2
     assert {lk["outlet"] for lk in story["links"]} == {"Outlet A", "Outlet B"}
     assert story["links"][0]["title"] == story["title"], "the headline is the first link's article"
+
+
+def test_run_stops_with_a_clear_error_when_the_models_cannot_load(tmp_path: Path, feed_server) -> None:  # noqa: ANN001
+    """The models load in the background while the first poll runs; a bad topic head still stops the service."""
+    feeds = two_outlets(feed_server, tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSDIGEST_", "TELEGRAM_", "DISCORD_"))}
+    env.update(NEWSDIGEST_DATABASE_URL=f"sqlite:///{tmp_path / 'nd.db'}", NEWSDIGEST_FEEDS_FILE=str(feeds),
+               NEWSDIGEST_ALLOW_PRIVATE_URLS="1", NEWSDIGEST_TOPIC_HEAD_DIR=str(tmp_path / "no-such-heads"),
+               PYTHONPATH=str(ROOT))
+    run = subprocess.run([sys.executable, "-m", "bot", "run"], env=env, cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode != 0
+    assert "NEWSDIGEST_TOPIC_HEAD_DIR" in run.stderr and "cannot load a topic head" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr, run.stderr

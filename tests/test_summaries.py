@@ -31,7 +31,7 @@ def page(title: str, body: str) -> bytes:
 
 async def test_link_summary_is_verbatim_and_clean(feed_server, summarizer: Summarizer) -> None:  # noqa: ANN001
     feed_server.files["/news/lavrov.html"] = page("Russia warns NATO", SEED)
-    result = await LinkSummarizer(summarizer, FetchLimits(allow_private=True))(
+    result = await LinkSummarizer(lambda: summarizer, FetchLimits(allow_private=True))(
         feed_server.url("/news/lavrov.html"))
     assert result.title == "Russia warns NATO" and result.url.endswith("/news/lavrov.html")
     assert result.summary and "Lavrov" in result.summary
@@ -43,9 +43,9 @@ async def test_link_summary_is_verbatim_and_clean(feed_server, summarizer: Summa
 
 async def test_link_summary_obeys_ssrf_rules_and_reports_errors(feed_server, summarizer: Summarizer) -> None:  # noqa: ANN001
     with pytest.raises(BlockedURLError):
-        await LinkSummarizer(summarizer, FetchLimits())(feed_server.url("/news/x.html"))
+        await LinkSummarizer(lambda: summarizer, FetchLimits())(feed_server.url("/news/x.html"))
     with pytest.raises(FetchError, match="404"):
-        await LinkSummarizer(summarizer, FetchLimits(allow_private=True))(feed_server.url("/nothing"))
+        await LinkSummarizer(lambda: summarizer, FetchLimits(allow_private=True))(feed_server.url("/nothing"))
     assert sum(feed_server.hits.values()) == 1
 
 
@@ -67,7 +67,7 @@ async def test_link_summary_never_repeats_the_headline(feed_server, summarizer: 
     # summary must say something else.
     feed_server.files["/news/restated.html"] = page(
         HEADLINE, "Russia will not accept NATO troops in Ukraine, Lavrov said.\n\n" + SEED)
-    result = await LinkSummarizer(summarizer, FetchLimits(allow_private=True))(
+    result = await LinkSummarizer(lambda: summarizer, FetchLimits(allow_private=True))(
         feed_server.url("/news/restated.html"))
     assert result.title == HEADLINE and result.summary
     sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z])", result.summary)
