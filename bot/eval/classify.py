@@ -62,8 +62,9 @@ def _load(path: str | Path, fmt: str, positive: str) -> tuple[list[str], np.ndar
 
 def run(data_path: str | Path, topic: str | None = None, *, head: TopicHead | None = None,
         geo_head: GeoHead | None = None, embedder: Any = None, positive: str = "1",
-        folds: int = training.FOLDS) -> dict[str, Any]:
-    """`{"n", "precision", "recall", "f1", "accuracy"}` of the topic against the file's labels."""
+        folds: int = training.FOLDS, seed: int = geo_training.SEED) -> dict[str, Any]:
+    """`{"n", "precision", "recall", "f1", "accuracy"}` of the topic against the file's labels (`seed`: the
+    geopolitics head's nested cross-validation folds, when the file is its training file)."""
     fmt = detect_format(data_path)
     topic = topic or (GEOPOLITICS if fmt == "geo" else WORLD)
     if topic not in TOPICS:
@@ -82,7 +83,7 @@ def run(data_path: str | Path, topic: str | None = None, *, head: TopicHead | No
             print(f"{name} is the file the geopolitics head was trained on: reporting "
                   f"{folds}-fold nested cross-validation on it instead (C and threshold chosen inside each training fold)",
                   file=sys.stderr)
-            return geo_training.cross_validate(X, texts, truth.astype(np.int64), folds=folds)
+            return geo_training.cross_validate(X, texts, truth.astype(np.int64), folds=folds, seed=seed)
         predicted = geo_head.score(X, texts) >= 0.5
     else:
         head = head or load_default_head()

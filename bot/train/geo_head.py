@@ -146,7 +146,7 @@ def train(data_path: str | Path, embedder: Any, *, evaluate: bool = True,
     C, t, inner_f1 = select_params(X, data.texts, data.labels, lexicon)
     meta = {"data_file": Path(data_path).name, "data_sha256": sha256_of(data_path), "n": len(data.texts),
             "positives": int(data.labels.sum()), "C": C, "lr_C": LR_C, "selection_cv_f1": round(inner_f1, 4),
-            "encoder": "all-MiniLM-L6-v2", "rubric": "geo/RUBRIC.md",
+            "encoder": getattr(embedder, "name", "all-MiniLM-L6-v2"), "rubric": "geo/RUBRIC.md",
             "trained_by": "python -m bot.train.geo_head"}
     if evaluate:
         meta["nested_cv"] = cross_validate(X, data.texts, data.labels, lexicon)
