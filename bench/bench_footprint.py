@@ -1,8 +1,9 @@
 """Resident memory of `newsdigest run`'s whole process tree, before and after the lean runtime, in one run.
 
 The real service (`newsdigest run` through tests/fakes/scaled_service.py: the same code path, its waits divided
-by --scale) runs against a SQLite file, N local feeds with article pages (tests/fakes/crash_rig.World) and the
-fake Telegram Bot API (chat adapter on, one subscribed chat); the extractive default summarizer. For each
+by --scale) runs against a SQLite file, N local feeds with article pages (tests/fakes/crash_rig.World), the
+fake Telegram Bot API (one subscribed chat) and the fake Discord API and gateway (one server; --no-discord
+leaves the Discord adapter off): both chat adapters on, and the extractive default summarizer. For each
 variant it measures:
   first_poll_s     start to the first feed request the feed server sees
   cycle_s          start to "every item stored and processed, the chat's digest delivered"
@@ -44,6 +45,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.fakes.crash_rig import World  # noqa: E402
+from tests.fakes.discord_api import TOKEN as DISCORD_TOKEN  # noqa: E402
+from tests.fakes.discord_api import FakeDiscord  # noqa: E402
 from tests.fakes.feed_server import FeedServer  # noqa: E402
 from tests.fakes.telegram_api import TOKEN, FakeTelegramAPI  # noqa: E402
 
@@ -126,8 +129,9 @@ async def run_variant(name: str, extra_env: dict[str, str], args: argparse.Names
     server = FeedServer().start()
     rng = random.Random(args.seed)
     try:
-        async with FakeTelegramAPI() as api:
+        async with FakeTelegramAPI() as api, FakeDiscord() as discord_api:
             api.add_chat(CHAT)
+            discord_api.add_guild("World desk", channels=("news",))
             world = World(server, rng, feeds=args.feeds)
             world.publish(args.events)
             feeds = "feeds:\n" + "".join(f"  - {{url: '{server.url(world.feed_path(f))}', name: Outlet {f}, "
@@ -136,6 +140,8 @@ async def run_variant(name: str, extra_env: dict[str, str], args: argparse.Names
             env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSDIGEST_", "TELEGRAM_", "DISCORD_", "MALLOC_"))}
             env.update(NEWSDIGEST_DATABASE_URL=f"sqlite:///{db}", NEWSDIGEST_FEEDS_FILE=str(workdir / "feeds.yaml"),
                        NEWSDIGEST_ALLOW_PRIVATE_URLS="1", TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_API_BASE_URL=api.root,
+                       **({"DISCORD_BOT_TOKEN": DISCORD_TOKEN,
+                           "NEWSDIGEST_TEST_FAKE_DISCORD_PORT": str(discord_api.port)} if args.discord else {}),
                        **extra_env,
                        PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
             log = (workdir / "service.log").open("w")
@@ -201,7 +207,7 @@ async def run_variant(name: str, extra_env: dict[str, str], args: argparse.Names
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"feeds": args.feeds, "events": args.events, "scale": args.scale,
-                           "interval": args.interval}
+                           "interval": args.interval, "discord": args.discord}
     for name, env in VARIANTS.items():
         if args.only in (None, name):
             out[name] = await run_variant(name, env, args)
@@ -218,6 +224,8 @@ def main() -> None:
     p.add_argument("--feeds", type=int, default=7)
     p.add_argument("--events", type=int, default=100, help="events published before the first cycle")
     p.add_argument("--cycles", type=int, default=200)
+    p.add_argument("--no-discord", dest="discord", action="store_false",
+                   help="Telegram alone (by default both chat adapters run, Discord against a local fake)")
     p.add_argument("--interval", default="15m",
                    help="the feeds' poll interval (default 15m, as in the default feeds.yaml; 1m polls every "
                         "other tick)")

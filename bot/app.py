@@ -198,7 +198,6 @@ class App:
             chat = wiring.build_chat_runtime(
                 self.settings, self.store, self.feeds_file,
                 summarize=LinkSummarizer(models.summarizer, self.fetch_limits()))
-            await chat.start()
 
             def after_cycle(report: PollReport) -> None:
                 release_free_memory()  # a cycle's parse and embedding buffers, freed, back to the system
@@ -206,9 +205,17 @@ class App:
                 if report.new_articles and CONSOLE_CHAT.platform in chat.sinks:
                     chat.digest_now(CONSOLE_CHAT)
 
+            # The first poll runs while the chat adapters start (a Discord login and its guilds take seconds);
+            # an adapter that cannot start stops the poller again and the service exits with its error.
+            poller = asyncio.create_task(runner.run_forever(stop, on_cycle=after_cycle), name="poller")
             try:
-                if not stop.is_set():
-                    await runner.run_forever(stop, on_cycle=after_cycle)
+                await chat.start()
+            except BaseException:
+                stop.set()
+                await asyncio.gather(poller, return_exceptions=True)
+                raise
+            try:
+                await poller
             finally:
                 await chat.stop()
         if failed:

@@ -68,10 +68,26 @@ def scale_timings(scale: float) -> None:
     wiring.build_chat_runtime = build_scaled
 
 
+def point_discord_at(port: str) -> None:
+    """Send discord.py to tests/fakes/discord_api.FakeDiscord on 127.0.0.1:`port` (what its install() does)."""
+    import discord.gateway
+    import discord.http
+    import yarl
+
+    discord.http.Route.BASE = f"http://127.0.0.1:{port}/api/v10"
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(f"ws://127.0.0.1:{port}/gateway")
+
+
 if __name__ == "__main__":
+    import os
+
     p = argparse.ArgumentParser()
     p.add_argument("--scale", type=float, default=60.0)
-    scale_timings(p.parse_args().scale)
+    p.add_argument("--fake-discord-port", default=os.environ.get("NEWSDIGEST_TEST_FAKE_DISCORD_PORT", ""))
+    args = p.parse_args()
+    scale_timings(args.scale)
+    if args.fake_discord_port:
+        point_discord_at(args.fake_discord_port)
     from bot import cli
 
     raise SystemExit(cli.main(["run"]))
