@@ -10,7 +10,8 @@ This package never imports `bot`.
 `model` is a Hugging Face seq2seq model id or a local directory (e.g. "sshleifer/distilbart-cnn-12-6"). It is
 loaded from local files only: a path, a copy made by `summarizer.models.download_model(id)`, or the Hugging Face
 cache. When it is missing the Summarizer logs one warning naming it and how to fetch it, and uses the default.
-`precision` is "fp32", "bf16" (model and embedder) or "int8" (dynamic quantization of the seq2seq model, CPU).
+`precision` is the seq2seq model's: "fp32", "bf16" (model and embedder) or "int8" (dynamic quantization, CPU);
+the embedder of the extractive default is MiniLM with 8-bit weights on CPU (`summarizer.embedding`) unless bf16.
 `Summary(text, sentences, sources, method, model, cached)`: `sources[i]` is the index of the document that
 sentence i comes from (-1 for generated text). Extractive sentences are verbatim from the sources.
 Caches implement `SummaryCache` (get/put by key); `LRUCache` keeps them in memory.
