@@ -156,11 +156,16 @@ class ParsePool:
         async with alone:
             return await self._run_alone(fn, args)
 
+    @property
+    def started(self) -> bool:
+        """Whether the current pool has workers (they start on its first call)."""
+        return self._calls > 0
+
     def release(self) -> bool:
         """Stop the workers unless a call is running, and wait for them to exit (the next call starts fresh
         ones, ~0.7 s of CPU); returns whether it stopped any."""
         with self._lock:
-            if self._running or self._calls == 0:
+            if self._running or not self.started:
                 return False
             old = self._replace()
             self.releases += 1
@@ -389,8 +394,8 @@ class Runner:
         """Stop the parse workers when no feed is due within PARSERS_KEPT_S (or the next tick): a small
         install polls its feeds every 15 minutes, and a worker kept between polls holds ~35 MB for nothing.
         Where feeds are due every minute or two they stay (a fresh worker costs ~0.7 s of CPU)."""
-        if self.parse_pool is None:
-            return
+        if self.parse_pool is None or not self.parse_pool.started:
+            return  # no worker to stop: spare the database the query
         now = utcnow()
         try:
             due = await asyncio.to_thread(self.store.next_poll_at, now)

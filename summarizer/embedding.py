@@ -2,10 +2,10 @@
 
 Two backends give the same vectors at the same precision (cosine 1.0000 on real news leads):
 - `onnx` (the default on CPU): onnxruntime and the `tokenizers` library, no torch in the process. Its default
-  precision is `w8`: 8-bit weights with fp32 arithmetic (`summarizer.onnx_export`), a third of fp32's memory
-  (the service ~50-100 MB smaller) and vectors within cosine 0.9997 of fp32; `fp32` and `int8` (dynamic,
-  within ~0.97) are there too. The graph is exported from the packaged weights once, in a child process (`summarizer.onnx_export`;
-  `make setup` runs it ahead of time), into the model cache (`NEWSDIGEST_MODEL_CACHE`, else
+  precision is `w8`: 8-bit weights with fp32 arithmetic, 36 MB of weights instead of 90 (a loaded session ~50 MB
+  smaller) and vectors within cosine 0.9997 of fp32; `fp32` and `int8` (dynamic, within ~0.97) are there too.
+  The graph is exported from the packaged weights once, in a child process (`summarizer.onnx_export`; `make
+  setup` runs it ahead of time), into the model cache (`NEWSDIGEST_MODEL_CACHE`, else
   `~/.cache/newsdigest/models`).
 - `torch` (sentence-transformers): fp32 (its default), bf16, GPUs, and machines without onnxruntime.
 `NEWSDIGEST_EMBEDDER_BACKEND=onnx|torch` overrides the choice.

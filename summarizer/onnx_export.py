@@ -4,8 +4,8 @@
 
 Precisions: `w8` (the default embedder's): the MatMul weights stored as 8-bit integers in blocks of 32 with one
 fp32 scale each (onnxruntime's MatMulNBits) and the token-embedding table in fp16, the arithmetic in fp32: 36 MB
-instead of 90, and vectors within cosine 0.9997 of `fp32`. `fp32`: the plain graph. `int8`: dynamic quantization (weights and
-activations in int8): faster, but vectors only within cosine ~0.97.
+instead of 90, and vectors within cosine 0.9997 of `fp32`. `fp32`: the plain graph. `int8`: dynamic quantization
+(weights and activations in int8): faster, but vectors only within cosine ~0.97.
 
 Needs torch (it traces the model once); the exported file is then run by onnxruntime without torch. The
 service runs this in a child process the first time it needs the file (`make setup` does it ahead of time), so

@@ -69,7 +69,8 @@ def scale_timings(scale: float) -> None:
 
 
 def point_discord_at(port: str) -> None:
-    """Send discord.py to tests/fakes/discord_api.FakeDiscord on 127.0.0.1:`port` (what its install() does)."""
+    """Send discord.py to tests/fakes/discord_api.FakeDiscord on 127.0.0.1:`port` (what its install() does;
+    that module is not imported here: its server libraries would count in the service's measured memory)."""
     import discord.gateway
     import discord.http
     import yarl
