@@ -51,13 +51,20 @@ def open_store(url: str, *, wait: bool, sleep: Callable[[float], None] = time.sl
 
 
 class ModelsLoading:
-    """The article processor, built in a thread from its creation on, so that `newsdigest run` polls its feeds
-    while the models load (~0.8 s on 2 cores); `process` and `summarizer` wait for the build, and raise its
-    error."""
+    """The article processor, built in a thread once `start` is called, so that `newsdigest run` polls its feeds
+    while the models load (~2 s on 2 cores); `process` and `summarizer` start the build if nobody has, wait for
+    it, and raise its error."""
 
     def __init__(self, build: Callable[[], Processor]) -> None:
         self._future: concurrent.futures.Future[Processor] = concurrent.futures.Future()
-        threading.Thread(target=self._build, args=(build,), name="newsdigest-models", daemon=True).start()
+        self._thread = threading.Thread(target=self._build, args=(build,), name="newsdigest-models", daemon=True)
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start building in the background (again: nothing)."""
+        with self._lock:
+            if self._thread.ident is None:
+                self._thread.start()
 
     def _build(self, build: Callable[[], Processor]) -> None:
         try:
@@ -71,6 +78,7 @@ class ModelsLoading:
 
     def get(self) -> Processor:
         """The processor, once built."""
+        self.start()
         return self._future.result()
 
     def process(self) -> int:
@@ -197,7 +205,7 @@ class App:
             # Looked up on the module at call time: tests/fakes/scaled_service.py wraps it.
             chat = wiring.build_chat_runtime(
                 self.settings, self.store, self.feeds_file,
-                summarize=LinkSummarizer(models.summarizer, self.fetch_limits()))
+                summarize=LinkSummarizer(models.summarizer, self.fetch_limits(), read_page=runner.read_page))
 
             def after_cycle(report: PollReport) -> None:
                 release_free_memory()  # a cycle's parse and embedding buffers, freed, back to the system
@@ -207,7 +215,10 @@ class App:
 
             # The first poll runs while the chat adapters start (a Discord login and its guilds take seconds);
             # an adapter that cannot start stops the poller again and the service exits with its error.
-            poller = asyncio.create_task(runner.run_forever(stop, on_cycle=after_cycle), name="poller")
+            # The models load once the first poll's requests are out: their imports (numpy, scipy, onnxruntime)
+            # would otherwise hold the interpreter while the poller starts, and put the first poll ~1 s later.
+            poller = asyncio.create_task(runner.run_forever(stop, on_cycle=after_cycle, on_polling=models.start),
+                                         name="poller")
             try:
                 await chat.start()
             except BaseException:

@@ -49,7 +49,8 @@ _T = TypeVar("_T")
 # Feeds one pool's workers parse before they are replaced: a long-lived parser process keeps what feedparser and
 # lxml hold between calls (caches, fragmentation) and grows; a fresh worker costs ~0.3 s of CPU.
 RECYCLE_AFTER = 500
-# Parse workers are stopped after a poll phase unless a feed is due within this long (or the poll tick).
+# Parse workers are stopped after a poll phase (feeds, then pages) unless a feed is due within this long (or
+# the poll tick).
 PARSERS_KEPT_S = 120.0
 PARSER_DIED = "the parse process died while parsing it (a crash in the parser or out of memory)"
 
@@ -87,7 +88,7 @@ class PollReport:
 
 
 class ParsePool:
-    """A process pool for feed parsing that survives the death of a worker (a crash in C code, an OOM kill).
+    """A process pool for feed parsing and page extraction that survives the death of a worker (a crash in C code, an OOM kill).
 
     A dead worker breaks a ProcessPoolExecutor for good and fails every call it held. So the pool is rebuilt,
     and each failed call is run again alone in a fresh one-worker process: one that kills that process too
@@ -209,8 +210,8 @@ class ParsePool:
 class Runner:
     """Polls feeds and fills article text; owns no chat logic.
 
-    `parse_pool` spreads feed parsing, which is CPU-bound, over the machine's cores; without one, parsing runs
-    in a thread.
+    `parse_pool` spreads feed parsing and page extraction, which are CPU-bound and read untrusted XML and HTML,
+    over the machine's cores in worker processes; without one, both run in a thread.
     """
 
     def __init__(self, store: PollStore, fetcher: Fetcher, *, policy: feed_stage.PollPolicy | None = None,
@@ -227,6 +228,7 @@ class Runner:
         self.progress_every_s = progress_every_s
         self.parse_pool = parse_pool
         self.tick_s = 30.0  # run_forever's tick: parse workers stay when a feed is due before the next one
+        self._on_polling: Callable[[], object] | None = None  # run_forever's
 
     async def poll_feed(self, feed: FeedRow, report: PollReport) -> None:
         """Poll one feed and store its new entries; failures are recorded on the feed, never raised."""
@@ -328,8 +330,15 @@ class Runner:
             return report
         log.info("polling %d feed%s", len(feeds), "" if len(feeds) == 1 else "s")
         tasks = [asyncio.create_task(self.poll_feed(f, report)) for f in feeds]
+        await asyncio.sleep(0)  # each poll runs to its first wait: the requests are on their way
+        self._polling_started()
         await self._wait_with_progress(tasks, "feeds polled")
         return report
+
+    def _polling_started(self) -> None:
+        if self._on_polling is not None:
+            hook, self._on_polling = self._on_polling, None
+            hook()
 
     async def fill_texts(self, limit: int = 200, *, all_pending: bool = False) -> int:
         """Fetch and extract the pages of teaser-only articles, `limit` at a time (one batch, or with
@@ -362,13 +371,15 @@ class Runner:
             try:
                 with metrics.timed(m.fetch_seconds.labels("page")):
                     page = await self.fetcher.get(item.url or "", accept=PAGE_ACCEPT)
-                text = await asyncio.to_thread(article_stage.extract_article, page.body, page.final_url)
+                text = await self.extract_page(page.body, page.final_url)
             except Exception as exc:  # noqa: BLE001 - a bad page is recorded on its article, never ends the pass
                 m.article_pages.labels("failed").inc()
-                if not isinstance(exc, FetchError | ExtractError):
+                if not isinstance(exc, FetchError | ExtractError | ParserCrashError):
                     log.error("article %s: unexpected error while extracting %s", item.id, item.url,
                               exc_info=exc, extra=ids)
-                give_up = item.extract_attempts + 1 >= 3 or (isinstance(exc, FetchError) and not exc.transient)
+                # A page that killed a parse process alone would kill the next one too.
+                give_up = (item.extract_attempts + 1 >= 3 or isinstance(exc, ParserCrashError)
+                           or (isinstance(exc, FetchError) and not exc.transient))
                 await asyncio.to_thread(self.store.set_article_text, item.id, text=None,
                                         error=feed_stage.describe_error(exc), give_up=give_up)
                 log.debug("article %s: %s", item.id, exc, extra=ids)
@@ -380,12 +391,26 @@ class Runner:
         await self._wait_with_progress([asyncio.create_task(one(p)) for p in pending], "article pages fetched")
         return done
 
+    async def extract_page(self, body: bytes, url: str | None) -> str:
+        """The article text of a fetched page: in a parse worker when there is a pool (untrusted HTML stays out
+        of the service process, and so does trafilatura's ~10 MB), else in a thread."""
+        return await self._parse(article_stage.extract_article, body, url)
+
+    async def read_page(self, body: bytes, url: str | None) -> tuple[str, str]:
+        """A fetched page's article text and headline (`/summary <link>`), where `extract_page` would run."""
+        return await self._parse(article_stage.read_page, body, url)
+
+    async def _parse(self, fn: Callable[..., _T], *args: Any) -> _T:
+        if self.parse_pool is not None:
+            return await self.parse_pool.run(fn, *args)
+        return await asyncio.to_thread(fn, *args)
+
     async def cycle(self, *, force: bool = False, all_pages: bool = False) -> PollReport:
         """One full pass: poll, fill texts (a batch, or with `all_pages` every waiting page), process."""
         with metrics.timed(metrics.current().poll_cycle_seconds):
             report = await self.poll_once(force=force)
-            await self._release_parsers()
             await self.fill_texts(all_pending=all_pages)
+            await self._release_parsers()  # before processing, the phase that holds the most memory
             if self.processor is not None:
                 await asyncio.to_thread(self.processor.process)
         return report
@@ -407,18 +432,26 @@ class Runner:
 
     async def run_forever(self, stop: asyncio.Event, *, tick_s: float = 30.0,
                           on_cycle: Callable[[PollReport], None] | None = None,
+                          on_polling: Callable[[], object] | None = None,
                           db_retry_max_s: float = 300.0) -> None:
         """Poll due feeds every `tick_s` until `stop` is set; errors in one cycle never end the loop.
+
+        `on_polling` is called once, as soon as the first cycle's feed requests are on their way (or it found no
+        feed due, or it failed): the service starts loading its models then.
 
         While the database is unreachable the next cycle waits longer each time (tick_s doubling up to
         `db_retry_max_s`, jittered), and the outage is logged once with its traceback, not once per tick.
         """
         backoff = Backoff("poller", base_s=tick_s, max_s=db_retry_max_s, logger=log, rng=self.rng)
         self.tick_s = tick_s
+        self._on_polling = on_polling
         while not stop.is_set():
             wait_s = tick_s
             try:
-                report = await self.cycle()
+                try:
+                    report = await self.cycle()
+                finally:
+                    self._polling_started()
                 backoff.succeeded()
                 if on_cycle:
                     on_cycle(report)
@@ -448,5 +481,5 @@ class Runner:
 
 
 def parse_pool(workers: int | None = None) -> ParsePool:
-    """A process pool for feed parsing: one worker per core but one (at least 1, at most 4)."""
+    """A process pool for feed parsing and page extraction: one worker per core but one (at least 1, at most 4)."""
     return ParsePool(workers)

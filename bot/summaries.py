@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from bot.net import PAGE_ACCEPT, Fetcher, FetchLimits
 from bot.pipeline import article as article_stage
@@ -15,10 +16,12 @@ from bot.pipeline.digest import (
     strip_headline_sentences,
     strip_leading_headline,
 )
-from bot.pipeline.story import is_core_member
 from bot.ports import LinkSummary, StoryStore, SummaryStore
 from bot.storage.stories import StoryMember
-from summarizer import Summarizer, Summary
+
+if TYPE_CHECKING:  # both import numpy, and the story stage datasketch and scipy (~1 s): `newsdigest run` imports
+    # this module before its first poll, for LinkSummarizer
+    from summarizer import Summarizer, Summary
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,8 @@ class StoreSummaryCache:
         self.store = store
 
     def get(self, key: str) -> Summary | None:
+        from summarizer import Summary
+
         entry = self.store.summary_get(key)
         return Summary.from_dict(entry.payload) if entry and entry.payload else None
 
@@ -57,6 +62,8 @@ def without_headlines(text: str, titles: Sequence[str]) -> str:
 
 def core_members(members: Sequence[StoryMember]) -> list[StoryMember]:
     """The members that surely belong to the story (`story.is_core_member`), in the given order."""
+    from bot.pipeline.story import is_core_member
+
     return [m for m in members if is_core_member(m.story_reason, m.story_score)]
 
 
@@ -151,16 +158,22 @@ def summarize_stories(store: StoryStore, summarizer: Summarizer, story_ids: Sequ
 class LinkSummarizer:
     """`/summary <link>`: fetch the page (same limits and SSRF rules as feeds), extract, summarize."""
 
-    def __init__(self, summarizer: Callable[[], Summarizer], limits: FetchLimits) -> None:
+    def __init__(self, summarizer: Callable[[], Summarizer], limits: FetchLimits,
+                 read_page: Callable[[bytes, str | None], Awaitable[tuple[str, str]]] | None = None) -> None:
         # Looked up per request: the service loads its models in the background while it starts.
         self.summarizer = summarizer
         self.limits = limits
+        # The service passes its runner's: the page is then read in a parse worker, as feed pages are.
+        self.read_page = read_page or self._read_in_thread
+
+    @staticmethod
+    async def _read_in_thread(body: bytes, url: str | None) -> tuple[str, str]:
+        return await asyncio.to_thread(article_stage.read_page, body, url)
 
     async def __call__(self, url: str) -> LinkSummary:
         async with Fetcher(self.limits) as fetcher:
             page = await fetcher.get(url, accept=PAGE_ACCEPT)
-        text = await asyncio.to_thread(article_stage.extract_article, page.body, page.final_url)
-        title = await asyncio.to_thread(article_stage.page_title, page.body)
+        text, title = await self.read_page(page.body, page.final_url)
         title = title or text.split("\n", 1)[0][:200]
         # The reply shows the headline above the summary: the summary must not say it again.
         body = without_headlines(text, [title]) or text

@@ -1,5 +1,6 @@
 """What a parse worker runs first. Kept apart from bot.runner so that a spawned worker imports only this and the
-entry stage (~30 MB resident), not the runner's HTTP client, storage and article extraction (~75 MB)."""
+entry stage (~30 MB resident), not the runner's HTTP client and storage; trafilatura (~10 MB) is imported only
+once the worker is given a page to extract."""
 
 from __future__ import annotations
 

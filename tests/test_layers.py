@@ -23,7 +23,12 @@ RULES = {
     "bot.pipeline.delivery": ("telegram", "discord", "sqlalchemy", "httpx"),
     "bot.pipeline.followups": ("telegram", "discord", "sqlalchemy", "httpx", "numpy"),
     "bot.pipeline.alerts": ("telegram", "discord", "sqlalchemy", "httpx"),
-    "bot.runner": ("telegram", "discord"),
+    # Pages are extracted in the parse workers: trafilatura stays out of the service process.
+    "bot.runner": ("telegram", "discord", "trafilatura", "numpy"),
+    # What `newsdigest run` imports before its first poll: the models load in a thread once the poll is out, and
+    # their libraries (numpy, scipy through datasketch, onnxruntime) would hold the interpreter ~1 s.
+    "bot.app": ("telegram", "discord", "trafilatura", "numpy", "datasketch", "summarizer", "onnxruntime"),
+    "bot.summaries": ("telegram", "discord", "trafilatura", "numpy", "datasketch", "summarizer", "onnxruntime"),
     "bot.processing": ("telegram", "discord"),
     "bot.chat.commands": ("telegram", "discord"),
     "bot.chat.runtime": ("telegram", "discord"),

@@ -169,6 +169,43 @@ async def test_fill_texts_in_batches_until_every_waiting_page_was_tried(sqlite_s
         assert [p.extract_attempts for p in sqlite_store.articles_pending_text()] in ([], [1])
 
 
+async def test_pages_are_extracted_in_the_parse_workers_and_a_killer_page_is_given_up(
+        sqlite_store: Store, feed_server) -> None:  # noqa: ANN001
+    from bot.runner import ParsePool
+    from tests.fakes.crashing_parser import CRASH_MARKER, install
+
+    # The marked page kills the process that extracts it: this one would have died with it (or, without the
+    # workers' patch, extracted it).
+    items = ""
+    for i, extra in enumerate(["", CRASH_MARKER.decode()]):
+        feed_server.files[f"/news/{i}.html"] = (
+            f"<html><body><article><h1>Story {i}</h1><p>{'Officials said the talks would go on. ' * 20}</p>"
+            f"<p>Story number {i} continues here.</p></article>{extra}</body></html>").encode()
+        items += (f"<item><title>Story {i}</title><link>{feed_server.url(f'/news/{i}.html')}</link>"
+                  f"<guid>s{i}</guid><description>Teaser {i}...</description></item>")
+    feed_server.files["/live/two.xml"] = ('<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>'
+                                          f"<link>http://x/</link>{items}</channel></rss>").encode()
+    sqlite_store.add_feed(FeedSpec(url=feed_server.url("/live/two.xml")), "cli")
+    pool = ParsePool(1, initializer=install)
+    try:
+        async with Fetcher(LIMITS) as fetcher:
+            runner = Runner(sqlite_store, fetcher, parse_pool=pool)
+            assert (await runner.poll_once()).new_articles == 2
+            assert await runner.fill_texts() == 1
+            assert sqlite_store.articles_pending_text() == [], "the page that kills its parser is not retried"
+            text, title = await runner.read_page(feed_server.files["/news/0.html"], None)
+            assert "Story number 0 continues" in text and title == "Story 0"
+    finally:
+        pool.shutdown()
+    with sqlite_store.engine.connect() as conn:
+        from bot.storage.tables import articles
+
+        rows = {r.title: r for r in conn.execute(articles.select())}
+    assert rows["Story 0"].text_source == "page" and "Story number 0 continues" in rows["Story 0"].text
+    assert rows["Story 1"].text_source == "failed" and "parse process died" in rows["Story 1"].extract_error
+    assert pool.isolated >= 1
+
+
 @pytest.mark.parametrize("allow", [False])
 async def test_private_feed_blocked_by_default(sqlite_store: Store, feed_server, allow: bool) -> None:  # noqa: ANN001
     sqlite_store.add_feed(FeedSpec(url=feed_server.url("/feeds/wsj_2020-04-27T2107Z.xml")), "cli")

@@ -73,3 +73,57 @@ def test_run_stops_with_a_clear_error_when_the_models_cannot_load(tmp_path: Path
     assert run.returncode != 0
     assert "NEWSDIGEST_TOPIC_HEAD_DIR" in run.stderr and "cannot load a topic head" in run.stderr, run.stderr
     assert "Traceback" not in run.stderr, run.stderr
+
+
+def test_models_load_only_once_started_and_a_waiting_caller_starts_them() -> None:
+    """`newsdigest run` starts the build when its first poll is out (Runner.run_forever's on_polling)."""
+    import threading
+
+    from bot.app import ModelsLoading
+
+    built: list[str] = []
+    loading = ModelsLoading(lambda: built.append(threading.current_thread().name) or "processor")  # type: ignore[arg-type, func-returns-value]
+    time.sleep(0.2)
+    assert built == [], "nothing is built before start()"
+    loading.start()
+    loading.start()
+    assert loading.get() == "processor" and built == ["newsdigest-models"]
+
+    lazy = ModelsLoading(lambda: "other")  # type: ignore[arg-type, return-value]
+    assert lazy.get() == "other", "get() starts a build nobody started"
+
+    def broken() -> None:
+        raise ValueError("bad head")
+
+    failing = ModelsLoading(broken)  # type: ignore[arg-type]
+    try:
+        failing.summarizer()
+    except ValueError as exc:
+        assert str(exc) == "bad head"
+    else:
+        raise AssertionError("the build's error is raised to whoever waits")
+
+
+async def test_run_forever_calls_on_polling_once_while_the_first_poll_runs(sqlite_store, feed_server) -> None:  # noqa: ANN001
+    import asyncio
+
+    from bot.models import FeedSpec
+    from bot.net import Fetcher, FetchLimits
+    from bot.runner import Runner
+
+    sqlite_store.add_feed(FeedSpec(url=feed_server.url("/slow?s=1")), "cli")
+    events: list[tuple[str, float]] = []
+    stop = asyncio.Event()
+
+    def on_cycle(report) -> None:  # noqa: ANN001
+        events.append(("cycle", time.monotonic()))
+        if len(events) == 3:
+            stop.set()
+
+    async with Fetcher(FetchLimits(allow_private=True)) as fetcher:
+        runner = Runner(sqlite_store, fetcher)
+        await asyncio.wait_for(runner.run_forever(
+            stop, tick_s=0.05, on_cycle=on_cycle, on_polling=lambda: events.append(("polling", time.monotonic()))),
+            30)
+    assert [e for e, _ in events] == ["polling", "cycle", "cycle"], "called once, in the first cycle"
+    assert events[1][1] - events[0][1] >= 0.8, "called while the first cycle's one-second poll was running"

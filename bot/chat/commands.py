@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from bot.chat.digests import DigestBuilder
 from bot.chat.owner_alerts import alerts_command
 from bot.clock import utcnow
-from bot.errors import BlockedURLError, CommandError, ExtractError, FetchError, PermissionDenied
+from bot.errors import BlockedURLError, CommandError, ExtractError, FetchError, ParseError, PermissionDenied
 from bot.feedlist import MAX_OPML_BYTES, check_public_url, not_allowed
 from bot.pipeline.digest import Schedule, next_due, parse_time_of_day
 from bot.pipeline.filters import MAX_REQUIRED_TOPICS, ChatFilters, FilterError, add_entry, remove_entry, words
@@ -352,6 +352,8 @@ class CommandService:
                 raise CommandError(f"I couldn't fetch that page: {exc.reason}.") from exc
             if isinstance(exc, ExtractError):
                 raise CommandError("I couldn't find an article on that page.") from exc
+            if isinstance(exc, ParseError):  # the page killed the process reading it
+                raise CommandError("I couldn't read that page.") from exc
             raise
         head = para(bold(s.title or url))
         source = para(link(s.outlet or "source", s.url or url))

@@ -110,7 +110,7 @@ def extract_article(html: str | bytes, url: str | None = None, *, max_bytes: int
         raise ExtractError(f"page larger than {max_bytes} bytes ({url or 'no url'})")
     if not html or not html.strip():
         raise ExtractError(f"empty page ({url or 'no url'})")
-    import trafilatura  # here: parse workers use this module for feed text and never extract pages
+    import trafilatura  # here: only the processes that extract pages pay for it (~10 MB), not the service's
 
     text = trafilatura.extract(html, url=url, output_format="txt", **EXTRACT_OPTIONS)
     cleaned = strip_boilerplate(text or "")
@@ -197,6 +197,11 @@ def _is_boilerplate(line: str) -> bool:
     if words <= 6 and all(w.strip(":|,.").lower() in _SOCIAL_WORDS for w in core.split()):
         return True
     return any(words <= limit and rule.match(core) for rule, limit in _RULES)
+
+
+def read_page(html: str | bytes, url: str | None = None) -> tuple[str, str]:
+    """A page's article text (as `extract_article`) and its headline (as `page_title`), in one call."""
+    return extract_article(html, url), page_title(html)
 
 
 def page_title(html: str | bytes) -> str:
