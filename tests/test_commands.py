@@ -35,6 +35,10 @@ async def summarize_fixture(url: str) -> LinkSummary:
         raise FetchError(url, "HTTP 404", transient=False, status=404)
     if "empty" in url:
         raise ExtractError("no text")
+    if "killer" in url:
+        from bot.runner import ParserCrashError
+
+        raise ParserCrashError()
     return LinkSummary(url=url, title="A <title>", summary="What happened.", outlet="Example")
 
 
@@ -141,6 +145,8 @@ async def test_summary_period_cooldown_and_link(svc: CommandService, store: Stor
     clock.t += timedelta(seconds=61)
     assert text(await run(svc, "summary", "https://news.example/missing")) == "I couldn't fetch that page: HTTP 404."
     assert "couldn't find an article" in text(await run(svc, "summary", "https://news.example/empty"))
+    # A page that kills the parse worker reading it; the chat's cooldown is not spent on it either.
+    assert text(await run(svc, "summary", "https://news.example/killer")) == "I couldn't read that page."
     assert text(await run(svc, "summary", "ftp://x.example/a")) == \
         "That URL is not allowed: only http and https URLs are allowed."
 
