@@ -100,15 +100,49 @@ def test_operator_topic_is_zero_shot_with_keywords(embedder):
 def test_head_save_load_round_trip(tmp_path, sample_head, embedder):
     sample_head.save(tmp_path / "h.npz", tmp_path / "h.json")
     back = TopicHead.load(tmp_path / "h.npz", tmp_path / "h.json")
-    X = embedder.encode(["Rebels seize border town", "Quarterly profit doubles"])
+    texts = ["Rebels seize border town", "Quarterly profit doubles"]
+    X = embedder.encode(texts)
     assert back.meta == sample_head.meta and back.threshold == sample_head.threshold
-    assert np.allclose(back.proba(X), sample_head.proba(X), atol=1e-3)  # embeddings stored as float16
+    assert back.svm_gamma == sample_head.svm_gamma and back.lexicon is not None
+    assert np.allclose(back.proba(X, texts), sample_head.proba(X, texts), atol=1e-3)  # embeddings as float16
+    with pytest.raises(ValueError, match="texts for"):
+        back.proba(X, texts[:1])
+
+
+def test_head_without_svm_still_loads_and_scores_as_before(tmp_path, sample_head, embedder):
+    """Heads saved before the SVM and cue words: the mean of the kNN and LR probabilities over embeddings."""
+    rng = np.random.default_rng(0)
+    coef, intercept = rng.normal(size=(4, 384)).astype(np.float32), np.zeros(4, np.float32)
+    old = TopicHead(embeddings=sample_head.embeddings, labels=sample_head.labels, classes=sample_head.classes,
+                    positive="1", coef=coef, intercept=intercept, k=3, threshold=0.4)
+    old.save(tmp_path / "h.npz", tmp_path / "h.json")
+    assert "svm_gamma" not in json.loads((tmp_path / "h.json").read_text())
+    back = TopicHead.load(tmp_path / "h.npz", tmp_path / "h.json")
+    assert back.svm_support is None and back.lexicon is None
+    X = embedder.encode(["Rebels seize border town", "Quarterly profit doubles"])
+    knn = topic.knn_vote(X, back._unit_embeddings(), back.labels, 3, 4)[:, 0]
+    lr = topic.softmax(X @ coef.T + intercept, axis=1)[:, 0]
+    assert np.allclose(back.proba(X), (knn + lr) / 2, atol=1e-5)
+
+
+def test_svm_pair_decisions_match_scikit_learn(sample_head):
+    """fit_svm checks itself against SVC.decision_function; here for every choice of the positive class."""
+    from bot.pipeline.topic import load_lexicon
+
+    F = training.model_input(sample_head.embeddings, ["a"] * len(sample_head.labels), load_lexicon())
+    for pos in range(4):
+        support, coef, intercept, gamma = training.fit_svm(F, sample_head.labels, pos, 4, 3.0, 1.0)
+        assert coef.shape == (len(support), 3) and intercept.shape == (3,) and gamma > 0
+    y2 = (sample_head.labels == 0).astype(int)
+    for pos in (0, 1):
+        training.fit_svm(F, y2, pos, 2, 3.0, 1.0)
 
 
 def test_sample_head_generalises_to_unseen_headlines(sample_head, embedder):
     X = embedder.encode(["Peace talks between the two countries collapse over border dispute",
                          "Goalkeeper saves two penalties in cup final shootout"])
-    world, sport = sample_head.score(X)
+    world, sport = sample_head.score(X, ["Peace talks between the two countries collapse over border dispute",
+                                         "Goalkeeper saves two penalties in cup final shootout"])
     assert world > 0.5 > sport
 
 

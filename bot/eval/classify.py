@@ -89,11 +89,11 @@ def run(data_path: str | Path, topic: str | None = None, *, head: TopicHead | No
         head = head or load_default_head()
         if sha == head.meta.get("data_sha256"):
             print(f"{name} is the file the world head was trained on: reporting {folds}-fold "
-                  "nested cross-validation on it instead (k, C and threshold chosen inside each training "
-                  "fold)", file=sys.stderr)
+                  "nested cross-validation on it instead (k, C, the SVM's C and gamma and the threshold "
+                  "chosen inside each training fold)", file=sys.stderr)
             labels = training.load_labelled_csv(data_path).labels
-            return training.cross_validate(X, labels, positive, folds)
-        predicted = head.score(X) >= 0.5
+            return training.cross_validate(X, labels, positive, texts, folds)
+        predicted = head.score(X, texts) >= 0.5
     return {"n": len(texts), **training.metrics(truth, predicted)}
 
 

@@ -7,10 +7,13 @@ all-MiniLM-L6-v2 embedding of title + lead joined with rubric cue-word counts
 (bot/resources/geo_lexicon.json), and of a distance-weighted cosine kNN vote over the labelled items, shifted so the cross-validated threshold
 sits at 0.5. It is trained by `python -m bot.train.geo_head` and shipped as geo_head.{npz,json}.
 
-The world head works on all-MiniLM-L6-v2 embeddings of title + lead: the average of a distance-weighted
-cosine k-nearest-neighbour vote over the labelled examples and a multinomial logistic regression, both over
-all classes of the training file (World, Sports, Business, Sci/Tech for AG News), scored as P(World) with its
-log-odds shifted so the cross-validated decision threshold sits at 0.5. It is trained by
+The world head works on all-MiniLM-L6-v2 embeddings of title + lead, over all classes of the training file
+(World, Sports, Business, Sci/Tech for AG News): the mean log-odds of P(World) from a distance-weighted cosine
+k-nearest-neighbour vote over the labelled examples, a multinomial logistic regression and a multi-class RBF
+support-vector machine (its weakest World-vs-other pairwise decision), the last two over the embedding joined
+with the rubric cue-word counts; shifted so the cross-validated decision threshold sits at 0.5. (Heads saved
+before the SVM and cue words were added hold no `svm_support` and are read as the plain mean of the kNN and
+logistic regression probabilities.) It is trained by
 `python -m bot.train.topic_head` and shipped in bot/resources (PROVENANCE.md there); numbers in docs/story.md.
 """
 
@@ -62,6 +65,32 @@ def knn_vote(X: np.ndarray, embeddings: np.ndarray, labels: np.ndarray, k: int, 
     np.add.at(out, (np.repeat(np.arange(len(X)), k), labels[idx].ravel()), w.ravel())
     vote: np.ndarray = out / out.sum(axis=1, keepdims=True)
     return vote
+
+
+def rbf_decision(F: np.ndarray, support: np.ndarray, coef: np.ndarray, intercept: np.ndarray | float,
+                 gamma: float) -> np.ndarray:
+    """Decision values of an RBF support-vector machine from its support vectors: exp(-gamma |F - s|^2) @ coef
+    + intercept (coef (n_support,) or (n_support, m) for m decisions at once)."""
+    F = np.asarray(F, dtype=np.float64)
+    sq = (F * F).sum(1)[:, None] + (support * support).sum(1)[None, :] - 2 * F @ support.T
+    out: np.ndarray = np.exp(-gamma * np.maximum(sq, 0.0)) @ coef + intercept
+    return out
+
+
+# Each part of a log-odds mean is bounded at P = 0.001 / 0.999, so one confident part cannot outvote the rest.
+PART_LOGODDS_BOUND = float(np.log(999.0))
+
+
+def part_logodds(p: np.ndarray) -> np.ndarray:
+    """Log-odds of a probability, bounded to +-PART_LOGODDS_BOUND."""
+    out: np.ndarray = np.clip(logit(np.clip(p, 1e-3, 1 - 1e-3)), -PART_LOGODDS_BOUND, PART_LOGODDS_BOUND)
+    return out
+
+
+def svm_logodds(pair_decisions: np.ndarray) -> np.ndarray:
+    """The SVM part of the world head: twice the weakest positive-vs-other pairwise decision, bounded."""
+    out: np.ndarray = np.clip(2.0 * pair_decisions.min(axis=1), -PART_LOGODDS_BOUND, PART_LOGODDS_BOUND)
+    return out
 
 WORLD = "world"
 GEOPOLITICS = "geopolitics"
@@ -141,7 +170,15 @@ def with_feed_override(scores: dict[str, float], all_world: bool,
 
 @dataclass
 class TopicHead:
-    """kNN + logistic regression over sentence embeddings; `proba(X)` gives P(positive class)."""
+    """kNN + logistic regression (+ RBF SVM and cue words) over sentence embeddings; `proba(X, texts)` gives
+    P(positive class).
+
+    With `svm_support` (heads trained since the SVM was added): the mean of the bounded log-odds of the kNN
+    vote, the logistic regression and the SVM, the last two over [embedding, lex_weight * cue features of the
+    texts]; `svm_coef[:, j]` holds the dual coefficients of the pairwise decision "positive vs the j-th other
+    class" (> 0 favours the positive class) over all support vectors, `svm_intercept[j]` its intercept. Without
+    it (older heads): the mean of the kNN and logistic regression probabilities over the embedding alone.
+    """
 
     embeddings: np.ndarray
     labels: np.ndarray
@@ -152,6 +189,12 @@ class TopicHead:
     k: int = 10
     threshold: float = 0.5
     meta: dict[str, Any] = field(default_factory=dict)
+    lexicon: CueLexicon | None = None
+    lex_weight: float = 0.0
+    svm_support: np.ndarray | None = None
+    svm_coef: np.ndarray | None = None
+    svm_intercept: np.ndarray | None = None
+    svm_gamma: float = 0.0
     _unit: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -159,9 +202,22 @@ class TopicHead:
             raise ValueError(f"threshold must be strictly between 0 and 1, not {self.threshold}")
         if self.positive not in self.classes:
             raise ValueError(f"positive class {self.positive!r} is not among {self.classes}")
-        if self.embeddings.shape[0] != self.labels.shape[0] or self.coef.shape != (len(self.classes),
-                                                                                 self.embeddings.shape[1]):
+        d = self.embeddings.shape[1] + self.n_cues
+        if self.embeddings.shape[0] != self.labels.shape[0] or self.coef.shape != (len(self.classes), d):
             raise ValueError("topic head arrays do not fit together")
+        if self.svm_support is not None:
+            if (self.lexicon is None or self.svm_coef is None or self.svm_intercept is None
+                    or self.svm_support.shape[1] != d
+                    or self.svm_coef.shape != (len(self.svm_support), len(self.classes) - 1)
+                    or self.svm_intercept.shape != (len(self.classes) - 1,) or self.svm_gamma <= 0):
+                raise ValueError("topic head SVM arrays do not fit together (or the lexicon changed)")
+        elif self.lexicon is not None:
+            raise ValueError("a topic head with cue words must have its SVM")
+
+    @property
+    def n_cues(self) -> int:
+        """Number of cue-word features in the model input (0 for heads without them)."""
+        return len(self.lexicon.categories) if self.lexicon is not None else 0
 
     def _unit_embeddings(self) -> np.ndarray:
         if self._unit is None:  # float16 on disk: renormalised once, as the cosine metric does
@@ -170,47 +226,85 @@ class TopicHead:
         unit: np.ndarray = self._unit
         return unit
 
-    def proba_all(self, X: np.ndarray) -> np.ndarray:
-        """(n, classes) probabilities: mean of the kNN vote and the logistic regression."""
+    def features(self, X: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
+        """Input of the logistic regression and the SVM: the embeddings, joined with lex_weight * the cue
+        features of `texts` for heads that use cue words (all-zero cue counts when texts are not given)."""
+        X = np.asarray(X, dtype=np.float32)
+        if self.lexicon is None:
+            return X
+        if texts is None:
+            cues = np.zeros((len(X), self.n_cues), dtype=np.float32)
+        elif len(texts) != len(X):
+            raise ValueError(f"{len(texts)} texts for {len(X)} embeddings")
+        else:
+            cues = self.lexicon.features(texts)
+        return np.hstack([X, self.lex_weight * cues])
+
+    def pair_decisions(self, F: np.ndarray) -> np.ndarray:
+        """(n, classes - 1) SVM decisions "positive vs each other class" on model inputs F (`features`)."""
+        assert self.svm_support is not None and self.svm_coef is not None and self.svm_intercept is not None
+        return rbf_decision(F, self.svm_support, self.svm_coef, self.svm_intercept, self.svm_gamma)
+
+    def proba(self, X: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
+        """P(positive class) per row of X (`texts`: the cleaned texts X was encoded from; heads with cue
+        words need them for full accuracy)."""
         X = np.asarray(X, dtype=np.float32)
         if len(X) == 0:
-            return np.zeros((0, len(self.classes)))
-        p_knn = knn_vote(X, self._unit_embeddings(), self.labels, self.k, len(self.classes))
-        p_lr = softmax(X @ self.coef.T + self.intercept, axis=1)
-        mean: np.ndarray = (p_knn + p_lr) / 2
-        return mean
+            return np.zeros(0)
+        pos = self.classes.index(self.positive)
+        p_knn = knn_vote(X, self._unit_embeddings(), self.labels, self.k, len(self.classes))[:, pos]
+        F = self.features(X, texts)
+        p_lr = softmax(F @ self.coef.T + self.intercept, axis=1)[:, pos]
+        if self.svm_support is None:
+            mean: np.ndarray = (p_knn + p_lr) / 2
+            return mean
+        parts = [part_logodds(p_knn), part_logodds(p_lr), svm_logodds(self.pair_decisions(F))]
+        return expit(np.mean(parts, axis=0))
 
-    def proba(self, X: np.ndarray) -> np.ndarray:
-        """P(positive class) per row of X."""
-        return self.proba_all(X)[:, self.classes.index(self.positive)]
-
-    def score(self, X: np.ndarray) -> np.ndarray:
+    def score(self, X: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
         """P(positive) with its log-odds shifted so that the head's decision threshold lands on 0.5."""
-        p = np.clip(self.proba(X), 1e-6, 1 - 1e-6)
+        p = np.clip(self.proba(X, texts), 1e-6, 1 - 1e-6)
         shifted: np.ndarray = expit(logit(p) - logit(self.threshold))
         return shifted
 
     def save(self, npz_path: str | Path, json_path: str | Path) -> None:
         """Arrays to a compressed .npz (embeddings as float16), settings and provenance to JSON."""
-        np.savez_compressed(npz_path, embeddings=self.embeddings.astype(np.float16),
-                            labels=self.labels.astype(np.int16), coef=self.coef.astype(np.float32),
-                            intercept=self.intercept.astype(np.float32))
+        arrays: dict[str, np.ndarray] = {"embeddings": self.embeddings.astype(np.float16), "labels": self.labels.astype(np.int16),
+                  "coef": self.coef.astype(np.float32), "intercept": self.intercept.astype(np.float32)}
         doc = {"classes": list(self.classes), "positive": self.positive, "k": self.k,
                "threshold": self.threshold, **self.meta}
+        if self.svm_support is not None:
+            assert self.lexicon is not None and self.svm_coef is not None and self.svm_intercept is not None
+            arrays.update(svm_support=self.svm_support.astype(np.float32),
+                          svm_coef=self.svm_coef.astype(np.float64),
+                          svm_intercept=self.svm_intercept.astype(np.float64))
+            doc.update(lex_weight=self.lex_weight, lexicon_categories=list(self.lexicon.categories),
+                       svm_gamma=self.svm_gamma)
+        np.savez_compressed(npz_path, **arrays)  # type: ignore[arg-type]  # numpy's stub types allow_pickle
         Path(json_path).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
     @classmethod
-    def load(cls, npz_path: str | Path, json_path: str | Path) -> TopicHead:
-        """Read a head written by `save`."""
+    def load(cls, npz_path: str | Path, json_path: str | Path, lexicon: CueLexicon | None = None) -> TopicHead:
+        """Read a head written by `save` (heads with cue words: with the shipped lexicon unless another is
+        given; ValueError if its categories are not the ones the head was trained with)."""
         doc = json.loads(Path(json_path).read_text(encoding="utf-8"))
         with np.load(npz_path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in ("embeddings", "labels", "coef", "intercept")}
-        meta = {k: v for k, v in doc.items() if k not in ("classes", "positive", "k", "threshold")}
+            arrays = {k: z[k] for k in z.files}
+        svm: dict[str, Any] = {}
+        if "svm_support" in arrays:
+            lexicon = lexicon or load_lexicon()
+            if list(lexicon.categories) != doc.get("lexicon_categories"):
+                raise ValueError(f"{json_path}: trained with lexicon categories {doc.get('lexicon_categories')}, "
+                                 f"not {list(lexicon.categories)}")
+            svm = {"lexicon": lexicon, "lex_weight": float(doc["lex_weight"]),
+                   "svm_support": arrays["svm_support"].astype(np.float64), "svm_coef": arrays["svm_coef"],
+                   "svm_intercept": arrays["svm_intercept"], "svm_gamma": float(doc["svm_gamma"])}
+        own = ("classes", "positive", "k", "threshold", "lex_weight", "lexicon_categories", "svm_gamma")
         return cls(embeddings=arrays["embeddings"].astype(np.float32),
                    labels=arrays["labels"].astype(np.int64),
                    classes=tuple(doc["classes"]), positive=doc["positive"], coef=arrays["coef"],
                    intercept=arrays["intercept"], k=int(doc["k"]), threshold=float(doc.get("threshold", 0.5)),
-                   meta=meta)
+                   meta={k: v for k, v in doc.items() if k not in own}, **svm)
 
 
 def load_default_head() -> TopicHead:
@@ -307,8 +401,7 @@ class GeoHead:
         """Mean log-odds of the three parts (uncalibrated; the threshold is applied in `score`)."""
         X = np.asarray(X, dtype=np.float32)
         F = self.features(X, texts).astype(np.float64)
-        sq = (F * F).sum(1)[:, None] + (self.support * self.support).sum(1)[None, :] - 2 * F @ self.support.T
-        svm = np.exp(-self.gamma * np.maximum(sq, 0.0)) @ self.dual_coef + self.svm_intercept
+        svm = rbf_decision(F, self.support, self.dual_coef, self.svm_intercept, self.gamma)
         lr = F @ self.lr_coef + self.lr_intercept
         # Distance-weighted cosine kNN vote, as KNeighborsClassifier(weights="distance", metric="cosine").
         sims = X @ self.embeddings.T
@@ -435,7 +528,7 @@ class TopicClassifier:
             return []
         cleaned = [undo_feed_escapes(t) for t in texts]
         X = self.embedder.encode(cleaned)
-        geo, world = self.geo_head.score(X, cleaned), self.head.score(X)
+        geo, world = self.geo_head.score(X, cleaned), self.head.score(X, cleaned)
         out = [{GEOPOLITICS: round(float(g), 4), WORLD: round(float(w), 4)}
                for g, w in zip(geo, world, strict=True)]
         for i, (t, protos) in enumerate(zip(self.topics, self._prototypes(), strict=True)):
