@@ -88,7 +88,8 @@ class PollReport:
 
 
 class ParsePool:
-    """A process pool for feed parsing and page extraction that survives the death of a worker (a crash in C code, an OOM kill).
+    """A process pool for feed parsing and page extraction that survives the death of a worker (a crash in C
+    code, an OOM kill).
 
     A dead worker breaks a ProcessPoolExecutor for good and fails every call it held. So the pool is rebuilt,
     and each failed call is run again alone in a fresh one-worker process: one that kills that process too

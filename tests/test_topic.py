@@ -83,6 +83,29 @@ def test_world_head_separates_world_news_from_the_rest(embedder):
     assert clf.score_many([]) == []
 
 
+def test_both_heads_share_one_count_of_the_cue_words(embedder, monkeypatch):
+    """The geopolitics and world heads read the same lexicon: score_many counts its cue words once a batch,
+    and each head scores exactly as it does alone."""
+    clf = TopicClassifier(embedder)
+    assert clf.head.lexicon is clf.geo_head.lexicon is topic.load_lexicon()
+    texts = [topic.article_text_for_topic("Iran and the US resume nuclear talks in Vienna", "Envoys met on Monday."),
+             topic.article_text_for_topic("Striker's hat-trick sinks league leaders", "A 3-1 win away.")]
+    X = embedder.encode(texts)
+    alone = (clf.geo_head.score(X, texts), clf.head.score(X, texts))
+    calls: list[int] = []
+    counted = topic.CueLexicon.features
+
+    def counting(self, batch):  # noqa: ANN001, ANN202
+        calls.append(len(batch))
+        return counted(self, batch)
+
+    monkeypatch.setattr(topic.CueLexicon, "features", counting)
+    scores = clf.score_many(texts)
+    assert calls == [2], "one count of the cue words for both heads"
+    assert np.allclose([s["geopolitics"] for s in scores], alone[0], atol=1e-4)
+    assert np.allclose([s["world"] for s in scores], alone[1], atol=1e-4)
+
+
 def test_operator_topic_is_zero_shot_with_keywords(embedder):
     energy = TopicSpec("energy", "Energy markets: oil, gas, electricity prices, OPEC output, power grids.",
                        examples=("OPEC+ agrees to cut oil output",), keywords=("OPEC", "LNG"))

@@ -24,6 +24,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
@@ -226,18 +227,21 @@ class TopicHead:
         unit: np.ndarray = self._unit
         return unit
 
-    def features(self, X: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
+    def features(self, X: np.ndarray, texts: Sequence[str] | None = None, *,
+                 cues: np.ndarray | None = None) -> np.ndarray:
         """Input of the logistic regression and the SVM: the embeddings, joined with lex_weight * the cue
-        features of `texts` for heads that use cue words (all-zero cue counts when texts are not given)."""
+        features of `texts` for heads that use cue words (`cues`: those features, already counted with this
+        head's lexicon; all-zero cue counts when neither is given)."""
         X = np.asarray(X, dtype=np.float32)
         if self.lexicon is None:
             return X
-        if texts is None:
-            cues = np.zeros((len(X), self.n_cues), dtype=np.float32)
-        elif len(texts) != len(X):
-            raise ValueError(f"{len(texts)} texts for {len(X)} embeddings")
-        else:
-            cues = self.lexicon.features(texts)
+        if cues is None:
+            if texts is None:
+                cues = np.zeros((len(X), self.n_cues), dtype=np.float32)
+            elif len(texts) != len(X):
+                raise ValueError(f"{len(texts)} texts for {len(X)} embeddings")
+            else:
+                cues = self.lexicon.features(texts)
         return np.hstack([X, self.lex_weight * cues])
 
     def pair_decisions(self, F: np.ndarray) -> np.ndarray:
@@ -245,15 +249,16 @@ class TopicHead:
         assert self.svm_support is not None and self.svm_coef is not None and self.svm_intercept is not None
         return rbf_decision(F, self.svm_support, self.svm_coef, self.svm_intercept, self.svm_gamma)
 
-    def proba(self, X: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
+    def proba(self, X: np.ndarray, texts: Sequence[str] | None = None, *,
+              cues: np.ndarray | None = None) -> np.ndarray:
         """P(positive class) per row of X (`texts`: the cleaned texts X was encoded from; heads with cue
-        words need them for full accuracy)."""
+        words need them, or their `cues`, for full accuracy)."""
         X = np.asarray(X, dtype=np.float32)
         if len(X) == 0:
             return np.zeros(0)
         pos = self.classes.index(self.positive)
         p_knn = knn_vote(X, self._unit_embeddings(), self.labels, self.k, len(self.classes))[:, pos]
-        F = self.features(X, texts)
+        F = self.features(X, texts, cues=cues)
         p_lr = softmax(F @ self.coef.T + self.intercept, axis=1)[:, pos]
         if self.svm_support is None:
             mean: np.ndarray = (p_knn + p_lr) / 2
@@ -261,16 +266,18 @@ class TopicHead:
         parts = [part_logodds(p_knn), part_logodds(p_lr), svm_logodds(self.pair_decisions(F))]
         return expit(np.mean(parts, axis=0))
 
-    def score(self, X: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
+    def score(self, X: np.ndarray, texts: Sequence[str] | None = None, *,
+              cues: np.ndarray | None = None) -> np.ndarray:
         """P(positive) with its log-odds shifted so that the head's decision threshold lands on 0.5."""
-        p = np.clip(self.proba(X, texts), 1e-6, 1 - 1e-6)
+        p = np.clip(self.proba(X, texts, cues=cues), 1e-6, 1 - 1e-6)
         shifted: np.ndarray = expit(logit(p) - logit(self.threshold))
         return shifted
 
     def save(self, npz_path: str | Path, json_path: str | Path) -> None:
         """Arrays to a compressed .npz (embeddings as float16), settings and provenance to JSON."""
-        arrays: dict[str, np.ndarray] = {"embeddings": self.embeddings.astype(np.float16), "labels": self.labels.astype(np.int16),
-                  "coef": self.coef.astype(np.float32), "intercept": self.intercept.astype(np.float32)}
+        arrays: dict[str, np.ndarray] = {"embeddings": self.embeddings.astype(np.float16),
+                                         "labels": self.labels.astype(np.int16), "coef": self.coef.astype(np.float32),
+                                         "intercept": self.intercept.astype(np.float32)}
         doc = {"classes": list(self.classes), "positive": self.positive, "k": self.k,
                "threshold": self.threshold, **self.meta}
         if self.svm_support is not None:
@@ -359,11 +366,16 @@ class CueLexicon:
 
 
 def load_lexicon(path: str | Path | None = None) -> CueLexicon:
-    """The cue lexicon at `path`, or the one shipped in bot/resources."""
+    """The cue lexicon at `path`, or the one shipped in bot/resources (one shared, immutable object)."""
     if path is None:
-        with resources.as_file(resources.files("bot") / "resources" / LEXICON_JSON) as p:
-            return CueLexicon.from_doc(json.loads(Path(p).read_text(encoding="utf-8")))
+        return _shipped_lexicon()
     return CueLexicon.from_doc(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+@cache
+def _shipped_lexicon() -> CueLexicon:
+    with resources.as_file(resources.files("bot") / "resources" / LEXICON_JSON) as p:
+        return CueLexicon.from_doc(json.loads(Path(p).read_text(encoding="utf-8")))
 
 
 @dataclass
@@ -393,14 +405,16 @@ class GeoHead:
                 or self.dual_coef.shape != (len(self.support),) or len(self.labels) != len(self.embeddings)):
             raise ValueError("geopolitics head arrays do not fit together (or the lexicon changed)")
 
-    def features(self, X: np.ndarray, texts: Sequence[str]) -> np.ndarray:
-        """Model input: embeddings joined with the weighted cue features of the same texts."""
-        return np.hstack([np.asarray(X, dtype=np.float32), self.lex_weight * self.lexicon.features(texts)])
+    def features(self, X: np.ndarray, texts: Sequence[str], *, cues: np.ndarray | None = None) -> np.ndarray:
+        """Model input: embeddings joined with the weighted cue features of the same texts (`cues`: those
+        features, already counted with this head's lexicon)."""
+        cues = self.lexicon.features(texts) if cues is None else cues
+        return np.hstack([np.asarray(X, dtype=np.float32), self.lex_weight * cues])
 
-    def logodds(self, X: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+    def logodds(self, X: np.ndarray, texts: Sequence[str], *, cues: np.ndarray | None = None) -> np.ndarray:
         """Mean log-odds of the three parts (uncalibrated; the threshold is applied in `score`)."""
         X = np.asarray(X, dtype=np.float32)
-        F = self.features(X, texts).astype(np.float64)
+        F = self.features(X, texts, cues=cues).astype(np.float64)
         svm = rbf_decision(F, self.support, self.dual_coef, self.svm_intercept, self.gamma)
         lr = F @ self.lr_coef + self.lr_intercept
         # Distance-weighted cosine kNN vote, as KNeighborsClassifier(weights="distance", metric="cosine").
@@ -414,11 +428,11 @@ class GeoHead:
         mean: np.ndarray = np.mean(parts, axis=0)
         return mean
 
-    def score(self, X: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+    def score(self, X: np.ndarray, texts: Sequence[str], *, cues: np.ndarray | None = None) -> np.ndarray:
         """P(geopolitical)-like score with the decision threshold moved to 0.5."""
         if len(texts) == 0:
             return np.zeros(0)
-        return expit(self.logodds(X, texts) - logit(self.threshold))
+        return expit(self.logodds(X, texts, cues=cues) - logit(self.threshold))
 
     def save(self, npz_path: str | Path, json_path: str | Path) -> None:
         """Arrays to a compressed .npz (float16 where precision does not matter), settings to JSON."""
@@ -528,7 +542,10 @@ class TopicClassifier:
             return []
         cleaned = [undo_feed_escapes(t) for t in texts]
         X = self.embedder.encode(cleaned)
-        geo, world = self.geo_head.score(X, cleaned), self.head.score(X, cleaned)
+        # Both heads read the rubric's cue words (~0.65 ms a text): counted once when they share the lexicon.
+        cues = self.geo_head.lexicon.features(cleaned)
+        geo = self.geo_head.score(X, cleaned, cues=cues)
+        world = self.head.score(X, cleaned, cues=cues if self.head.lexicon is self.geo_head.lexicon else None)
         out = [{GEOPOLITICS: round(float(g), 4), WORLD: round(float(w), 4)}
                for g, w in zip(geo, world, strict=True)]
         for i, (t, protos) in enumerate(zip(self.topics, self._prototypes(), strict=True)):
