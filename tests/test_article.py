@@ -197,3 +197,18 @@ def test_eval_extract_on_benchmark_sample(capsys: pytest.CaptureFixture[str]) ->
         assert all(0.0 <= v <= 1.0 for v in result[name].values())
     assert result["default"]["precision"] > result["baseline"]["precision"]
     assert result["default"]["f1"] > result["baseline"]["f1"]
+
+
+def test_video_channel_prompts_are_dropped_on_their_own_line_and_at_a_line_end() -> None:
+    # Al Jazeera's video items end their text with these (seen on the 2021-09-16 feed snapshot).
+    own_lines = ("France says the leader of the ISIL group in the Sahel has been killed by French forces.\n"
+                 "- Subscribe to our channel: http://aje.io/AJSubscribe\n"
+                 "- Follow us on Twitter: https://twitter.com/AJEnglish")
+    same_line = ("France says the leader of the ISIL group in the Sahel has been killed by French forces. "
+                 "- Subscribe to our channel: http://aje.io/AJSubscribe - Follow us on Twitter: https://x.com/AJ")
+    want = "France says the leader of the ISIL group in the Sahel has been killed by French forces."
+    assert strip_boilerplate(own_lines) == want
+    assert strip_boilerplate(same_line) == want
+    # the words inside a sentence are not a prompt
+    kept = "Officials said they would follow us on this - but subscribe to our channel was not what they meant."
+    assert strip_boilerplate(kept) == kept

@@ -60,6 +60,7 @@ _SOCIAL = (
     r"(?:twitter|x|facebook|whatsapp|linkedin|reddit|email)",
     r"click to (?:share|tweet|email|print)",
     r"(?:subscribe|sign up|register)\b.{0,80}\b(?:newsletters?|inbox|alerts)",
+    r"subscribe to (?:our|my|the) (?:youtube |news )?channel",
     r"(?:get|receive) .{0,80}\b(?:in|to|into) your inbox",
     r"delivered (?:straight |right |directly )?to your inbox",
     r"if you (?:enjoyed|liked|value|appreciate) (?:this|our|reading)",
@@ -87,7 +88,11 @@ _WHOLE_LINE = re.compile(r"^(?:" + "|".join(_HEADINGS) + r")\W*$", re.IGNORECASE
 _SOCIAL_WORDS = frozenset("share tweet email e-mail print facebook twitter x linkedin whatsapp reddit "
                           "pinterest telegram messenger copy link url save comment comments flipboard "
                           "bluesky".split())
-_TRAILING_PROMPT = re.compile(r"\s*(?:click to tweet|tweet this)\s*$", re.IGNORECASE)
+# Video outlets end a description with channel prompts on the same line: "... - Subscribe to our channel: URL".
+_TRAILING_PROMPT = re.compile(
+    r"(?:\s*(?:click to tweet|tweet this)|(?:\s+[-–—•|]\s*(?:subscribe to (?:our|my|the) (?:youtube |news )?channel|"
+    r"follow us on [\w ]{1,20}|find us on [\w ]{1,20}|check out our [\w ]{1,30})\s*:?\s*(?:https?://\S+)?)+)\s*$",
+    re.IGNORECASE)
 _BULLET = " \t\u00a0•·*▪►»>|-–—"
 _TEASER_END = re.compile(
     r"(?:\.\.\.|…|\[…\]|\[\.\.\.\]|\(more…?\)|read (?:more|on)|continue reading|read the (?:full|rest)[\w ]*|"
