@@ -141,3 +141,30 @@ def test_training_rejects_bad_files(tmp_path, capsys):
     assert training.main(["--ecb", str(bad), "--allsides", str(bad), "--background", str(bad),
                           "--out-dir", str(tmp_path)]) == 2
     assert "not JSON" in capsys.readouterr().err
+
+
+def test_merged_boosters_score_the_mean_of_their_log_odds(tmp_path):
+    import lightgbm
+
+    rng = np.random.default_rng(0)
+    X = rng.random((2000, len(FEATURE_NAMES)))
+    y = (X[:, 0] + 0.5 * X[:, 1] ** 2 + 0.3 * rng.normal(size=len(X)) > 0.8).astype(int)
+    data = lightgbm.Dataset(X, label=y, feature_name=list(FEATURE_NAMES), free_raw_data=False)
+    params = {**training.LGBM_PARAMS, "min_data_in_leaf": 20}
+    parts = [lightgbm.train({**params, "seed": s}, data, num_boost_round=25) for s in (0, 1, 2)]
+    merged = training.merge_boosters(parts)
+    assert merged.num_trees() == 75
+    X_new = rng.random((300, len(FEATURE_NAMES)))
+    want = np.mean([b.predict(X_new, raw_score=True) for b in parts], axis=0)
+    assert np.abs(merged.predict(X_new, raw_score=True) - want).max() < 1e-9
+    # the seeds differ, so the mean is not any one booster
+    assert min(np.abs(b.predict(X_new, raw_score=True) - want).max() for b in parts) > 1e-3
+    model = PairModel(merged, {"features": list(FEATURE_NAMES), "threshold": 0.6})
+    model.save(tmp_path / "m.txt", tmp_path / "m.json")
+    onnx = PairModel.load(tmp_path / "m.txt", tmp_path / "m.json")
+    text = PairModel.load(tmp_path / "m.txt", tmp_path / "m.json", backend="lightgbm")
+    assert isinstance(onnx.booster, story_pairs.OnnxTrees)
+    want_p = 1 / (1 + np.exp(-want))
+    assert np.abs(text.proba(X_new) - want_p).max() < 1e-9
+    assert np.abs(onnx.proba(X_new) - want_p).max() < 1e-5
+    assert training.merge_boosters(parts[:1]) is parts[0]
