@@ -53,6 +53,8 @@ _HEADINGS = (  # whole short lines only: section labels of link lists and ad slo
     r".{0,40}\bnewsletters?",
     r"share(?: this)?(?: article| story| post| page)?",
 )
+# A video outlet's prompt, matched as a line of its own (_SOCIAL) and at the end of a line (_TRAILING_PROMPT).
+_CHANNEL_PROMPT = r"subscribe to (?:our|my|the) (?:youtube |news )?channel"
 _SOCIAL = (
     r"follow (?:us|me|him|her|them|[\w.@' ]{1,40}) on (?:twitter|x|facebook|instagram|linkedin|youtube|"
     r"tiktok|threads|bluesky|telegram|whatsapp|google news|flipboard)",
@@ -60,7 +62,7 @@ _SOCIAL = (
     r"(?:twitter|x|facebook|whatsapp|linkedin|reddit|email)",
     r"click to (?:share|tweet|email|print)",
     r"(?:subscribe|sign up|register)\b.{0,80}\b(?:newsletters?|inbox|alerts)",
-    r"subscribe to (?:our|my|the) (?:youtube |news )?channel",
+    _CHANNEL_PROMPT,
     r"(?:get|receive) .{0,80}\b(?:in|to|into) your inbox",
     r"delivered (?:straight |right |directly )?to your inbox",
     r"if you (?:enjoyed|liked|value|appreciate) (?:this|our|reading)",
@@ -90,8 +92,8 @@ _SOCIAL_WORDS = frozenset("share tweet email e-mail print facebook twitter x lin
                           "bluesky".split())
 # Video outlets end a description with channel prompts on the same line: "... - Subscribe to our channel: URL".
 _TRAILING_PROMPT = re.compile(
-    r"(?:\s*(?:click to tweet|tweet this)|(?:\s+[-–—•|]\s*(?:subscribe to (?:our|my|the) (?:youtube |news )?channel|"
-    r"follow us on [\w ]{1,20}|find us on [\w ]{1,20}|check out our [\w ]{1,30})\s*:?\s*(?:https?://\S+)?)+)\s*$",
+    r"(?:\s*(?:click to tweet|tweet this)|(?:\s+[-–—•|]\s*(?:" + _CHANNEL_PROMPT + r"|follow us on [\w ]{1,20}|"
+    r"find us on [\w ]{1,20}|check out our [\w ]{1,30})\s*:?\s*(?:https?://\S+)?)+)\s*$",
     re.IGNORECASE)
 _BULLET = " \t\u00a0•·*▪►»>|-–—"
 _TEASER_END = re.compile(
