@@ -257,9 +257,14 @@ async def test_a_paused_chat_and_an_unreachable_chat_api_alert_the_owner(api: Fa
             return sum(1 for _, method, chat, status in api.log if method == "sendMessage" and chat == USER
                        and status == 500)
 
-        await api.wait_for(lambda: failed_sends() >= 1)
+        def health() -> A.ApiHealth:
+            return runtime._api_health.get("telegram", A.ApiHealth())
+
+        # Wait for the runtime to have counted each failure, not just for the fake to have answered it: the
+        # clock must move between the two counts, or the failures are seconds apart and nothing is alerted.
+        await api.wait_for(lambda: failed_sends() >= 1 and health().failing_since is not None)
         clock.offset += timedelta(minutes=6)
-        await api.wait_for(lambda: failed_sends() >= 2)
+        await api.wait_for(lambda: failed_sends() >= 2 and health().alerted)
         api.outage = None
         clock.offset += timedelta(minutes=6)
         await runtime.drain(10)
