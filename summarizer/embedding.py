@@ -76,6 +76,12 @@ def onnx_file(model_path: str | Path, precision: str) -> Path:
     return model_cache_dir() / f"{model_path.name}-{h.hexdigest()[:16]}.{precision}.onnx"
 
 
+def model_dim(model_path: str | Path) -> int:
+    """The width of a sentence-transformers model's vectors: its transformer's hidden size."""
+    config = json.loads((Path(model_path) / "config.json").read_text(encoding="utf-8"))
+    return int(config.get("hidden_size") or config.get("d_model") or 384)
+
+
 def _onnxruntime_available() -> bool:
     import importlib.util
 
@@ -83,9 +89,8 @@ def _onnxruntime_available() -> bool:
 
 
 class Embedder:
-    """Lazily loaded sentence encoder returning L2-normalized float32 vectors."""
-
-    dim = 384
+    """Lazily loaded sentence encoder returning L2-normalized float32 vectors (all-MiniLM-L6-v2 unless
+    `model_path` names another sentence-transformers directory, e.g. summarizer.mpnet.model_path())."""
 
     def __init__(self, model_path: str | Path | None = None, *, device: str | None = None,
                  precision: str | None = None, batch_size: int = 64, backend: str | None = None) -> None:
@@ -111,6 +116,14 @@ class Embedder:
         self.batch_size = batch_size
         self._model: Any = None
         self._lock = threading.Lock()
+        self._dim: int | None = None
+
+    @property
+    def dim(self) -> int:
+        """Width of the vectors (384 for MiniLM, 768 for MPNet), from the model's config."""
+        if self._dim is None:
+            self._dim = model_dim(self.model_path)
+        return self._dim
 
     @property
     def name(self) -> str:
@@ -123,7 +136,7 @@ class Embedder:
     def _load(self) -> Any:
         with self._lock:
             if self._model is None:
-                self._model = _OnnxEncoder.load(self.model_path, self.precision) if self.backend == "onnx" \
+                self._model = _OnnxEncoder.load(self.model_path, self.precision, self.dim) if self.backend == "onnx" \
                     else self._load_torch()
         return self._model
 
@@ -143,7 +156,7 @@ class Embedder:
         return model
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed texts; returns an (n, 384) float32 array of unit vectors."""
+        """Embed texts; returns an (n, dim) float32 array of unit vectors."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         model = self._load()
@@ -158,12 +171,12 @@ class Embedder:
 class _OnnxEncoder:
     """A BERT encoder graph in onnxruntime, with the model's fast tokenizer, mean pooling and normalisation."""
 
-    def __init__(self, session: Any, tokenizer: Any, run_options: Any = None) -> None:
-        self.session, self.tokenizer, self.run_options = session, tokenizer, run_options
+    def __init__(self, session: Any, tokenizer: Any, run_options: Any = None, dim: int = 384) -> None:
+        self.session, self.tokenizer, self.run_options, self.dim = session, tokenizer, run_options, dim
         self.inputs = {i.name for i in session.get_inputs()}
 
     @classmethod
-    def load(cls, model_path: Path, precision: str) -> _OnnxEncoder:
+    def load(cls, model_path: Path, precision: str, dim: int) -> _OnnxEncoder:
         import onnxruntime
         from tokenizers import Tokenizer
 
@@ -187,13 +200,13 @@ class _OnnxEncoder:
         # buffers for good (+230 MB); turned off, malloc fragments and the process grows by ~6 MB a poll cycle.
         run_options = onnxruntime.RunOptions()
         run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-        return cls(session, tokenizer, run_options)
+        return cls(session, tokenizer, run_options, dim)
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         """Unit vectors of `texts`, batched by length so that little padding is computed."""
         encodings = self.tokenizer.encode_batch(texts)
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
-        out = np.zeros((len(texts), 384), dtype=np.float32)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for idx in _batches(order, [len(e.ids) for e in encodings], batch_size):
             width = max(len(encodings[i].ids) for i in idx)
             ids = np.zeros((len(idx), width), dtype=np.int64)
@@ -204,12 +217,12 @@ class _OnnxEncoder:
                 mask[row, :n] = 1
             feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
             hidden = self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs}, self.run_options)[0]
+            if hidden.shape[-1] != self.dim:
+                raise ValueError(f"expected {self.dim}-dimensional embeddings, got {hidden.shape[-1]}")
             m = mask[:, :, None].astype(np.float32)
             vec = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
             vec /= np.clip(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12, None)
             out[idx] = vec
-        if out.shape[1] != Embedder.dim:
-            raise ValueError(f"expected {Embedder.dim}-dimensional embeddings, got {out.shape[1]}")
         return out
 
 

@@ -1,4 +1,4 @@
-"""Export a sentence-transformers BERT encoder (e.g. the bundled all-MiniLM-L6-v2) to ONNX, optionally quantized.
+"""Export a sentence-transformers encoder (the bundled all-MiniLM-L6-v2, all-mpnet-base-v2) to ONNX, optionally quantized.
 
     python -m summarizer.onnx_export [--model DIR] [--out FILE.onnx] [--precision w8|fp32|int8]
 
@@ -16,6 +16,7 @@ and normalisation happen in `summarizer.embedding`, as sentence-transformers doe
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 import tempfile
@@ -44,6 +45,11 @@ def export(model_dir: str | Path, out: str | Path, *, precision: str = "w8") -> 
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # transformers leaves it unannotated
     base = AutoModel.from_pretrained(str(model_dir), local_files_only=True).eval()
 
+    # BERT takes segment ids; MPNet (all-mpnet-base-v2) has none, so its graph has two inputs.
+    names = ["input_ids", "attention_mask"]
+    if "token_type_ids" in inspect.signature(base.forward).parameters:
+        names.append("token_type_ids")
+
     class HiddenStates(torch.nn.Module):
         """Keyword call: transformers' positional forward arguments change between versions."""
 
@@ -51,15 +57,12 @@ def export(model_dir: str | Path, out: str | Path, *, precision: str = "w8") -> 
             super().__init__()
             self.model = model
 
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                    token_type_ids: torch.Tensor) -> torch.Tensor:
-            hidden: torch.Tensor = self.model(input_ids=input_ids, attention_mask=attention_mask,
-                                              token_type_ids=token_type_ids).last_hidden_state
+        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+            hidden: torch.Tensor = self.model(**dict(zip(names, inputs, strict=True))).last_hidden_state
             return hidden
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    names = ["input_ids", "attention_mask", "token_type_ids"]
     dummy = tuple(torch.ones(2, 8, dtype=torch.long) if n != "token_type_ids" else torch.zeros(2, 8, dtype=torch.long)
                   for n in names)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
