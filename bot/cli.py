@@ -139,6 +139,9 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                          "point NEWSDIGEST_TOPIC_HEAD_DIR at it to use it")
     tc.add_argument("--positive", default="1", help="class value of the topic (AG News World: 1)")
     tc.add_argument("--no-eval", action="store_true", help="skip the cross-validation report")
+    tc.add_argument("--encoder", choices=("mpnet", "minilm"), default="mpnet",
+                    help="geopolitics only: the head's sentence encoder (default mpnet, all-mpnet-base-v2, as "
+                         "shipped; minilm: all-MiniLM-L6-v2, lighter, ~0.01 F1 lower)")
     td = tsub.add_parser("dedup", help="train the same-story pair model and its background word table")
     td.add_argument("--ecb", type=Path, required=True, help="ECB+-format JSON lines")
     td.add_argument("--allsides", type=Path, required=True, help="AllSides-format JSON lines")
@@ -226,7 +229,7 @@ def _train(args: argparse.Namespace) -> int:
     common = ((["--out-dir", str(args.out_dir)] if args.out_dir else [])
               + (["--no-eval"] if args.no_eval else []))
     if topic == "geopolitics":
-        return geo_head.main(["--data", str(args.data), *common])
+        return geo_head.main(["--data", str(args.data), "--encoder", args.encoder, *common])
     return topic_head.main(["--data", str(args.data), "--positive", args.positive, *common])
 
 

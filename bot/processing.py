@@ -130,7 +130,7 @@ class Processor:
                                 cache=StoreSummaryCache(store), embedder=embedder)
         try:
             head = topic_stage.load_head(settings.topic_head_dir)
-            geo_head = topic_stage.load_geo_head(settings.topic_head_dir)
+            geo_head = topic_stage.load_geo_head(settings.topic_head_dir, settings.geo_encoder)
         except (OSError, ValueError) as exc:
             raise ConfigError("NEWSDIGEST_TOPIC_HEAD_DIR", "NEWSDIGEST_TOPIC_HEAD_DIR",
                               f"cannot load a topic head from {settings.topic_head_dir}: {exc}") from None

@@ -14,14 +14,16 @@ import argparse
 import json
 import sys
 
-# Dev, nested CV. Geopolitics: the mean over fold seeds 0-2 (GEO_SEEDS), 0.853 with the head retrained on the w8
+# Dev, nested CV. Geopolitics: the mean over fold seeds 0-2 (GEO_SEEDS). Raised to 0.855 when the head moved to
+# all-mpnet-base-v2 vectors (w8; seeds 0.855 / 0.874 / 0.868, mean 0.866; docs/story.md, sixth round). Before
+# that: 0.845 for the MiniLM head, 0.853 with the head retrained on the w8
 # embedder's vectors (issue 12; seeds 0.852 / 0.863 / 0.845). Lowered in the open from a single-seed floor of 0.86
 # (fp32 then: 0.873 at seed 0, 0.846 / 0.862 at seeds 1 / 2): one seed's folds move F1 by up to 0.02, and the w8
 # vectors regroup the near-duplicate items that each fold keeps together, which alone took seed 0 from 0.873 to
 # 0.852; on the same folds the w8 head scores 0.880 / 0.849 / 0.862 against fp32's 0.873 / 0.846 / 0.862.
 # World: the fixed fold seed, F1 0.9028 with the kNN + LR + SVM head with cue words (issue 9; fold seeds 1-4:
 # 0.9014 / 0.9074 / 0.9053 / 0.9048); raised from 0.89, set for the previous head's 0.8964 (fp32: 0.8994).
-FLOORS = {"geopolitics": 0.845, "world": 0.895}
+FLOORS = {"geopolitics": 0.855, "world": 0.895}
 GEO_SEEDS = (0, 1, 2)
 
 

@@ -43,7 +43,8 @@ def _records() -> list[dict]:
 def test_shipped_geo_head_loads_with_provenance():
     head = topic.load_geo_head()
     assert head.meta["data_file"] == "geo_dev.jsonl.gz" and len(head.meta["data_sha256"]) == 64
-    assert head.embeddings.shape == (head.meta["n"], 384) and 0 < head.threshold < 1
+    assert head.embeddings.shape == (head.meta["n"], 768) and 0 < head.threshold < 1
+    assert head.meta["encoder"] == "all-mpnet-base-v2:w8"
     assert set(head.meta["nested_cv"]) == KEYS and head.meta["nested_cv"]["f1"] > 0.8
     assert head.lexicon.categories[0] == "entity"
 

@@ -91,7 +91,7 @@ def test_both_heads_share_one_count_of_the_cue_words(embedder, monkeypatch):
     texts = [topic.article_text_for_topic("Iran and the US resume nuclear talks in Vienna", "Envoys met on Monday."),
              topic.article_text_for_topic("Striker's hat-trick sinks league leaders", "A 3-1 win away.")]
     X = embedder.encode(texts)
-    alone = (clf.geo_head.score(X, texts), clf.head.score(X, texts))
+    alone = (clf.geo_head.score(clf.geo_embedder.encode(texts), texts), clf.head.score(X, texts))
     calls: list[int] = []
     counted = topic.CueLexicon.features
 

@@ -24,6 +24,7 @@ from bot.pipeline.topic import (
     WORLD,
     GeoHead,
     TopicHead,
+    encoder_for,
     load_default_head,
     load_geo_head,
     undo_feed_escapes,
@@ -75,10 +76,10 @@ def run(data_path: str | Path, topic: str | None = None, *, head: TopicHead | No
 
         embedder = Embedder()
     sha = training.sha256_of(data_path)
-    X = embedder.encode(texts)
     name = Path(data_path).name
     if topic == GEOPOLITICS:
         geo_head = geo_head or load_geo_head()
+        X = encoder_for(str(geo_head.meta.get("encoder", "")), embedder).encode(texts)
         if sha == geo_head.meta.get("data_sha256"):
             print(f"{name} is the file the geopolitics head was trained on: reporting "
                   f"{folds}-fold nested cross-validation on it instead (C and threshold chosen inside each training fold)",
@@ -87,6 +88,7 @@ def run(data_path: str | Path, topic: str | None = None, *, head: TopicHead | No
         predicted = geo_head.score(X, texts) >= 0.5
     else:
         head = head or load_default_head()
+        X = embedder.encode(texts)
         if sha == head.meta.get("data_sha256"):
             print(f"{name} is the file the world head was trained on: reporting {folds}-fold "
                   "nested cross-validation on it instead (k, C, the SVM's C and gamma and the threshold "

@@ -3,7 +3,8 @@ news, operator topics (feeds.yaml) zero-shot from their description, example hea
 
 The geopolitics head implements geo/RUBRIC.md (international affairs and the power politics of states) on
 real feed items: the average log-odds of an RBF support-vector machine and a logistic regression over the
-all-MiniLM-L6-v2 embedding of title + lead joined with rubric cue-word counts
+all-mpnet-base-v2 embedding of title + lead (its own encoder, `encoder_for`; a MiniLM variant ships for small
+machines) joined with rubric cue-word counts
 (bot/resources/geo_lexicon.json), and of a distance-weighted cosine kNN vote over the labelled items, shifted so the cross-validated threshold
 sits at 0.5. It is trained by `python -m bot.train.geo_head` and shipped as geo_head.{npz,json}.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -100,6 +102,8 @@ HEAD_NPZ = "topic_head.npz"
 HEAD_JSON = "topic_head.json"
 GEO_NPZ = "geo_head.npz"
 GEO_JSON = "geo_head.json"
+# The same head trained on all-MiniLM-L6-v2 vectors: for machines that cannot spare all-mpnet-base-v2's memory.
+GEO_LITE = {"mpnet": (GEO_NPZ, GEO_JSON), "minilm": ("geo_head_minilm.npz", "geo_head_minilm.json")}
 LEXICON_JSON = "geo_lexicon.json"
 # Log-odds added to the built-in topics of an item from a feed marked all_world: a world feed's item is more
 # likely on topic, but the bonus is bounded so sport or celebrity items from such a feed stay below 0.5.
@@ -462,14 +466,43 @@ class GeoHead:
                    threshold=float(doc["threshold"]), meta={k: v for k, v in doc.items() if k not in own})
 
 
-def load_geo_head(directory: str | Path | None = None) -> GeoHead:
-    """The geopolitics head in `directory` (geo_head.npz + .json) if it has one, else the shipped one."""
+def load_geo_head(directory: str | Path | None = None, encoder: str = "mpnet") -> GeoHead:
+    """The geopolitics head in `directory` (geo_head.npz + .json) if it has one, else the shipped one for
+    `encoder` ("mpnet": all-mpnet-base-v2, the default; "minilm": all-MiniLM-L6-v2)."""
     if directory is not None and (Path(directory) / GEO_JSON).exists():
         d = Path(directory)
         return GeoHead.load(d / GEO_NPZ, d / GEO_JSON)
+    if encoder not in GEO_LITE:
+        raise ValueError(f"no shipped geopolitics head for encoder {encoder!r} (choose from {', '.join(GEO_LITE)})")
+    npz_name, json_name = GEO_LITE[encoder]
     base = resources.files("bot") / "resources"
-    with resources.as_file(base / GEO_NPZ) as npz, resources.as_file(base / GEO_JSON) as js:
+    with resources.as_file(base / npz_name) as npz, resources.as_file(base / json_name) as js:
         return GeoHead.load(npz, js)
+
+
+_ENCODERS: dict[str, Encoder] = {}
+_ENCODERS_LOCK = threading.Lock()
+
+
+def encoder_for(head_encoder: str, default: Encoder) -> Encoder:
+    """The encoder whose vectors a head was trained on (its meta `encoder`, e.g. "all-mpnet-base-v2:w8"):
+    `default` when that is MiniLM, else one process-wide instance of the named model; ValueError for a
+    model this install cannot load."""
+    model = head_encoder.partition(":")[0]
+    if model in ("", "all-MiniLM-L6-v2"):
+        return default
+    if model != "all-mpnet-base-v2":
+        raise ValueError(f"the geopolitics head was trained on {head_encoder} vectors, which newsdigest cannot make")
+    with _ENCODERS_LOCK:
+        if head_encoder not in _ENCODERS:
+            from summarizer import mpnet
+            from summarizer.embedding import Embedder
+
+            try:
+                _ENCODERS[head_encoder] = Embedder(mpnet.model_path(), precision=head_encoder.partition(":")[2] or None)
+            except mpnet.ModelUnavailable as exc:
+                raise ValueError(f"the geopolitics head needs {model}: {exc}") from None
+        return _ENCODERS[head_encoder]
 
 
 # ---- operator topics (zero-shot) ---------------------------------------------------------------------------
@@ -496,10 +529,12 @@ class TopicClassifier:
     (zero-shot); nothing loads until the first call."""
 
     def __init__(self, embedder: Encoder, head: TopicHead | None = None,
-                 topics: Sequence[TopicSpec] = (), geo_head: GeoHead | None = None) -> None:
+                 topics: Sequence[TopicSpec] = (), geo_head: GeoHead | None = None,
+                 geo_embedder: Encoder | None = None) -> None:
         self.embedder = embedder
         self._head = head
         self._geo_head = geo_head
+        self._geo_embedder = geo_embedder
         # An operator topic cannot shadow a built-in one: the trained head is the definition of that name.
         self.topics = [t for t in topics if t.name not in BUILTIN_TOPICS]
         self._protos: list[np.ndarray] | None = None
@@ -518,6 +553,13 @@ class TopicClassifier:
         if self._geo_head is None:
             self._geo_head = load_geo_head()
         return self._geo_head
+
+    @property
+    def geo_embedder(self) -> Encoder:
+        """The encoder the geopolitics head reads (all-mpnet-base-v2 for the shipped head; see encoder_for)."""
+        if self._geo_embedder is None:
+            self._geo_embedder = encoder_for(str(self.geo_head.meta.get("encoder", "")), self.embedder)
+        return self._geo_embedder
 
     @property
     def names(self) -> list[str]:
@@ -544,7 +586,8 @@ class TopicClassifier:
         X = self.embedder.encode(cleaned)
         # Both heads read the rubric's cue words (~0.65 ms a text): counted once when they share the lexicon.
         cues = self.geo_head.lexicon.features(cleaned)
-        geo = self.geo_head.score(X, cleaned, cues=cues)
+        geo_encoder = self.geo_embedder
+        geo = self.geo_head.score(X if geo_encoder is self.embedder else geo_encoder.encode(cleaned), cleaned, cues=cues)
         world = self.head.score(X, cleaned, cues=cues if self.head.lexicon is self.geo_head.lexicon else None)
         out = [{GEOPOLITICS: round(float(g), 4), WORLD: round(float(w), 4)}
                for g, w in zip(geo, world, strict=True)]
