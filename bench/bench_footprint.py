@@ -17,11 +17,12 @@ variant it measures:
   settled          the median RSS/PSS sums over the cycles' samples
 Variants: `before` = the torch embedder (sentence-transformers, NEWSDIGEST_EMBEDDER_BACKEND=torch); `after` =
 the default (onnx); `inprocess` = the default with NEWSDIGEST_PARSE_WORKERS=0 (no parse worker, no
-multiprocessing resource tracker). RSS sums count pages shared between the processes (libpython, the
+multiprocessing resource tracker); `geo-minilm` = the default with NEWSDIGEST_GEO_ENCODER=minilm (the
+geopolitics head on MiniLM vectors: no all-mpnet-base-v2 session). RSS sums count pages shared between the processes (libpython, the
 libraries' code) once per process; PSS splits them, so the PSS sum is what the tree costs the machine. Each
 process is listed with both. Prints one JSON object with the variants and the after/before ratio.
 Usage:  python bench/bench_footprint.py [--feeds 7] [--events 100] [--cycles 200] [--scale 60]
-                                        [--interval 15m] [--only before|after|inprocess]
+                                        [--interval 15m] [--only VARIANT[,VARIANT...]]
 A "cycle" is one tick of the poll loop (30 s / --scale); the feeds are polled every --interval (15m, the
 default feeds.yaml's, is 30 ticks; 1m polls every other tick, the most a feed may be polled).
 """
@@ -53,7 +54,8 @@ from tests.fakes.telegram_api import TOKEN, FakeTelegramAPI  # noqa: E402
 CHAT = 7001
 VARIANTS = {"before": {"NEWSDIGEST_EMBEDDER_BACKEND": "torch"},
             "after": {"NEWSDIGEST_EMBEDDER_BACKEND": "onnx"},
-            "inprocess": {"NEWSDIGEST_EMBEDDER_BACKEND": "onnx", "NEWSDIGEST_PARSE_WORKERS": "0"}}
+            "inprocess": {"NEWSDIGEST_EMBEDDER_BACKEND": "onnx", "NEWSDIGEST_PARSE_WORKERS": "0"},
+            "geo-minilm": {"NEWSDIGEST_EMBEDDER_BACKEND": "onnx", "NEWSDIGEST_GEO_ENCODER": "minilm"}}
 
 
 def tree(pid: int) -> list[int]:
@@ -209,12 +211,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"feeds": args.feeds, "events": args.events, "scale": args.scale,
                            "interval": args.interval, "discord": args.discord}
     for name, env in VARIANTS.items():
-        if args.only in (None, name):
+        if args.only is None or name in args.only.split(","):
             out[name] = await run_variant(name, env, args)
             print(json.dumps({name: out[name]}), file=sys.stderr)
     if "before" in out and "after" in out:
         out["ratio_pss_after_cycle"] = round(out["after"]["after_cycle"]["pss_mb"]
                                              / out["before"]["after_cycle"]["pss_mb"], 3)
+    if "geo-minilm" in out and "after" in out:  # what the all-mpnet-base-v2 geopolitics encoder costs
+        out["ratio_pss_after_cycle_mpnet_vs_minilm"] = round(out["after"]["after_cycle"]["pss_mb"]
+                                                             / out["geo-minilm"]["after_cycle"]["pss_mb"], 3)
     return out
 
 
@@ -232,7 +237,7 @@ def main() -> None:
     p.add_argument("--scale", type=float, default=60.0, help="divide the service's waits (tick 30 s) by this")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--timeout-s", type=float, default=600.0)
-    p.add_argument("--only", choices=tuple(VARIANTS), default=None)
+    p.add_argument("--only", default=None, help=f"comma-separated variants of {', '.join(VARIANTS)}")
     print(json.dumps(asyncio.run(main_async(p.parse_args())), indent=2))
 
 
