@@ -203,7 +203,9 @@ def test_video_channel_prompts_are_dropped_on_their_own_line_and_at_a_line_end()
     # Al Jazeera's video items end their text with these (seen on the 2021-09-16 feed snapshot).
     own_lines = ("France says the leader of the ISIL group in the Sahel has been killed by French forces.\n"
                  "- Subscribe to our channel: http://aje.io/AJSubscribe\n"
-                 "- Follow us on Twitter: https://twitter.com/AJEnglish")
+                 "- Follow us on Twitter: https://twitter.com/AJEnglish\n"
+                 "- Find us on Facebook: https://www.facebook.com/aljazeera\n"
+                 "- Check our website: https://www.aljazeera.com/")
     same_line = ("France says the leader of the ISIL group in the Sahel has been killed by French forces. "
                  "- Subscribe to our channel: http://aje.io/AJSubscribe - Follow us on Twitter: https://x.com/AJ")
     want = "France says the leader of the ISIL group in the Sahel has been killed by French forces."

@@ -58,6 +58,9 @@ _CHANNEL_PROMPT = r"subscribe to (?:our|my|the) (?:youtube |news )?channel"
 _SOCIAL = (
     r"follow (?:us|me|him|her|them|[\w.@' ]{1,40}) on (?:twitter|x|facebook|instagram|linkedin|youtube|"
     r"tiktok|threads|bluesky|telegram|whatsapp|google news|flipboard)",
+    r"(?:find|like|join) us on (?:twitter|x|facebook|instagram|linkedin|youtube|tiktok|threads|bluesky|"
+    r"telegram|whatsapp)\s*:",
+    r"check (?:out )?our website\s*:",
     r"(?:share|post|send) (?:this|it)? ?(?:on|via|to|with) "
     r"(?:twitter|x|facebook|whatsapp|linkedin|reddit|email)",
     r"click to (?:share|tweet|email|print)",
@@ -93,7 +96,7 @@ _SOCIAL_WORDS = frozenset("share tweet email e-mail print facebook twitter x lin
 # Video outlets end a description with channel prompts on the same line: "... - Subscribe to our channel: URL".
 _TRAILING_PROMPT = re.compile(
     r"(?:\s*(?:click to tweet|tweet this)|(?:\s+[-–—•|]\s*(?:" + _CHANNEL_PROMPT + r"|follow us on [\w ]{1,20}|"
-    r"find us on [\w ]{1,20}|check out our [\w ]{1,30})\s*:?\s*(?:https?://\S+)?)+)\s*$",
+    r"find us on [\w ]{1,20}|check (?:out )?our [\w ]{1,30})\s*:?\s*(?:https?://\S+)?)+)\s*$",
     re.IGNORECASE)
 _BULLET = " \t\u00a0•·*▪►»>|-–—"
 _TEASER_END = re.compile(
