@@ -44,7 +44,7 @@ ENV_SETTINGS: dict[str, tuple[str | None, str]] = {
     "NEWSDIGEST_MODELS_DIR": ("", "where `models download` puts models (default ~/.cache/newsdigest/models)"),
     "NEWSDIGEST_TOPIC_HEAD_DIR": ("", "a world-news head from `train classify --out-dir`; empty = the shipped one"),
     "NEWSDIGEST_GEO_ENCODER": ("mpnet", "encoder of the shipped geopolitics head: mpnet (all-mpnet-base-v2, "
-                                        "F1 ~0.87) or minilm (~190 MB less resident, F1 ~0.85)"),
+                                        "F1 ~0.86) or minilm (~160 MB less resident, F1 ~0.85)"),
     "NEWSDIGEST_LOG_LEVEL": ("INFO", "DEBUG, INFO, WARNING or ERROR"),
     "NEWSDIGEST_LOG_FORMAT": ("text", "text, or json: one object per line with the feed/article/story/chat ids"),
     "NEWSDIGEST_METRICS_PORT": ("", "`run` serves /metrics, /healthz and /readyz on this port; empty = off"),
