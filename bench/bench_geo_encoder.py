@@ -1,5 +1,5 @@
 """What the geopolitics head's encoder costs: all-mpnet-base-v2 against all-MiniLM-L6-v2 (the baseline), both w8
-ONNX as the service runs them, on the same feed items, in one process.
+ONNX as the service runs them, on the same feed items, in one bench run.
 
 For each encoder, in a fresh child process of its own (so neither pays the other's one-time costs): resident
 memory added by loading its session and encoding the items once (RSS before and after; onnxruntime and

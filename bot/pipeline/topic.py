@@ -102,8 +102,9 @@ HEAD_NPZ = "topic_head.npz"
 HEAD_JSON = "topic_head.json"
 GEO_NPZ = "geo_head.npz"
 GEO_JSON = "geo_head.json"
-# The same head trained on all-MiniLM-L6-v2 vectors: for machines that cannot spare all-mpnet-base-v2's memory.
-GEO_LITE = {"mpnet": (GEO_NPZ, GEO_JSON), "minilm": ("geo_head_minilm.npz", "geo_head_minilm.json")}
+# The shipped geopolitics heads by encoder; the MiniLM one is for machines that cannot spare all-mpnet-base-v2's
+# memory (NEWSDIGEST_GEO_ENCODER=minilm).
+GEO_HEAD_FILES = {"mpnet": (GEO_NPZ, GEO_JSON), "minilm": ("geo_head_minilm.npz", "geo_head_minilm.json")}
 LEXICON_JSON = "geo_lexicon.json"
 # Log-odds added to the built-in topics of an item from a feed marked all_world: a world feed's item is more
 # likely on topic, but the bonus is bounded so sport or celebrity items from such a feed stay below 0.5.
@@ -472,9 +473,9 @@ def load_geo_head(directory: str | Path | None = None, encoder: str = "mpnet") -
     if directory is not None and (Path(directory) / GEO_JSON).exists():
         d = Path(directory)
         return GeoHead.load(d / GEO_NPZ, d / GEO_JSON)
-    if encoder not in GEO_LITE:
-        raise ValueError(f"no shipped geopolitics head for encoder {encoder!r} (choose from {', '.join(GEO_LITE)})")
-    npz_name, json_name = GEO_LITE[encoder]
+    if encoder not in GEO_HEAD_FILES:
+        raise ValueError(f"no shipped geopolitics head for encoder {encoder!r} (choose from {', '.join(GEO_HEAD_FILES)})")
+    npz_name, json_name = GEO_HEAD_FILES[encoder]
     base = resources.files("bot") / "resources"
     with resources.as_file(base / npz_name) as npz, resources.as_file(base / json_name) as js:
         return GeoHead.load(npz, js)

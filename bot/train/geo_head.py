@@ -27,6 +27,7 @@ from sklearn.svm import SVC
 
 from bot.datafiles import read_json_lines
 from bot.pipeline.topic import (
+    GEO_HEAD_FILES,
     GEO_JSON,
     GEO_NPZ,
     CueLexicon,
@@ -45,7 +46,7 @@ GRID_THRESHOLD = tuple(round(t, 3) for t in np.arange(0.15, 0.701, 0.025))
 FOLDS = 5
 SEED = 0
 NEAR_DUPLICATE = 0.8
-ENCODERS = ("mpnet", "minilm")
+ENCODERS = tuple(GEO_HEAD_FILES)  # ("mpnet", "minilm"): the default first
 
 
 @dataclass(frozen=True)
@@ -173,10 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         embedder = Embedder(mpnet.model_path()) if args.encoder == "mpnet" else Embedder()
         head = train(args.data, embedder, evaluate=not args.no_eval)
-    except mpnet.ModelUnavailable as e:
-        print(f"newsdigest train classify: {e}", file=sys.stderr)
-        return 2
-    except (OSError, ValueError, UnicodeDecodeError) as e:
+    except (mpnet.ModelUnavailable, OSError, ValueError, UnicodeDecodeError) as e:
         print(f"newsdigest train classify: {e}", file=sys.stderr)
         return 2
     out = Path(args.out_dir)
