@@ -17,17 +17,20 @@ import sys
 from pathlib import Path
 
 # Set 2026-11-29 a little under the numbers measured then (docs/story.md): in-sample eval runs, and the
-# cross-fitted estimate recorded in the model file at the shipped join threshold. Changed once since, in the open,
-# with the stream-rate model: the cross-fitted AllSides timed precision floor went from 0.96 to 0.94 (measured
-# 0.976 -> 0.956, the bar is 0.92) for F1 0.859 -> 0.889; every other floor stayed or rose. Raised with the model
-# retrained on the w8 embedder's vectors (issue 12), and raised again with the three-seed model (issue 9): the
-# measured values in the comments are that model's (the single-seed model's in brackets).
+# cross-fitted estimate recorded in the model file at the shipped join threshold. Changed since, in the open:
+# with the stream-rate model the cross-fitted AllSides timed precision floor went from 0.96 to 0.94 (measured
+# 0.976 -> 0.956, the bar is 0.92) for F1 0.859 -> 0.889; raised with the model retrained on the w8 embedder's
+# vectors (issue 12) and with the three-seed model (issue 9). With the clear-best rule for dated articles (issue
+# 9, story.is_clear_best) the in-sample AllSides timed precision floor went from 0.98 to 0.975 (measured 0.985 ->
+# 0.979: one weak join more) while timed F1 rose in-sample (0.954 -> 0.965) and cross-fitted (0.901 -> 0.912), and
+# those F1 floors were raised. Measured values in the comments: the current model and rule; in brackets, the
+# numbers before the rule on the timed rows (it applies only to dated articles), the single-seed model's elsewhere.
 DEDUP_FLOORS = {
-    ("stories/allsides_dev.jsonl.gz", "timed"): {"precision": 0.98, "f1": 0.94},  # 0.985 / 0.954 (0.981 / 0.950)
+    ("stories/allsides_dev.jsonl.gz", "timed"): {"precision": 0.975, "f1": 0.955},  # 0.979 / 0.965 (0.985 / 0.954)
     ("stories/allsides_dev.jsonl.gz", "dense"): {"precision": 0.96, "f1": 0.835},  # 0.975 / 0.840 (0.976 / 0.835)
     ("ecbplus/documents_dev.jsonl.gz", "dense"): {"f1": 0.945},  # 0.957 (0.944)
 }
-CROSS_FITTED_FLOORS = {("allsides", "timed"): {"precision": 0.945, "f1": 0.89},  # 0.957 / 0.901 (0.955 / 0.894)
+CROSS_FITTED_FLOORS = {("allsides", "timed"): {"precision": 0.945, "f1": 0.90},  # 0.951 / 0.912 (0.957 / 0.901)
                        ("allsides", "dense"): {"precision": 0.90, "f1": 0.815},  # 0.908 / 0.828 (0.904 / 0.819)
                        ("ecbplus", "dense"): {"f1": 0.87}}  # 0.882 (0.886; single seeds 0.845-0.887)
 SUMMARY_MARGIN_FLOOR = 2.0  # story summary ROUGE-1 minus the first sentence of each outlet (measured +3.2)

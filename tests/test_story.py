@@ -206,6 +206,44 @@ def test_decide_prefers_exact_then_near_duplicate_then_score():
     assert story.decide(f, []) == story.Decision(None, 0.0, "new")
 
 
+class _Scores:
+    """A pair scorer that answers fixed probabilities, one per pair row in order: tests the decision rule alone."""
+
+    def __init__(self, probs: list[float]) -> None:
+        self.probs = np.asarray(probs)
+
+    def proba(self, X: np.ndarray) -> np.ndarray:
+        assert len(X) == len(self.probs)
+        return self.probs
+
+
+def test_is_clear_best_needs_the_floor_and_the_margin():
+    params = StoryParams()  # join 0.6; clear at 0.5 with a 0.4 margin
+    assert story.is_clear_best([0.55], 0, params)  # the only candidate: nothing competes
+    assert story.is_clear_best([0.1, 0.55], 1, params)
+    assert not story.is_clear_best([0.55, 0.2], 0, params)  # another story comes within 0.4: which one is unsure
+    assert not story.is_clear_best([0.45], 0, params)  # below the floor
+    assert not story.is_clear_best([0.55], 0, StoryParams(clear_threshold=None))
+
+
+def test_decide_joins_a_clear_best_story_below_the_threshold_with_times_only():
+    rng = np.random.default_rng(0)
+    v = unit(rng, 3)
+    f = synthetic("a", v[0], published=T0)
+    one, two = (story.new_story(synthetic(k, v[i + 1])) for i, k in enumerate(("s", "t")))
+    cands = [story.Candidate(1, one, 0.5), story.Candidate(2, two, 0.4)]
+    assert story.decide(f, cands, model=_Scores([0.55, 0.05])) == story.Decision(1, 0.55, "same_story")
+    assert story.decide(f, cands, model=_Scores([0.55, 0.3])) == story.Decision(None, 0.55, "new")
+    assert story.decide(f, cands, model=_Scores([0.65, 0.5])) == story.Decision(1, 0.65, "same_story")
+    off = StoryParams(clear_threshold=None)
+    assert story.decide(f, cands, off, model=_Scores([0.55, 0.05])) == story.Decision(None, 0.55, "new")
+    # Without a publication time a lone candidate may be another stage of the same storyline: no clear-best join.
+    undated = synthetic("b", v[0])
+    assert story.decide(undated, cands, model=_Scores([0.55, 0.05])) == story.Decision(None, 0.55, "new")
+    # A join on the clear-best rule is weak (below core_threshold): it can neither rank nor summarise the story.
+    assert not story.is_core_member("same_story", 0.55)
+
+
 @pytest.mark.parametrize("ann_min_size", [10_000, 64])
 def test_nearest_matches_brute_force(ann_min_size):
     rng = np.random.default_rng(1)

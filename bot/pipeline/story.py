@@ -80,6 +80,11 @@ class StoryParams:
     # A member that joined with at least this score (or as an exact/near copy, or as the story's first
     # article) is core: digest ranking counts only core members' outlets, and summaries use only them.
     core_threshold: float = 0.7
+    # A weaker best score still joins when no other candidate story comes close, for an article with a
+    # publication time: with one clear candidate the doubt is whether to join at all, not which story. Without
+    # times a lone candidate is too often another stage of the same storyline (docs/story.md, the clear-best rule).
+    clear_threshold: float | None = 0.5
+    clear_margin: float = 0.4
 
 
 DEFAULT_PARAMS = StoryParams()
@@ -415,9 +420,19 @@ def decide(features: StoryFeatures, candidates: Iterable[Candidate],
         return Decision(None, 0.0, "new")
     scores = story_scores(features, cands, model, stream_rate)
     i = int(np.argmax(scores))
-    if scores[i] >= params.join_threshold:
+    if scores[i] >= params.join_threshold or (features.published is not None
+                                              and is_clear_best(scores, i, params)):
         return Decision(cands[i].story_id, round(scores[i], 4), "same_story")
     return Decision(None, round(scores[i], 4), "new")
+
+
+def is_clear_best(scores: Sequence[float], best: int, params: StoryParams = DEFAULT_PARAMS) -> bool:
+    """Whether the best story score, below the join threshold, still joins an article with a publication time:
+    at least `clear_threshold` and `clear_margin` above every other candidate's."""
+    if params.clear_threshold is None or scores[best] < params.clear_threshold:
+        return False
+    runner_up = max((s for j, s in enumerate(scores) if j != best), default=0.0)
+    return bool(scores[best] - runner_up >= params.clear_margin)
 
 
 def is_core_member(reason: str | None, score: float | None, params: StoryParams = DEFAULT_PARAMS) -> bool:

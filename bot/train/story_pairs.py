@@ -27,6 +27,7 @@ import json
 import re
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -220,22 +221,27 @@ def half_of(cluster_id: str) -> int:
 def cluster_with(probs: np.ndarray, order: Sequence[int], times: Sequence[float | None],
                  threshold: float, window_s: float | None) -> list[int]:
     """Online placement on a precomputed pair-probability matrix, as StoryIndex places articles: the story
-    whose best member probabilities (story_pairs.story_score over its recent members) reach the threshold."""
+    whose best member probabilities (story_pairs.story_score over its recent members) reach the threshold, or,
+    for an article with a time, clear the others by the default params' margin (story.is_clear_best)."""
     from bot.pipeline.story_pairs import MAX_SCORED_MEMBERS, story_score
 
     stories: list[list[int]] = []
     label = [0] * len(order)
+    params = replace(story.DEFAULT_PARAMS, join_threshold=threshold)
     for i in order:
-        best, best_score = None, -1.0
+        ids: list[int] = []
+        scores: list[float] = []
         t_i = times[i]
         for s, members in enumerate(stories):
             t_last = times[members[-1]]
             if window_s is not None and t_i is not None and t_last is not None and abs(t_i - t_last) > window_s:
                 continue
-            score = story_score(probs[i, members[-MAX_SCORED_MEMBERS:]])
-            if score > best_score:
-                best, best_score = s, score
-        if best is not None and best_score >= threshold:
+            ids.append(s)
+            scores.append(story_score(probs[i, members[-MAX_SCORED_MEMBERS:]]))
+        k = int(np.argmax(scores)) if scores else -1
+        clear = t_i is not None and k >= 0 and story.is_clear_best(scores, k, params)
+        if k >= 0 and (scores[k] >= threshold or clear):
+            best = ids[k]
             stories[best].append(i)
             label[i] = best
         else:
@@ -313,6 +319,7 @@ def train(ecb: str | Path, allsides: str | Path, background: Sequence[str | Path
     booster = fit(X, y, weight)
     meta: dict[str, Any] = {
         "features": list(FEATURE_NAMES), "threshold": story.DEFAULT_PARAMS.join_threshold,
+        "clear_threshold": story.DEFAULT_PARAMS.clear_threshold, "clear_margin": story.DEFAULT_PARAMS.clear_margin,
         "lightgbm": LGBM_PARAMS, "rounds": ROUNDS, "seeds": list(SEEDS), "file_weights": FILE_WEIGHTS,
         "stream_rates": list(STREAM_RATES), "pairs": int(len(y)), "positive_pairs": int(y.sum()),
         "files": {Path(p).name: sha256_of(p) for p in (ecb, allsides, *background)},
