@@ -317,11 +317,12 @@ class Processor:
         sid = decision.story_id
         update = story_stage.is_substantial_update(index.get(sid), features, decision)
         old = self.store.get_story(sid)
-        old_topics = (old.topics if old else None) or {}
-        merged = {k: max(v, old_topics.get(k, 0.0)) for k, v in topics.items()}
-        old_score = (old.topic_score if old else 0) or 0
-        self.store.update_story(sid, now=now, state=blob, topic_score=max(best, old_score),
-                                topics=merged, major=update.substantial)
+        effect = story_stage.join_effect(decision, topics=topics, topic_score=best,
+                                         story_topics=(old.topics if old else None) or {},
+                                         story_topic_score=(old.topic_score if old else 0) or 0,
+                                         substantial=update.substantial, params=index.params)
+        self.store.update_story(sid, now=now, state=blob, topic_score=effect.topic_score,
+                                topics=effect.topics, major=effect.major)
         self._hold(sid, blob, now)
         index.update_story(sid, state)
         metrics.current().stories.labels("updated").inc()

@@ -244,6 +244,19 @@ def test_decide_joins_a_clear_best_story_below_the_threshold_with_times_only():
     assert not story.is_core_member("same_story", 0.55)
 
 
+def test_only_a_core_join_lifts_topics_or_makes_a_major_update():
+    story_topics = {"geopolitics": 0.2, "world": 0.9}
+    kw = dict(topics={"geopolitics": 0.95, "world": 0.5}, topic_score=0.95, story_topics=story_topics,
+              story_topic_score=0.9, substantial=True)
+    core = story.join_effect(story.Decision(1, 0.85, "same_story"), **kw)
+    assert core == story.JoinEffect({"geopolitics": 0.95, "world": 0.9}, 0.95, True)
+    assert not story.join_effect(story.Decision(1, 0.85, "same_story"), **{**kw, "substantial": False}).major
+    # A weak join (a clear-best join at 0.55, or 0.6-0.7) may be another event: the story stays as it was.
+    for weak in (story.Decision(1, 0.55, "same_story"), story.Decision(1, 0.65, "same_story")):
+        assert story.join_effect(weak, **kw) == story.JoinEffect(story_topics, 0.9, False)
+    assert story.join_effect(story.Decision(1, 0.9, "near_duplicate"), **kw).major
+
+
 @pytest.mark.parametrize("ann_min_size", [10_000, 64])
 def test_nearest_matches_brute_force(ann_min_size):
     rng = np.random.default_rng(1)

@@ -444,6 +444,27 @@ def is_core_member(reason: str | None, score: float | None, params: StoryParams 
 
 
 @dataclass(frozen=True)
+class JoinEffect:
+    """What an article that joined a story changes in the story's stored row."""
+
+    topics: dict[str, float]
+    topic_score: float
+    major: bool
+
+
+def join_effect(decision: Decision, *, topics: Mapping[str, float], topic_score: float,
+                story_topics: Mapping[str, float], story_topic_score: float, substantial: bool,
+                params: StoryParams = DEFAULT_PARAMS) -> JoinEffect:
+    """A core member lifts the story's topic scores to the best of both and, when substantial, makes a major
+    update (a new version: chats that got the story may get it again, and it ranks as fresh). A weak join may be
+    another event: it changes neither, so it cannot make a story look more on-topic or newly updated."""
+    if not is_core_member(decision.reason, decision.score, params):
+        return JoinEffect(dict(story_topics), story_topic_score, False)
+    merged = {k: max(v, story_topics.get(k, 0.0)) for k, v in topics.items()}
+    return JoinEffect(merged, max(topic_score, story_topic_score), substantial)
+
+
+@dataclass(frozen=True)
 class UpdateCheck:
     """Whether an article that joined a story brings new information, and which."""
 
