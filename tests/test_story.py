@@ -224,6 +224,10 @@ def test_is_clear_best_needs_the_floor_and_the_margin():
     assert not story.is_clear_best([0.55, 0.2], 0, params)  # another story comes within 0.4: which one is unsure
     assert not story.is_clear_best([0.45], 0, params)  # below the floor
     assert not story.is_clear_best([0.55], 0, StoryParams(clear_threshold=None))
+    assert story.joins_story([0.55, 0.1], 0, params, dated=True)
+    assert not story.joins_story([0.55, 0.1], 0, params, dated=False)  # undated: only the threshold joins
+    assert story.joins_story([0.65, 0.6], 0, params, dated=False)
+    assert not story.joins_story([0.59, 0.3], 0, params, dated=True)
 
 
 def test_decide_joins_a_clear_best_story_below_the_threshold_with_times_only():

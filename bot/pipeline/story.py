@@ -407,7 +407,7 @@ def decide(features: StoryFeatures, candidates: Iterable[Candidate],
            params: StoryParams = DEFAULT_PARAMS, model: PairScorer | None = None,
            stream_rate: float | None = None) -> Decision:
     """Exact match, else the closest near-identical copy, else the story with the best same-story score if
-    it reaches the join threshold (ties and doubt: a new story). `stream_rate`: StoryIndex.stream_rate."""
+    it joins (joins_story; ties and doubt: a new story). `stream_rate`: StoryIndex.stream_rate."""
     cands = list(candidates)
     for c in cands:
         if c.exact:
@@ -420,10 +420,15 @@ def decide(features: StoryFeatures, candidates: Iterable[Candidate],
         return Decision(None, 0.0, "new")
     scores = story_scores(features, cands, model, stream_rate)
     i = int(np.argmax(scores))
-    if scores[i] >= params.join_threshold or (features.published is not None
-                                              and is_clear_best(scores, i, params)):
+    if joins_story(scores, i, params, dated=features.published is not None):
         return Decision(cands[i].story_id, round(scores[i], 4), "same_story")
     return Decision(None, round(scores[i], 4), "new")
+
+
+def joins_story(scores: Sequence[float], best: int, params: StoryParams = DEFAULT_PARAMS, *, dated: bool) -> bool:
+    """Whether an article joins its best-scoring candidate story: the score reaches the join threshold or, for
+    an article with a publication time (`dated`), it is the clear best (is_clear_best)."""
+    return scores[best] >= params.join_threshold or (dated and is_clear_best(scores, best, params))
 
 
 def is_clear_best(scores: Sequence[float], best: int, params: StoryParams = DEFAULT_PARAMS) -> bool:

@@ -221,8 +221,8 @@ def half_of(cluster_id: str) -> int:
 def cluster_with(probs: np.ndarray, order: Sequence[int], times: Sequence[float | None],
                  threshold: float, window_s: float | None) -> list[int]:
     """Online placement on a precomputed pair-probability matrix, as StoryIndex places articles: the story
-    whose best member probabilities (story_pairs.story_score over its recent members) reach the threshold, or,
-    for an article with a time, clear the others by the default params' margin (story.is_clear_best)."""
+    whose best member probabilities (story_pairs.story_score over its recent members) join it (story.joins_story:
+    the threshold, or for an article with a time a clear lead over the others)."""
     from bot.pipeline.story_pairs import MAX_SCORED_MEMBERS, story_score
 
     stories: list[list[int]] = []
@@ -239,8 +239,7 @@ def cluster_with(probs: np.ndarray, order: Sequence[int], times: Sequence[float 
             ids.append(s)
             scores.append(story_score(probs[i, members[-MAX_SCORED_MEMBERS:]]))
         k = int(np.argmax(scores)) if scores else -1
-        clear = t_i is not None and k >= 0 and story.is_clear_best(scores, k, params)
-        if k >= 0 and (scores[k] >= threshold or clear):
+        if k >= 0 and story.joins_story(scores, k, params, dated=t_i is not None):
             best = ids[k]
             stories[best].append(i)
             label[i] = best
